@@ -1,0 +1,388 @@
+//! What a component is: ids, kinds, the four component traits and their factories.
+//!
+//! A component type is one module that holds its config struct, a factory that
+//! builds it from its config [`Node`] (validating everything it can without
+//! touching the network or the disk), and the running component. The binary's
+//! registry maps the YAML type name to the factory.
+//!
+//! - Receivers bring data in and hand it to an [`Output`], which applies backpressure.
+//! - Processors are synchronous transforms run in order inside their pipeline's task;
+//!   they may emit any signal (derived metrics, anomaly logs) and may keep timers.
+//! - Exporters consume batches from their own bounded queue, shared by all the
+//!   pipelines that list them.
+//! - Extensions run beside the pipelines (health endpoint, dashboards).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, Node};
+use crate::health::{ComponentHealth, HealthRegistry};
+use crate::pdata::{Batch, Signal, SignalSet};
+
+/// `type[/name]`, as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    pub type_name: String,
+    pub name: Option<String>,
+}
+
+impl ComponentId {
+    pub fn parse(text: &str) -> Result<ComponentId, String> {
+        let (ty, name) = match text.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (text, None),
+        };
+        let valid_type = !ty.is_empty()
+            && ty.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && ty.starts_with(|c: char| c.is_ascii_alphabetic());
+        if !valid_type {
+            return Err(format!(
+                "invalid component id {text:?}: the type must start with a letter and use only letters, digits and `_` (e.g. `otlp` or `otlp/internal`)"
+            ));
+        }
+        if let Some(n) = name {
+            if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c == '/') {
+                return Err(format!(
+                    "invalid component id {text:?}: the name after `/` must be non-empty, without spaces or `/`"
+                ));
+            }
+        }
+        Ok(ComponentId {
+            type_name: ty.to_string(),
+            name: name.map(str::to_string),
+        })
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.type_name, n),
+            None => f.write_str(&self.type_name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ComponentKind {
+    Receiver,
+    Processor,
+    Exporter,
+    Extension,
+}
+
+impl ComponentKind {
+    pub const ALL: [ComponentKind; 4] = [
+        ComponentKind::Receiver,
+        ComponentKind::Processor,
+        ComponentKind::Exporter,
+        ComponentKind::Extension,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receiver",
+            ComponentKind::Processor => "processor",
+            ComponentKind::Exporter => "exporter",
+            ComponentKind::Extension => "extension",
+        }
+    }
+
+    /// The top-level config section.
+    pub fn section(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receivers",
+            ComponentKind::Processor => "processors",
+            ComponentKind::Exporter => "exporters",
+            ComponentKind::Extension => "extensions",
+        }
+    }
+}
+
+impl fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A component failed to start or run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentError(pub String);
+
+impl ComponentError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        ComponentError(msg.into())
+    }
+}
+
+/// What a factory gets to build a component.
+pub struct BuildContext<'a> {
+    pub id: &'a ComponentId,
+    /// The component's config (null when written as `type:` with nothing after it).
+    pub config: &'a Node,
+    /// Dotted path of the config, e.g. `exporters.json/archive`, for error messages.
+    pub path: String,
+}
+
+impl BuildContext<'_> {
+    /// Deserializes the component's typed config; errors carry file, line and key.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        crate::config::from_node(self.config, &self.path)
+    }
+
+    /// An error about a key of this component's config (e.g. a semantic check after parsing).
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let node = if key.is_empty() { None } else { self.config.get(key) };
+        let mark = node.map(|n| n.mark.clone()).unwrap_or_else(|| self.config.mark.clone());
+        let path = if key.is_empty() { self.path.clone() } else { format!("{}.{key}", self.path) };
+        ConfigError::at(&mark, &path, message)
+    }
+}
+
+/// A running task of a component (a server loop, a source reader).
+pub type Task = BoxFuture<'static, Result<(), ComponentError>>;
+
+// ---------------------------------------------------------------------------
+// Receivers
+// ---------------------------------------------------------------------------
+
+pub trait ReceiverFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// The signals this receiver can produce.
+    fn signals(&self) -> SignalSet;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Receiver>, ConfigError>;
+}
+
+#[async_trait]
+pub trait Receiver: Send {
+    /// Binds listeners or opens sources, then returns the task that serves until
+    /// `ctx.shutdown` fires. The task must stop accepting new data on shutdown,
+    /// finish what it already accepted, and return; dropping its [`Output`] is
+    /// what lets the pipelines drain.
+    async fn start(self: Box<Self>, ctx: ReceiverContext) -> Result<Task, ComponentError>;
+}
+
+pub struct ReceiverContext {
+    pub id: ComponentId,
+    pub output: Output,
+    pub shutdown: CancellationToken,
+    pub health: Arc<ComponentHealth>,
+}
+
+/// Why a receiver could not hand a batch on. All are retryable by the client
+/// except [`Refusal::NoPipeline`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("pipeline is full; retry later")]
+    Full,
+    #[error("Otterline is shutting down; retry against another instance or later")]
+    ShuttingDown,
+    #[error("no pipeline takes {0} from this receiver")]
+    NoPipeline(Signal),
+}
+
+/// A receiver's way into its pipelines: routes each batch to every pipeline that
+/// takes its signal, all or nothing, waiting at most the admission timeout for queue space.
+#[derive(Clone)]
+pub struct Output {
+    inner: Arc<OutputInner>,
+}
+
+struct OutputInner {
+    routes: [Vec<mpsc::Sender<Batch>>; 3],
+    admission_timeout: Duration,
+    health: Arc<ComponentHealth>,
+}
+
+impl Output {
+    pub fn new(
+        routes: [Vec<mpsc::Sender<Batch>>; 3],
+        admission_timeout: Duration,
+        health: Arc<ComponentHealth>,
+    ) -> Output {
+        Output {
+            inner: Arc::new(OutputInner {
+                routes,
+                admission_timeout,
+                health,
+            }),
+        }
+    }
+
+    /// Whether any pipeline takes `signal` from this receiver.
+    pub fn accepts(&self, signal: Signal) -> bool {
+        !self.inner.routes[signal.index()].is_empty()
+    }
+
+    /// Hands `batch` to every pipeline that takes its signal. `Ok` means every one
+    /// of them has queued it: from here on, it is Otterline's to deliver.
+    pub async fn send(&self, batch: Batch) -> Result<(), Refusal> {
+        let signal = batch.signal();
+        let items = batch.item_count() as u64;
+        let routes = &self.inner.routes[signal.index()];
+        if routes.is_empty() {
+            return Err(Refusal::NoPipeline(signal));
+        }
+        let deadline = tokio::time::Instant::now() + self.inner.admission_timeout;
+        let mut permits = Vec::with_capacity(routes.len());
+        for tx in routes {
+            let permit = match tx.try_reserve() {
+                Ok(p) => p,
+                Err(mpsc::error::TrySendError::Closed(())) => return self.refuse(items, Refusal::ShuttingDown),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    match tokio::time::timeout_at(deadline, tx.reserve()).await {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(_)) => return self.refuse(items, Refusal::ShuttingDown),
+                        Err(_) => return self.refuse(items, Refusal::Full),
+                    }
+                }
+            };
+            permits.push(permit);
+        }
+        let last = permits.pop();
+        for p in permits {
+            p.send(batch.clone());
+        }
+        if let Some(p) = last {
+            p.send(batch);
+        }
+        self.inner.health.counters.add_accepted(items);
+        Ok(())
+    }
+
+    fn refuse(&self, items: u64, r: Refusal) -> Result<(), Refusal> {
+        self.inner.health.counters.add_refused(items);
+        Err(r)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Processors
+// ---------------------------------------------------------------------------
+
+pub trait ProcessorFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// Builds one instance; each pipeline that lists the processor gets its own.
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, ConfigError>;
+}
+
+/// A synchronous step of a pipeline. Runs on the pipeline's task: keep it cheap
+/// per item and never block on I/O (hand slow work to a background task).
+pub trait Processor: Send {
+    /// Consumes `batch` and pushes what continues down the pipeline to `out`:
+    /// the batch itself (possibly changed), nothing, or more batches of any signal.
+    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>);
+
+    /// When [`Processor::on_timer`] should next run, if ever.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called at or after [`Processor::next_deadline`] (window closes, batch timeouts).
+    fn on_timer(&mut self, _now: Instant, _out: &mut Vec<Batch>) {}
+
+    /// Called once when the pipeline drains: flush everything still held.
+    fn shutdown(&mut self, _out: &mut Vec<Batch>) {}
+}
+
+// ---------------------------------------------------------------------------
+// Exporters
+// ---------------------------------------------------------------------------
+
+pub trait ExporterFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// The signals this exporter handles; it silently ignores the others.
+    fn signals(&self) -> SignalSet;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Exporter>, ConfigError>;
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Worth retrying (disk full, upstream unavailable): the engine retries the same
+    /// batch with backoff; meanwhile its queue fills and receivers refuse new data.
+    #[error("{0}")]
+    Retryable(String),
+    /// Retrying cannot help: the batch is dropped, logged and counted.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait Exporter: Send {
+    /// Opens files or connections; runs before any pipeline starts.
+    async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Exports one batch. Borrowed, so that a retry needs no copy.
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError>;
+
+    /// How often [`Exporter::tick`] runs (flush intervals, rotation by age).
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    async fn tick(&mut self) -> Result<(), ExportError> {
+        Ok(())
+    }
+
+    /// Flushes and closes; called once after the last batch.
+    async fn shutdown(&mut self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+}
+
+pub struct ExporterContext {
+    pub id: ComponentId,
+    pub health: Arc<ComponentHealth>,
+}
+
+// ---------------------------------------------------------------------------
+// Extensions
+// ---------------------------------------------------------------------------
+
+pub trait ExtensionFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Extension>, ConfigError>;
+}
+
+#[async_trait]
+pub trait Extension: Send {
+    /// Starts before the pipelines and stops after they have drained.
+    async fn start(self: Box<Self>, ctx: ExtensionContext) -> Result<Task, ComponentError>;
+}
+
+pub struct ExtensionContext {
+    pub id: ComponentId,
+    pub registry: Arc<HealthRegistry>,
+    pub shutdown: CancellationToken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_ids() {
+        let id = ComponentId::parse("otlp/in").unwrap();
+        assert_eq!(id.type_name, "otlp");
+        assert_eq!(id.name.as_deref(), Some("in"));
+        assert_eq!(id.to_string(), "otlp/in");
+        assert!(ComponentId::parse("").is_err());
+        assert!(ComponentId::parse("otlp/").is_err());
+        assert!(ComponentId::parse("9x").is_err());
+        assert!(ComponentId::parse("ot lp").is_err());
+    }
+}

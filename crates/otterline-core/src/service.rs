@@ -1,0 +1,540 @@
+//! Builds components from a [`Config`] and runs the pipelines.
+//!
+//! ```text
+//!  receiver ─Output─┬─> [pipeline queue] ─> pipeline task: p1 → p2 → … ─┬─> [exporter queue] ─> exporter task
+//!  receiver ────────┘        (bounded)         (processors in order)     └─> [exporter queue] ─> exporter task
+//! ```
+//!
+//! Invariants:
+//! - Every queue is bounded. A full exporter queue blocks its pipelines; a full
+//!   pipeline queue makes receivers refuse with a retryable error. Nothing a
+//!   receiver acknowledged is dropped silently: a batch leaves the system only by
+//!   being exported, or by an exporter's permanent error (logged and counted).
+//! - Shutdown drains front to back: receivers stop accepting and drop their
+//!   senders; each pipeline drains its queue, flushes its processors, and drops
+//!   its exporter senders; each exporter drains and flushes. Channel closure is
+//!   the only shutdown signal inside the engine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::component::{
+    BuildContext, ComponentError, ComponentId, ComponentKind, ExportError, Exporter,
+    ExporterContext, Extension, ExtensionContext, Output, Processor, Receiver, ReceiverContext,
+};
+use crate::config::{ComponentDecl, Config, ConfigError, Diagnostics, ServiceConfig};
+use crate::health::{ComponentHealth, HealthRegistry, Phase, Status};
+use crate::pdata::{Batch, SignalSet};
+use crate::registry::Registry;
+
+struct BuiltReceiver {
+    id: ComponentId,
+    receiver: Box<dyn Receiver>,
+    /// Indexes of the pipelines fed by this receiver.
+    pipelines: Vec<usize>,
+    signals: SignalSet,
+}
+
+struct BuiltPipeline {
+    name: String,
+    signals: SignalSet,
+    processors: Vec<(ComponentId, Box<dyn Processor>)>,
+    /// Indexes into `exporters`.
+    exporters: Vec<usize>,
+}
+
+struct BuiltExporter {
+    id: ComponentId,
+    exporter: Box<dyn Exporter>,
+    signals: SignalSet,
+}
+
+/// A validated, built service, ready to run.
+pub struct Service {
+    receivers: Vec<BuiltReceiver>,
+    pipelines: Vec<BuiltPipeline>,
+    exporters: Vec<BuiltExporter>,
+    extensions: Vec<(ComponentId, Box<dyn Extension>)>,
+    pub config: ServiceConfig,
+}
+
+fn unknown_type(kind: ComponentKind, decl: &ComponentDecl, registry: &Registry) -> ConfigError {
+    ConfigError::at(
+        &decl.mark,
+        &decl.path(),
+        format!(
+            "unknown {} type `{}`; known types: {} (run `otterline components` for the list)",
+            kind.as_str(),
+            decl.id.type_name,
+            registry.names(kind).join(", ")
+        ),
+    )
+}
+
+/// Builds every component of `config`: their configs are parsed and checked here,
+/// so `otterline validate` and a real start report the same errors.
+pub fn build(config: &Config, registry: &Registry, diags: &mut Diagnostics) -> Option<Service> {
+    // Receivers, exporters and extensions: one instance each (also validates unused ones).
+    let mut receivers: Vec<BuiltReceiver> = Vec::new();
+    let mut exporters: Vec<BuiltExporter> = Vec::new();
+    let mut extensions = Vec::new();
+    for d in &config.components {
+        let bctx = BuildContext { id: &d.id, config: &d.config, path: d.path() };
+        match d.kind {
+            ComponentKind::Receiver => match registry.receivers.get(d.id.type_name.as_str()) {
+                None => diags.errors.push(unknown_type(d.kind, d, registry)),
+                Some(f) => match f.build(&bctx) {
+                    Ok(r) => receivers.push(BuiltReceiver { id: d.id.clone(), receiver: r, pipelines: Vec::new(), signals: f.signals() }),
+                    Err(e) => diags.errors.push(e),
+                },
+            },
+            ComponentKind::Exporter => match registry.exporters.get(d.id.type_name.as_str()) {
+                None => diags.errors.push(unknown_type(d.kind, d, registry)),
+                Some(f) => match f.build(&bctx) {
+                    Ok(e) => exporters.push(BuiltExporter { id: d.id.clone(), exporter: e, signals: f.signals() }),
+                    Err(e) => diags.errors.push(e),
+                },
+            },
+            ComponentKind::Extension => match registry.extensions.get(d.id.type_name.as_str()) {
+                None => diags.errors.push(unknown_type(d.kind, d, registry)),
+                Some(f) => match f.build(&bctx) {
+                    Ok(e) => {
+                        if config.service.extensions.iter().any(|r| r.id == d.id) {
+                            extensions.push((d.id.clone(), e));
+                        }
+                    }
+                    Err(e) => diags.errors.push(e),
+                },
+            },
+            ComponentKind::Processor => match registry.processors.get(d.id.type_name.as_str()) {
+                None => diags.errors.push(unknown_type(d.kind, d, registry)),
+                // Validate once here; pipelines build their own instances below.
+                Some(f) => {
+                    if let Err(e) = f.build(&bctx) {
+                        diags.errors.push(e);
+                    }
+                }
+            },
+        }
+    }
+
+    let mut pipelines = Vec::new();
+    for (pi, p) in config.service.pipelines.iter().enumerate() {
+        let ppath = format!("service.pipelines.{}", p.name);
+        let mut processors = Vec::new();
+        for r in &p.processors {
+            let Some(decl) = config.component(ComponentKind::Processor, &r.id) else { continue };
+            let Some(f) = registry.processors.get(decl.id.type_name.as_str()) else { continue };
+            let bctx = BuildContext { id: &decl.id, config: &decl.config, path: decl.path() };
+            if let Ok(proc_) = f.build(&bctx) {
+                processors.push((decl.id.clone(), proc_));
+            }
+        }
+        for r in &p.receivers {
+            if let Some(br) = receivers.iter_mut().find(|b| b.id == r.id) {
+                let overlap = SignalSet::ALL.iter().filter(|s| br.signals.contains(*s) && p.signals.contains(*s)).count();
+                if overlap == 0 {
+                    diags.errors.push(ConfigError::at(&r.mark, &format!("{ppath}.receivers"), format!("receiver `{}` produces {} but pipeline `{}` takes only {}", r.id, br.signals, p.name, p.signals)));
+                } else {
+                    br.pipelines.push(pi);
+                }
+            }
+        }
+        let mut exp_idx = Vec::new();
+        for r in &p.exporters {
+            if let Some(i) = exporters.iter().position(|b| b.id == r.id) {
+                let handles_any = p.signals.iter().any(|s| exporters[i].signals.contains(s));
+                if !handles_any && p.processors.is_empty() {
+                    diags.warnings.push(ConfigError::at(&r.mark, &format!("{ppath}.exporters"), format!("exporter `{}` handles {} but pipeline `{}` carries only {}: it will receive nothing", r.id, exporters[i].signals, p.name, p.signals)));
+                }
+                exp_idx.push(i);
+            }
+        }
+        pipelines.push(BuiltPipeline { name: p.name.clone(), signals: p.signals, processors, exporters: exp_idx });
+    }
+
+    if !diags.is_ok() {
+        return None;
+    }
+    // Unused receivers and exporters are validated above but do not run.
+    receivers.retain(|r| !r.pipelines.is_empty());
+    let used: Vec<bool> = (0..exporters.len()).map(|i| pipelines.iter().any(|p| p.exporters.contains(&i))).collect();
+    let mut remap = vec![usize::MAX; exporters.len()];
+    let mut kept = Vec::new();
+    for (i, e) in exporters.into_iter().enumerate() {
+        if used[i] {
+            remap[i] = kept.len();
+            kept.push(e);
+        }
+    }
+    for p in &mut pipelines {
+        for e in &mut p.exporters {
+            *e = remap[*e];
+        }
+    }
+    Some(Service { receivers, pipelines, exporters: kept, extensions, config: config.service.clone() })
+}
+
+/// Why the service stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{kind} `{id}` failed to start: {error}")]
+    Start { kind: ComponentKind, id: ComponentId, error: ComponentError },
+    #[error("{kind} `{id}` failed: {error}")]
+    Failed { kind: ComponentKind, id: ComponentId, error: ComponentError },
+    #[error("draining did not finish within the shutdown timeout ({0:?}); {1} batches were still queued")]
+    DrainTimeout(Duration, usize),
+}
+
+impl Service {
+    /// Names of the pipelines, in config order (for start-up logs).
+    pub fn pipeline_names(&self) -> Vec<&str> {
+        self.pipelines.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// Runs until `shutdown` fires (or a receiver fails), then drains everything.
+    pub async fn run(self, health: Arc<HealthRegistry>, shutdown: CancellationToken) -> Result<(), RunError> {
+        let Service { receivers, pipelines, exporters, extensions, config } = self;
+        let queues = config.queues.clone();
+
+        // Extensions first, so the health endpoint reports start-up.
+        let ext_token = CancellationToken::new();
+        let mut ext_tasks: Vec<(ComponentId, JoinHandle<Result<(), ComponentError>>)> = Vec::new();
+        for (id, ext) in extensions {
+            let ctx = ExtensionContext { id: id.clone(), registry: health.clone(), shutdown: ext_token.clone() };
+            match ext.start(ctx).await {
+                Ok(task) => ext_tasks.push((id, tokio::spawn(task))),
+                Err(error) => {
+                    ext_token.cancel();
+                    return Err(RunError::Start { kind: ComponentKind::Extension, id, error });
+                }
+            }
+        }
+
+        // Exporters.
+        let abort = CancellationToken::new();
+        let mut exp_senders = Vec::new();
+        let mut exp_tasks = Vec::new();
+        let exp_signals: Vec<SignalSet> = exporters.iter().map(|e| e.signals).collect();
+        for BuiltExporter { id, mut exporter, .. } in exporters {
+            let h = health.register(ComponentKind::Exporter, &id.to_string());
+            let ctx = ExporterContext { id: id.clone(), health: h.clone() };
+            if let Err(error) = exporter.start(&ctx).await {
+                ext_token.cancel();
+                return Err(RunError::Start { kind: ComponentKind::Exporter, id, error });
+            }
+            h.set(Status::Ok, "");
+            let (tx, rx) = mpsc::channel(queues.exporter_size);
+            exp_senders.push(tx);
+            exp_tasks.push((id.clone(), tokio::spawn(exporter_task(id, exporter, rx, h, abort.clone()))));
+        }
+
+        // Pipelines.
+        let mut pipe_senders = Vec::new();
+        let mut pipe_tasks = Vec::new();
+        for p in pipelines {
+            let h = health.register(ComponentKind::Processor, &format!("pipeline/{}", p.name));
+            h.set(Status::Ok, "");
+            let (tx, rx) = mpsc::channel(queues.pipeline_size);
+            pipe_senders.push((tx, p.signals));
+            let routes: Vec<ExporterRoute> = p
+                .exporters
+                .iter()
+                .map(|&i| ExporterRoute { tx: exp_senders[i].clone(), signals: exp_signals[i] })
+                .collect();
+            pipe_tasks.push(tokio::spawn(pipeline_task(p.name, rx, p.processors, routes, h)));
+        }
+        // Only pipelines hold exporter senders from now on.
+        drop(exp_senders);
+
+        // Receivers last.
+        let recv_token = CancellationToken::new();
+        let mut recv_tasks: Vec<(ComponentId, JoinHandle<Result<(), ComponentError>>)> = Vec::new();
+        let mut start_error = None;
+        for r in receivers {
+            let h = health.register(ComponentKind::Receiver, &r.id.to_string());
+            let mut routes: [Vec<mpsc::Sender<Batch>>; 3] = Default::default();
+            for &pi in &r.pipelines {
+                let (tx, sigs) = &pipe_senders[pi];
+                for s in sigs.iter().filter(|s| r.signals.contains(*s)) {
+                    routes[s.index()].push(tx.clone());
+                }
+            }
+            let output = Output::new(routes, queues.admission_timeout, h.clone());
+            let ctx = ReceiverContext { id: r.id.clone(), output, shutdown: recv_token.clone(), health: h.clone() };
+            match r.receiver.start(ctx).await {
+                Ok(task) => {
+                    h.set(Status::Ok, "");
+                    recv_tasks.push((r.id, tokio::spawn(task)));
+                }
+                Err(error) => {
+                    h.set(Status::Failed, error.to_string());
+                    start_error = Some(RunError::Start { kind: ComponentKind::Receiver, id: r.id, error });
+                    break;
+                }
+            }
+        }
+        drop(pipe_senders);
+
+        let mut result = Ok(());
+        if let Some(e) = start_error {
+            result = Err(e);
+        } else {
+            health.set_phase(Phase::Ready);
+            info!("Everything is ready. Begin running and processing data.");
+            // Wait for a shutdown request, or for a receiver to end on its own (a failure).
+            let mut watch: futures::stream::FuturesUnordered<_> = recv_tasks
+                .iter_mut()
+                .map(|(id, handle)| async move { (id.clone(), handle.await) })
+                .collect();
+            use futures::StreamExt;
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                Some((id, res)) = watch.next() => {
+                    let error = match res {
+                        Ok(Ok(())) => ComponentError::new("stopped unexpectedly"),
+                        Ok(Err(e)) => e,
+                        Err(join) => ComponentError::new(format!("panicked: {join}")),
+                    };
+                    error!(receiver = %id, %error, "receiver failed; shutting down");
+                    result = Err(RunError::Failed { kind: ComponentKind::Receiver, id, error });
+                }
+            }
+        }
+
+        // Drain front to back, bounded by the shutdown timeout.
+        health.set_phase(Phase::Draining);
+        info!(timeout = ?config.shutdown_timeout, "Draining: receivers stop accepting; queued data is being exported");
+        recv_token.cancel();
+        let started = Instant::now();
+        let drain = async {
+            for (id, t) in recv_tasks {
+                // A receiver that already finished (the failure above) yields an error here; it was reported.
+                if let Ok(Err(e)) = t.await {
+                    debug!(receiver = %id, error = %e, "receiver stopped with an error");
+                }
+            }
+            for t in pipe_tasks {
+                let _ = t.await;
+            }
+            for (id, t) in exp_tasks {
+                match t.await {
+                    Ok(()) => {}
+                    Err(e) => error!(exporter = %id, "exporter task panicked: {e}"),
+                }
+            }
+        };
+        tokio::pin!(drain);
+        let timed_out = tokio::select! {
+            _ = &mut drain => false,
+            _ = tokio::time::sleep(config.shutdown_timeout) => true,
+        };
+        if timed_out {
+            // Stop retrying; give exporters a moment to close their files.
+            abort.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut drain).await;
+            error!("shutdown timeout reached before every queue drained; undelivered batches were counted as dropped");
+            if result.is_ok() {
+                result = Err(RunError::DrainTimeout(config.shutdown_timeout, 0));
+            }
+        } else {
+            info!(elapsed = ?started.elapsed(), "Drained; all queues are empty");
+        }
+
+        health.set_phase(Phase::Stopped);
+        ext_token.cancel();
+        for (id, t) in ext_tasks {
+            if let Ok(Err(e)) = t.await {
+                warn!(extension = %id, error = %e, "extension stopped with an error");
+            }
+        }
+        result
+    }
+}
+
+struct ExporterRoute {
+    tx: mpsc::Sender<Batch>,
+    signals: SignalSet,
+}
+
+/// Runs a pipeline's processors over its queue and hands results to its exporters.
+async fn pipeline_task(
+    name: String,
+    mut rx: mpsc::Receiver<Batch>,
+    mut processors: Vec<(ComponentId, Box<dyn Processor>)>,
+    exporters: Vec<ExporterRoute>,
+    health: Arc<ComponentHealth>,
+) {
+    let mut out = Vec::new();
+    loop {
+        let deadline = processors.iter().filter_map(|(_, p)| p.next_deadline()).min();
+        let next = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => Some(b),
+                None => break,
+            },
+            _ = sleep_until(deadline) => None,
+        };
+        match next {
+            Some(batch) => run_chain(&mut processors, 0, batch, &mut out),
+            None => {
+                let now = Instant::now();
+                for i in 0..processors.len() {
+                    if processors[i].1.next_deadline().is_some_and(|d| d <= now) {
+                        let mut emitted = Vec::new();
+                        processors[i].1.on_timer(now, &mut emitted);
+                        for b in emitted {
+                            run_chain(&mut processors, i + 1, b, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+        deliver(&name, &exporters, &mut out, &health).await;
+    }
+    // Drain: flush processors front to back so that what one flushes passes the rest.
+    for i in 0..processors.len() {
+        let mut emitted = Vec::new();
+        processors[i].1.shutdown(&mut emitted);
+        for b in emitted {
+            run_chain(&mut processors, i + 1, b, &mut out);
+        }
+    }
+    deliver(&name, &exporters, &mut out, &health).await;
+    debug!(pipeline = %name, "pipeline drained");
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Passes `batch` through `processors[start..]`, appending the results to `out`.
+fn run_chain(processors: &mut [(ComponentId, Box<dyn Processor>)], start: usize, batch: Batch, out: &mut Vec<Batch>) {
+    if start >= processors.len() {
+        out.push(batch);
+        return;
+    }
+    let mut current = vec![batch];
+    for (_, p) in processors[start..].iter_mut() {
+        let mut next = Vec::with_capacity(current.len());
+        for b in current.drain(..) {
+            p.process(b, &mut next);
+        }
+        current = next;
+        if current.is_empty() {
+            return;
+        }
+    }
+    out.append(&mut current);
+}
+
+async fn deliver(pipeline: &str, exporters: &[ExporterRoute], out: &mut Vec<Batch>, health: &ComponentHealth) {
+    for batch in out.drain(..) {
+        if batch.is_empty() {
+            continue;
+        }
+        let signal = batch.signal();
+        let targets: Vec<&ExporterRoute> = exporters.iter().filter(|e| e.signals.contains(signal)).collect();
+        let n = targets.len();
+        let mut batch = Some(batch);
+        for (i, t) in targets.into_iter().enumerate() {
+            let b = if i + 1 == n { batch.take() } else { batch.clone() };
+            let Some(b) = b else { break };
+            let items = b.item_count() as u64;
+            // Waits while the exporter's queue is full: this is the backpressure path.
+            if t.tx.send(b).await.is_err() {
+                health.counters.add_dropped(items);
+                error!(pipeline, items, "an exporter stopped early; a batch could not be delivered to it");
+            }
+        }
+    }
+}
+
+/// Feeds an exporter from its queue; retries retryable failures with backoff.
+async fn exporter_task(
+    id: ComponentId,
+    mut exporter: Box<dyn Exporter>,
+    mut rx: mpsc::Receiver<Batch>,
+    health: Arc<ComponentHealth>,
+    abort: CancellationToken,
+) {
+    let tick_every = exporter.tick_interval();
+    let mut ticker = tick_every.map(|d| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
+    loop {
+        let batch = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+            _ = tick(&mut ticker) => {
+                if let Err(e) = exporter.tick().await {
+                    health.set(Status::Degraded, e.to_string());
+                    warn!(exporter = %id, error = %e, "periodic flush failed");
+                }
+                continue;
+            }
+        };
+        export_with_retry(&id, exporter.as_mut(), batch, &health, &abort).await;
+    }
+    match exporter.shutdown().await {
+        Ok(()) => health.set(Status::Stopped, ""),
+        Err(e) => {
+            health.set(Status::Failed, e.to_string());
+            error!(exporter = %id, error = %e, "exporter failed to flush at shutdown");
+        }
+    }
+}
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn export_with_retry(id: &ComponentId, exporter: &mut dyn Exporter, batch: Batch, health: &ComponentHealth, abort: &CancellationToken) {
+    let items = batch.item_count() as u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match exporter.export(&batch).await {
+            Ok(()) => {
+                health.counters.add_sent(items);
+                health.recover();
+                return;
+            }
+            Err(ExportError::Permanent(msg)) => {
+                health.counters.add_dropped(items);
+                error!(exporter = %id, items, error = %msg, "export failed permanently; batch dropped");
+                return;
+            }
+            Err(ExportError::Retryable(msg)) => {
+                health.counters.add_retried(items);
+                health.set(Status::Degraded, msg.clone());
+                warn!(exporter = %id, items, error = %msg, retry_in = ?backoff, "export failed; will retry (new data is refused while the queue is full)");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = abort.cancelled() => {
+                        health.counters.add_dropped(items);
+                        error!(exporter = %id, items, "gave up retrying at the shutdown timeout; batch dropped");
+                        return;
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
