@@ -80,7 +80,8 @@ impl Counters {
 }
 
 pub struct ComponentHealth {
-    pub kind: ComponentKind,
+    /// `receiver`, `processor`, `exporter`, `extension` or `pipeline`.
+    pub kind: &'static str,
     pub id: String,
     status: AtomicU8,
     message: Mutex<String>,
@@ -88,7 +89,7 @@ pub struct ComponentHealth {
 }
 
 impl ComponentHealth {
-    pub fn new(kind: ComponentKind, id: String) -> Self {
+    pub fn new(kind: &'static str, id: String) -> Self {
         ComponentHealth {
             kind,
             id,
@@ -120,7 +121,7 @@ impl ComponentHealth {
     fn snapshot(&self) -> ComponentSnapshot {
         let c = &self.counters;
         ComponentSnapshot {
-            kind: self.kind.as_str(),
+            kind: self.kind,
             id: self.id.clone(),
             status: self.status(),
             message: self.message.lock().map(|m| m.clone()).unwrap_or_default(),
@@ -151,6 +152,11 @@ impl Default for HealthRegistry {
 
 impl HealthRegistry {
     pub fn register(&self, kind: ComponentKind, id: &str) -> Arc<ComponentHealth> {
+        self.register_named(kind.as_str(), id)
+    }
+
+    /// Registers something that is not a configured component (e.g. `pipeline`).
+    pub fn register_named(&self, kind: &'static str, id: &str) -> Arc<ComponentHealth> {
         let h = Arc::new(ComponentHealth::new(kind, id.to_string()));
         if let Ok(mut list) = self.components.lock() {
             list.push(h.clone());

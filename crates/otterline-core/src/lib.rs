@@ -8,11 +8,15 @@
 //! - [`registry`]: maps a YAML type name to a factory.
 //! - [`service`]: validates a config against a registry and runs its pipelines.
 //! - [`health`]: shared component status and counters, read by the health endpoint.
+//! - [`net`]: endpoint syntax and binding for servers.
+//! - [`fsutil`]: temp-then-rename files and leftover detection.
 //! - [`units`]: durations (`200ms`, `1h`, `90d`) and byte sizes.
 
 pub mod component;
 pub mod config;
+pub mod fsutil;
 pub mod health;
+pub mod net;
 pub mod pdata;
 pub mod registry;
 pub mod service;
@@ -21,3 +25,12 @@ pub mod units;
 
 pub use component::{ComponentId, ComponentKind};
 pub use pdata::{Batch, Signal, SignalSet};
+
+/// Runs blocking work (file I/O) from async code without stalling other tasks
+/// on a multi-threaded runtime; runs it inline on a current-thread runtime.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

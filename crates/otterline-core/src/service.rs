@@ -238,7 +238,7 @@ impl Service {
         let mut pipe_senders = Vec::new();
         let mut pipe_tasks = Vec::new();
         for p in pipelines {
-            let h = health.register(ComponentKind::Processor, &format!("pipeline/{}", p.name));
+            let h = health.register_named("pipeline", &p.name);
             h.set(Status::Ok, "");
             let (tx, rx) = mpsc::channel(queues.pipeline_size);
             pipe_senders.push((tx, p.signals));

@@ -1,1 +1,163 @@
-//! placeholder
+//! The `otlp` receiver: OTLP over gRPC (tonic) and over HTTP (axum), with the
+//! OpenTelemetry Collector's config keys.
+//!
+//! Each request is decoded once, in the connection's own task, validated
+//! (items with malformed ids are rejected and reported as `partial_success`),
+//! and handed to the pipelines through [`Output`]. A full pipeline answers with a
+//! retryable refusal: gRPC `UNAVAILABLE` with `RetryInfo`, HTTP 503 with `Retry-After`.
+
+mod grpc;
+mod http;
+mod validate;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Deserializer};
+
+use otterline_core::component::{
+    BuildContext, ComponentError, Receiver, ReceiverContext, ReceiverFactory, Task,
+};
+use otterline_core::config::ConfigError;
+use otterline_core::net::{bind, parse_endpoint};
+use otterline_core::units::ByteSize;
+use otterline_core::SignalSet;
+
+pub use validate::validate;
+
+/// `receivers.otlp`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    #[serde(default)]
+    pub protocols: Protocols,
+}
+
+/// `receivers.otlp.protocols`: a protocol is on when its key is present, even with no body.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    #[serde(default, deserialize_with = "present")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(default, deserialize_with = "present")]
+    pub http: Option<HttpConfig>,
+}
+
+/// `grpc:` with nothing after it means "on, with defaults".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// `receivers.otlp.protocols.grpc`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub endpoint: String,
+    /// Largest accepted message after decompression, in MiB (Collector default: 4).
+    pub max_recv_msg_size_mib: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "127.0.0.1:4317".into(),
+            max_recv_msg_size_mib: 4,
+        }
+    }
+}
+
+/// `receivers.otlp.protocols.http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub endpoint: String,
+    /// Largest accepted body, before and after decompression (default 20 MiB).
+    pub max_request_body_size: ByteSize,
+    pub traces_url_path: String,
+    pub metrics_url_path: String,
+    pub logs_url_path: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "127.0.0.1:4318".into(),
+            max_request_body_size: ByteSize(20 * 1024 * 1024),
+            traces_url_path: "/v1/traces".into(),
+            metrics_url_path: "/v1/metrics".into(),
+            logs_url_path: "/v1/logs".into(),
+        }
+    }
+}
+
+pub struct OtlpReceiverFactory;
+
+impl ReceiverFactory for OtlpReceiverFactory {
+    fn type_name(&self) -> &'static str {
+        "otlp"
+    }
+    fn description(&self) -> &'static str {
+        "OTLP over gRPC (default 127.0.0.1:4317) and HTTP (default 127.0.0.1:4318), protobuf and JSON"
+    }
+    fn signals(&self) -> SignalSet {
+        SignalSet::ALL
+    }
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Receiver>, ConfigError> {
+        let mut cfg: OtlpConfig = ctx.parse()?;
+        let protocols = ctx.config.get("protocols");
+        let err = |proto: &str, key: &str, msg: String| {
+            let node = protocols.and_then(|p| p.get(proto)).and_then(|n| n.get(key)).or(protocols).unwrap_or(ctx.config);
+            ConfigError::at(&node.mark, &format!("{}.protocols.{proto}.{key}", ctx.path), msg)
+        };
+        if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
+            return Err(ctx.error("protocols", "enable at least one protocol: `protocols: {grpc: {}, http: {}}`"));
+        }
+        if let Some(g) = &mut cfg.protocols.grpc {
+            g.endpoint = parse_endpoint(&g.endpoint).map_err(|m| err("grpc", "endpoint", m))?;
+            if g.max_recv_msg_size_mib == 0 {
+                return Err(err("grpc", "max_recv_msg_size_mib", "must be at least 1".into()));
+            }
+        }
+        if let Some(h) = &mut cfg.protocols.http {
+            h.endpoint = parse_endpoint(&h.endpoint).map_err(|m| err("http", "endpoint", m))?;
+            if h.max_request_body_size.0 == 0 {
+                return Err(err("http", "max_request_body_size", "must be at least 1 byte".into()));
+            }
+            for (key, path) in [("traces_url_path", &h.traces_url_path), ("metrics_url_path", &h.metrics_url_path), ("logs_url_path", &h.logs_url_path)] {
+                if !path.starts_with('/') {
+                    return Err(err("http", key, format!("URL path {path:?} must start with `/`")));
+                }
+            }
+        }
+        Ok(Box::new(OtlpReceiver { cfg }))
+    }
+}
+
+struct OtlpReceiver {
+    cfg: OtlpConfig,
+}
+
+#[async_trait]
+impl Receiver for OtlpReceiver {
+    async fn start(self: Box<Self>, ctx: ReceiverContext) -> Result<Task, ComponentError> {
+        let mut tasks: Vec<Task> = Vec::new();
+        let name = ctx.id.to_string();
+        if let Some(g) = &self.cfg.protocols.grpc {
+            let listener = bind(&g.endpoint, "OTLP/gRPC").await?;
+            tracing::info!(receiver = %name, endpoint = %local(&listener), "OTLP/gRPC listening");
+            tasks.push(grpc::serve(listener, g.clone(), ctx.output.clone(), name.clone(), ctx.shutdown.clone()));
+        }
+        if let Some(h) = &self.cfg.protocols.http {
+            let listener = bind(&h.endpoint, "OTLP/HTTP").await?;
+            tracing::info!(receiver = %name, endpoint = %local(&listener), "OTLP/HTTP listening");
+            tasks.push(http::serve(listener, h.clone(), ctx.output.clone(), name.clone(), ctx.shutdown.clone()));
+        }
+        Ok(Box::pin(async move {
+            let results = futures::future::join_all(tasks).await;
+            results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
+        }))
+    }
+}
+
+
+fn local(l: &tokio::net::TcpListener) -> String {
+    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}

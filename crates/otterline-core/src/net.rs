@@ -1,0 +1,47 @@
+//! Listening sockets: endpoint syntax and binding, shared by every server component.
+
+use std::net::SocketAddr;
+
+use crate::component::ComponentError;
+
+/// Parses `host:port` (a bare `:port` means every interface, as in the Collector).
+pub fn parse_endpoint(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let full = if t.starts_with(':') { format!("0.0.0.0{t}") } else { t.to_string() };
+    let Some((host, port)) = full.rsplit_once(':') else {
+        return Err(format!("endpoint {text:?} needs a port, e.g. \"127.0.0.1:4317\""));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("endpoint {text:?} is not host:port with a port from 0 to 65535"));
+    }
+    Ok(full)
+}
+
+pub async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener, ComponentError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(endpoint)
+        .await
+        .map_err(|e| ComponentError::new(format!("cannot resolve {what} endpoint {endpoint}: {e}")))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(format!("cannot listen on {addr} for {what}: {e}")),
+        }
+    }
+    Err(ComponentError::new(last.unwrap_or_else(|| format!("{what} endpoint {endpoint} resolved to no address"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(parse_endpoint("127.0.0.1:4317").unwrap(), "127.0.0.1:4317");
+        assert_eq!(parse_endpoint(":4317").unwrap(), "0.0.0.0:4317");
+        assert_eq!(parse_endpoint("localhost:0").unwrap(), "localhost:0");
+        assert!(parse_endpoint("127.0.0.1").unwrap_err().contains("needs a port"));
+        assert!(parse_endpoint("h:99999").is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! OTLP/HTTP: `POST /v1/{traces,metrics,logs}` with protobuf or JSON bodies.
+//!
+//! Status codes follow the OTLP spec: 400 for undecodable bodies (with the decode
+//! error in a `google.rpc.Status`), 405 for other methods, 413 for bodies over
+//! `max_request_body_size` (checked again after decompression, so a gzip bomb is
+//! cut off at the limit), 415 for unsupported media types or encodings, 503 with
+//! `Retry-After` when the pipeline is full. Responses use the request's encoding.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+
+use otterline_core::component::{ComponentError, Output, Refusal, Task};
+use otterline_core::pdata::json;
+use otterline_core::{Batch, Signal};
+
+use crate::validate::validate;
+use crate::HttpConfig;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+struct Shared {
+    output: Output,
+    receiver: String,
+    limit: usize,
+}
+
+pub(crate) fn serve(listener: tokio::net::TcpListener, cfg: HttpConfig, output: Output, receiver: String, shutdown: CancellationToken) -> Task {
+    let shared = Arc::new(Shared { output, receiver, limit: cfg.max_request_body_size.0 as usize });
+    let app = Router::new()
+        .route(&cfg.traces_url_path, post(|s, h, b| handle(s, h, b, Signal::Traces)))
+        .route(&cfg.metrics_url_path, post(|s, h, b| handle(s, h, b, Signal::Metrics)))
+        .route(&cfg.logs_url_path, post(|s, h, b| handle(s, h, b, Signal::Logs)))
+        .fallback(|| async { error_response(Encoding::Json, StatusCode::NOT_FOUND, "unknown path: OTLP/HTTP accepts POST /v1/traces, /v1/metrics and /v1/logs".into()) })
+        .with_state(shared);
+    Box::pin(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(|e| ComponentError::new(format!("OTLP/HTTP server failed: {e}")))
+    })
+}
+
+/// A request that went wrong: status and message.
+struct Reject(StatusCode, String);
+
+async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
+    let encoding = match media_type(&headers) {
+        Ok(e) => e,
+        Err(msg) => return error_response(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, msg),
+    };
+    match receive(&shared, &headers, body, signal, encoding).await {
+        Ok((rejected, message)) => success_response(encoding, signal, rejected, message),
+        Err(Reject(status, msg)) => {
+            let mut resp = error_response(encoding, status, msg);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            resp
+        }
+    }
+}
+
+fn media_type(headers: &HeaderMap) -> Result<Encoding, String> {
+    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mt = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mt.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        "" => Err("missing Content-Type: use application/x-protobuf or application/json".into()),
+        _ => Err(format!("unsupported Content-Type {raw:?}: use application/x-protobuf or application/json")),
+    }
+}
+
+async fn receive(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signal, encoding: Encoding) -> Result<(i64, String), Reject> {
+    let limit = shared.limit;
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(content_encoding.as_str(), "" | "identity" | "gzip" | "x-gzip" | "deflate" | "zstd") {
+        return Err(Reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported Content-Encoding {content_encoding:?}: use gzip, deflate, zstd or none")));
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit, "request body"));
+    }
+    let raw: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large(limit, "request body")),
+        Err(e) => return Err(Reject(StatusCode::BAD_REQUEST, format!("failed to read the request body: {e}"))),
+    };
+    let bytes = decompress(&content_encoding, raw, limit)?;
+    let mut batch = decode(signal, encoding, &bytes).map_err(|msg| Reject(StatusCode::BAD_REQUEST, msg))?;
+    let (rejected, message) = validate(&mut batch);
+    if batch.item_count() > 0 || rejected == 0 {
+        shared.output.send(batch).await.map_err(|r| match r {
+            Refusal::Full | Refusal::ShuttingDown => Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver)),
+            Refusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),
+        })?;
+    }
+    Ok((rejected, message))
+}
+
+fn too_large(limit: usize, what: &str) -> Reject {
+    Reject(StatusCode::PAYLOAD_TOO_LARGE, format!("{what} exceeds max_request_body_size ({limit} bytes)"))
+}
+
+/// Decompresses into at most `limit` bytes; more is a 413, not an allocation.
+fn decompress(content_encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes, Reject> {
+    fn read_limited(mut r: impl Read, limit: usize, name: &str) -> Result<Bytes, Reject> {
+        let mut out = Vec::new();
+        (&mut r)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid {name} body: {e}")))?;
+        if out.len() > limit {
+            return Err(too_large(limit, "decompressed request body"));
+        }
+        Ok(Bytes::from(out))
+    }
+    match content_encoding {
+        "gzip" | "x-gzip" => read_limited(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip"),
+        "deflate" => read_limited(flate2::read::ZlibDecoder::new(&raw[..]), limit, "deflate"),
+        "zstd" => {
+            let d = zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid zstd body: {e}")))?;
+            read_limited(d, limit, "zstd")
+        }
+        _ => Ok(raw),
+    }
+}
+
+fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Batch, String> {
+    match encoding {
+        Encoding::Json => json::decode(signal, bytes).map_err(|e| format!("invalid OTLP/JSON {signal} request: {e}")),
+        Encoding::Protobuf => {
+            let r = match signal {
+                Signal::Traces => ExportTraceServiceRequest::decode(bytes).map(Batch::Traces),
+                Signal::Metrics => ExportMetricsServiceRequest::decode(bytes).map(Batch::Metrics),
+                Signal::Logs => ExportLogsServiceRequest::decode(bytes).map(Batch::Logs),
+            };
+            r.map_err(|e| format!("invalid OTLP/protobuf {signal} request: {e}"))
+        }
+    }
+}
+
+fn success_response(encoding: Encoding, signal: Signal, rejected: i64, message: String) -> Response {
+    let body = match encoding {
+        Encoding::Json => json::encode_partial_success(signal, rejected, &message).into_bytes(),
+        Encoding::Protobuf => match signal {
+            Signal::Traces => ExportTraceServiceResponse {
+                partial_success: (rejected > 0).then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
+            }
+            .encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse {
+                partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
+            }
+            .encode_to_vec(),
+            Signal::Logs => ExportLogsServiceResponse {
+                partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
+            }
+            .encode_to_vec(),
+        },
+    };
+    ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+/// The gRPC code that matches an HTTP status, for the `google.rpc.Status` body.
+fn grpc_code(status: StatusCode) -> i32 {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
+        StatusCode::NOT_FOUND => 12,                                     // UNIMPLEMENTED
+        StatusCode::PAYLOAD_TOO_LARGE => 8,                              // RESOURCE_EXHAUSTED
+        StatusCode::SERVICE_UNAVAILABLE => 14,                           // UNAVAILABLE
+        _ => 2,                                                          // UNKNOWN
+    }
+}
+
+fn error_response(encoding: Encoding, status: StatusCode, message: String) -> Response {
+    let code = grpc_code(status);
+    let body = match encoding {
+        Encoding::Protobuf => tonic_types::Status { code, message, details: Vec::new() }.encode_to_vec(),
+        Encoding::Json => {
+            let mut s = String::from("{\"code\":");
+            s.push_str(&code.to_string());
+            s.push_str(",\"message\":");
+            s.push_str(&serde_json_string(&message));
+            s.push('}');
+            s.into_bytes()
+        }
+    };
+    (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+fn serde_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_bomb_is_cut_at_the_limit() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 10 * 1024 * 1024]).unwrap();
+        let small = enc.finish().unwrap();
+        assert!(small.len() < 64 * 1024);
+        let err = decompress("gzip", Bytes::from(small.clone()), 1024 * 1024).err().unwrap();
+        assert_eq!(err.0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(decompress("gzip", Bytes::from(small), 20 * 1024 * 1024).ok().unwrap().len(), 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn media_types() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        assert_eq!(media_type(&h).unwrap(), Encoding::Json);
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(media_type(&h).unwrap_err().contains("unsupported Content-Type"));
+    }
+}

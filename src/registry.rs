@@ -1,0 +1,18 @@
+//! Every component type the binary knows: one line each.
+//!
+//! To add a component, write its module (config struct, factory, component,
+//! tests) in the crate it belongs to and add its factory here.
+
+use otterline_core::registry::Registry;
+
+pub fn registry() -> Registry {
+    Registry::default()
+        // receivers
+        .receiver(otterline_otlp::OtlpReceiverFactory)
+        // exporters
+        .exporter(otterline_exporters::DebugExporterFactory)
+        .exporter(otterline_exporters::JsonExporterFactory)
+        .exporter(otterline_exporters::NopExporterFactory)
+        // extensions
+        .extension(otterline_extensions::HealthCheckFactory)
+}
