@@ -1,6 +1,10 @@
 //! Listening sockets: endpoint syntax and binding, shared by every server component.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::component::ComponentError;
 
@@ -30,6 +34,24 @@ pub async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener,
         }
     }
     Err(ComponentError::new(last.unwrap_or_else(|| format!("{what} endpoint {endpoint} resolved to no address"))))
+}
+
+/// How long a server waits, after shutdown starts, for clients to finish their
+/// requests and close their connections before it stops waiting for them.
+pub const CONNECTION_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a server future that shuts down gracefully when `shutdown` fires, but
+/// stops waiting for lingering client connections after [`CONNECTION_GRACE`].
+/// Requests still open then were never acknowledged, so clients retry them.
+pub async fn serve_with_grace<E>(server: impl Future<Output = Result<(), E>>, shutdown: CancellationToken, what: &str) -> Result<(), E> {
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(CONNECTION_GRACE).await } => {
+            tracing::warn!("{what}: client connections still open {CONNECTION_GRACE:?} after shutdown began; no longer waiting for them");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -234,7 +234,9 @@ impl Service {
             exp_tasks.push((id.clone(), tokio::spawn(exporter_task(id, exporter, rx, h, abort.clone()))));
         }
 
-        // Pipelines.
+        // Pipelines. `close_pipelines` closes their queues once the receivers have
+        // stopped, even if a lingering connection still holds a sender.
+        let close_pipelines = CancellationToken::new();
         let mut pipe_senders = Vec::new();
         let mut pipe_tasks = Vec::new();
         for p in pipelines {
@@ -247,7 +249,7 @@ impl Service {
                 .iter()
                 .map(|&i| ExporterRoute { tx: exp_senders[i].clone(), signals: exp_signals[i] })
                 .collect();
-            pipe_tasks.push(tokio::spawn(pipeline_task(p.name, rx, p.processors, routes, h)));
+            pipe_tasks.push(tokio::spawn(pipeline_task(p.name, rx, p.processors, routes, h, close_pipelines.clone())));
         }
         // Only pipelines hold exporter senders from now on.
         drop(exp_senders);
@@ -319,6 +321,7 @@ impl Service {
                     debug!(receiver = %id, error = %e, "receiver stopped with an error");
                 }
             }
+            close_pipelines.cancel();
             for t in pipe_tasks {
                 let _ = t.await;
             }
@@ -369,8 +372,10 @@ async fn pipeline_task(
     mut processors: Vec<(ComponentId, Box<dyn Processor>)>,
     exporters: Vec<ExporterRoute>,
     health: Arc<ComponentHealth>,
+    close: CancellationToken,
 ) {
     let mut out = Vec::new();
+    let mut closed = false;
     loop {
         let deadline = processors.iter().filter_map(|(_, p)| p.next_deadline()).min();
         let next = tokio::select! {
@@ -378,6 +383,12 @@ async fn pipeline_task(
                 Some(b) => Some(b),
                 None => break,
             },
+            _ = close.cancelled(), if !closed => {
+                // No new batches from here on; what is queued is still received.
+                rx.close();
+                closed = true;
+                continue;
+            }
             _ = sleep_until(deadline) => None,
         };
         match next {

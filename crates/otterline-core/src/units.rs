@@ -25,7 +25,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("duration {text:?} needs a unit, e.g. \"{text}s\""))?;
         if num_len == 0 {
-            return Err(format!("invalid duration {text:?}: expected a number before {rest:?}"));
+            return Err(format!("invalid duration {text:?}: write a number and a unit, e.g. 30s, 200ms or 1h30m"));
         }
         let value: f64 = rest[..num_len]
             .parse()
@@ -77,13 +77,31 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Parses inside the visitor, so that the deserializer can attach the value's position to errors.
+struct ParseVisitor<T>(fn(&str) -> Result<T, String>, &'static str);
+
+impl<T> de::Visitor<'_> for ParseVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.1)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        (self.0)(&v.to_string()).map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        (self.0)(&v.to_string()).map_err(E::custom)
+    }
+}
+
 /// `#[serde(with = "otterline_core::units::duration")]` for `Duration` fields.
 pub mod duration {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).map_err(de::Error::custom)
+        d.deserialize_str(ParseVisitor(parse_duration, "a duration such as 30s, 200ms or 1h"))
     }
 
     pub fn serialize<S: serde::Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -127,8 +145,7 @@ impl ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        ByteSize::parse(&text).map_err(de::Error::custom)
+        d.deserialize_str(ParseVisitor(ByteSize::parse, "a size such as 1048576, 512KiB or 20MiB"))
     }
 }
 

@@ -5,6 +5,7 @@
 //! component failed — so orchestrators stop routing to a draining sidecar. The
 //! body also carries the phase and each component's status and item counters.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -90,8 +91,8 @@ impl Extension for HealthCheck {
         let app = Router::new().route(&self.cfg.path, get(health)).with_state(ctx.registry.clone());
         let shutdown = ctx.shutdown.clone();
         Ok(Box::pin(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
+            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            otterline_core::net::serve_with_grace(server.into_future(), shutdown, "health_check")
                 .await
                 .map_err(|e| ComponentError::new(format!("health_check server failed: {e}")))
         }))

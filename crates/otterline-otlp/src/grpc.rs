@@ -97,8 +97,8 @@ pub(crate) fn serve(listener: tokio::net::TcpListener, cfg: GrpcConfig, output: 
         .add_service(configure!(MetricsServiceServer::new(h.clone())))
         .add_service(configure!(LogsServiceServer::new(h)));
     Box::pin(async move {
-        router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+        otterline_core::net::serve_with_grace(server, shutdown, "OTLP/gRPC")
             .await
             .map_err(|e| ComponentError::new(format!("OTLP/gRPC server failed: {e}")))
     })

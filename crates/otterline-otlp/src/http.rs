@@ -6,6 +6,7 @@
 //! cut off at the limit), 415 for unsupported media types or encodings, 503 with
 //! `Retry-After` when the pipeline is full. Responses use the request's encoding.
 
+use std::future::IntoFuture;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -61,8 +62,8 @@ pub(crate) fn serve(listener: tokio::net::TcpListener, cfg: HttpConfig, output: 
         .fallback(|| async { error_response(Encoding::Json, StatusCode::NOT_FOUND, "unknown path: OTLP/HTTP accepts POST /v1/traces, /v1/metrics and /v1/logs".into()) })
         .with_state(shared);
     Box::pin(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        otterline_core::net::serve_with_grace(server.into_future(), shutdown, "OTLP/HTTP")
             .await
             .map_err(|e| ComponentError::new(format!("OTLP/HTTP server failed: {e}")))
     })

@@ -26,7 +26,9 @@ impl de::Error for ConfigError {
 
 /// Deserializes `T` from `node`; `path` is the node's dotted path, used in errors.
 pub fn from_node<T: de::DeserializeOwned>(node: &Node, path: &str) -> Result<T, ConfigError> {
-    T::deserialize(NodeDe { node, path: path.to_string() })
+    let de = NodeDe { node, path: path.to_string() };
+    // Errors raised after a value was read (by a type's own checks) get this node's place.
+    T::deserialize(NodeDe { node, path: path.to_string() }).map_err(|e| de.locate(e))
 }
 
 pub(crate) struct NodeDe<'a> {

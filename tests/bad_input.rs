@@ -1,0 +1,171 @@
+//! Malformed, oversize and unsupported requests get clear errors, lose nothing
+//! else, and leave the server healthy.
+
+mod common;
+
+use std::io::Write;
+
+use common::Instance;
+use otterline_core::Signal;
+use prost::Message;
+
+const SMALL_LIMIT: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:{{GRPC}}", max_recv_msg_size_mib: 1}
+      http: {endpoint: "127.0.0.1:{{HTTP}}", max_request_body_size: 64KiB}
+exporters:
+  json: {path: "{{DIR}}/json"}
+extensions:
+  health_check: {endpoint: "127.0.0.1:{{HEALTH}}"}
+service:
+  extensions: [health_check]
+  pipelines:
+    all: {receivers: [otlp], exporters: [json]}
+"#;
+
+struct Resp {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+fn send(inst: &Instance, method: &str, path: &str, content_type: Option<&str>, encoding: Option<&str>, body: Vec<u8>) -> Resp {
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{}{path}", inst.http);
+    let mut req = client.request(method.parse().unwrap(), url).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("Content-Type", ct);
+    }
+    if let Some(e) = encoding {
+        req = req.header("Content-Encoding", e);
+    }
+    let r = req.send().expect("request");
+    Resp {
+        status: r.status().as_u16(),
+        content_type: r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default(),
+        body: r.bytes().unwrap().to_vec(),
+    }
+}
+
+fn json_message(r: &Resp) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)));
+    v["message"].as_str().unwrap().to_string()
+}
+
+fn valid_request() -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let spans = (0..50).map(|i| Span { trace_id: vec![7; 16], span_id: vec![i as u8 + 1; 8], name: format!("span with a reasonably long name {i}"), ..Default::default() }).collect();
+    ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }] }.encode_to_vec()
+}
+
+#[test]
+fn http_rejections_have_the_right_status_and_reason() {
+    let mut inst = Instance::start(SMALL_LIMIT);
+
+    // Truncated protobuf: 400 with a google.rpc.Status in protobuf.
+    let mut truncated = valid_request();
+    truncated.truncate(truncated.len() - 7);
+    let r = send(&inst, "POST", "/v1/traces", Some("application/x-protobuf"), None, truncated);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.content_type, "application/x-protobuf");
+    let st = tonic_types::Status::decode(&r.body[..]).expect("google.rpc.Status");
+    assert_eq!(st.code, 3, "INVALID_ARGUMENT");
+    assert!(st.message.starts_with("invalid OTLP/protobuf traces request:"), "{}", st.message);
+
+    // Invalid JSON: 400 with the parser's reason, in JSON.
+    let r = send(&inst, "POST", "/v1/logs", Some("application/json"), None, b"{\"resourceLogs\": [".to_vec());
+    assert_eq!(r.status, 400);
+    assert!(json_message(&r).starts_with("invalid OTLP/JSON logs request: invalid JSON: EOF while parsing"), "{}", json_message(&r));
+
+    // Valid JSON, wrong shape: the path of the bad value is named.
+    let r = send(&inst, "POST", "/v1/metrics", Some("application/json"), None, br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"timeUnixNano":"soon"}]}}]}]}]}"#.to_vec());
+    assert_eq!(r.status, 400);
+    assert_eq!(json_message(&r), "invalid OTLP/JSON metrics request: resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].timeUnixNano: expected an unsigned 64-bit integer, found \"soon\"");
+
+    // Wrong and missing content types: 415.
+    let r = send(&inst, "POST", "/v1/traces", Some("text/plain"), None, b"hello".to_vec());
+    assert_eq!(r.status, 415);
+    assert!(json_message(&r).contains("unsupported Content-Type \"text/plain\""));
+    let r = send(&inst, "POST", "/v1/traces", None, None, b"hello".to_vec());
+    assert_eq!(r.status, 415);
+    assert!(json_message(&r).contains("missing Content-Type"));
+
+    // Unsupported content encoding: 415.
+    let r = send(&inst, "POST", "/v1/traces", Some("application/x-protobuf"), Some("br"), valid_request());
+    assert_eq!(r.status, 415);
+    assert!(st_message(&r).contains("unsupported Content-Encoding \"br\""));
+
+    // Oversize body: 413.
+    let big = vec![b' '; 100 * 1024];
+    let r = send(&inst, "POST", "/v1/traces", Some("application/json"), None, big);
+    assert_eq!(r.status, 413);
+    assert!(json_message(&r).contains("exceeds max_request_body_size (65536 bytes)"));
+
+    // A gzip bomb (a few KiB that expand to 50 MiB) is cut off at the limit: 413.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; 50 * 1024 * 1024]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 64 * 1024, "the bomb itself fits the limit");
+    let r = send(&inst, "POST", "/v1/traces", Some("application/json"), Some("gzip"), bomb);
+    assert_eq!(r.status, 413);
+    assert!(json_message(&r).contains("decompressed request body exceeds max_request_body_size"));
+
+    // Corrupt gzip: 400.
+    let r = send(&inst, "POST", "/v1/traces", Some("application/json"), Some("gzip"), b"not gzip at all".to_vec());
+    assert_eq!(r.status, 400);
+    assert!(json_message(&r).contains("invalid gzip body"));
+
+    // Wrong method: 405. Unknown path: 404.
+    assert_eq!(send(&inst, "GET", "/v1/traces", None, None, vec![]).status, 405);
+    assert_eq!(send(&inst, "PUT", "/v1/logs", Some("application/json"), None, b"{}".to_vec()).status, 405);
+    let r = send(&inst, "POST", "/v2/traces", Some("application/json"), None, b"{}".to_vec());
+    assert_eq!(r.status, 404);
+    assert!(json_message(&r).contains("unknown path"));
+
+    // Still healthy, and a good request after all that still works.
+    assert_eq!(inst.health().unwrap().0, 200);
+    assert_eq!(send(&inst, "POST", "/v1/traces", Some("application/x-protobuf"), None, valid_request()).status, 200);
+    assert!(inst.terminate().success());
+    assert_eq!(inst.spans().len(), 50, "only the good request was written");
+    assert!(common::logs_of(&inst.json_batches(Signal::Logs)).is_empty());
+}
+
+fn st_message(r: &Resp) -> String {
+    if r.content_type == "application/x-protobuf" {
+        tonic_types::Status::decode(&r.body[..]).unwrap().message
+    } else {
+        json_message(r)
+    }
+}
+
+#[test]
+fn grpc_oversize_and_empty_requests() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    let mut inst = Instance::start(SMALL_LIMIT);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{}", inst.grpc)).await.unwrap();
+        // 2 MiB of attributes against a 1 MiB limit.
+        let span = Span { trace_id: vec![1; 16], span_id: vec![1; 8], name: "x".repeat(2 * 1024 * 1024), ..Default::default() };
+        let big = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }], ..Default::default() }] };
+        let err = client.export(big).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+        assert!(err.message().contains("message length too large"), "{}", err.message());
+
+        // Invalid ids: partial success, nothing invalid is written.
+        let bad = Span { trace_id: vec![1; 15], span_id: vec![1; 8], name: "bad".into(), ..Default::default() };
+        let req = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans: vec![bad], ..Default::default() }], ..Default::default() }] };
+        let resp = client.export(req).await.unwrap().into_inner();
+        assert_eq!(resp.partial_success.unwrap().rejected_spans, 1);
+    });
+    assert_eq!(inst.health().unwrap().0, 200);
+    let status = inst.terminate();
+    assert!(status.success(), "{status:?}\n{}", inst.stderr());
+    assert!(inst.spans().is_empty());
+}

@@ -1,0 +1,167 @@
+//! `otterline validate` (and `run`) report every class of config error with
+//! file, line, column and key, and exit 2.
+
+mod common;
+
+use std::process::Command;
+
+use common::BIN;
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn validate(files: &[(&str, &str)], env: &[(&str, &str)]) -> (Outcome, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("validate");
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        cmd.arg("--config").arg(&p);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        Outcome { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() },
+        dir,
+    )
+}
+
+/// Asserts exit 2 and that stderr holds `error: <file>:<rest>` for each expected message.
+fn expect_errors(text: &str, expected: &[&str]) {
+    let (o, dir) = validate(&[("c.yaml", text)], &[]);
+    assert_eq!(o.code, 2, "stdout:{}\nstderr:{}", o.stdout, o.stderr);
+    let file = dir.path().join("c.yaml").display().to_string();
+    for e in expected {
+        let want = format!("error: {file}:{e}");
+        assert!(o.stderr.contains(&want), "missing {want:?} in:\n{}", o.stderr);
+    }
+    assert!(o.stderr.contains(&format!("config is invalid: {} error(s)", expected.len())), "{}", o.stderr);
+}
+
+const GOOD: &str = "receivers:\n  otlp:\n    protocols:\n      grpc:\nexporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n";
+
+#[test]
+fn valid_config_exits_0() {
+    let (o, _d) = validate(&[("c.yaml", GOOD)], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), "config is valid");
+    assert_eq!(o.stderr, "");
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let out = Command::new(BIN).arg("validate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).arg("default-config").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("receivers:"));
+}
+
+#[test]
+fn yaml_syntax_error() {
+    expect_errors("receivers:\n  otlp: {protocols: [grpc\nexporters: {}\n", &["3:10: YAML syntax error: illegal placement of ':' indicator"]);
+}
+
+#[test]
+fn unknown_keys_at_every_level() {
+    let text = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpont: 127.0.0.1:4317\nexporter:\n  debug:\nexporters:\n  debug:\n    verbose: true\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n      processor: []\n  telemetry:\n    logs: {lvl: debug}\n";
+    expect_errors(
+        text,
+        &[
+            "6:1: exporter: unknown top-level key `exporter`; expected one of: receivers, processors, exporters, extensions, service, connectors",
+            "5:9: receivers.otlp.protocols.grpc.endpont: unknown field `endpont`, expected `endpoint` or `max_recv_msg_size_mib`",
+            "10:5: exporters.debug.verbose: unknown field `verbose`, expected `verbosity`",
+            "16:7: service.pipelines.traces.processor: unknown key `processor` in pipeline; expected one of: receivers, processors, exporters",
+            "18:12: service.telemetry.logs.lvl: unknown field `lvl`, expected `level` or `encoding`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_component_type() {
+    let text = GOOD.replace("  debug:\n", "  debug:\n  kafka/out:\n").replace("exporters: [debug]", "exporters: [debug, kafka/out]");
+    expect_errors(&text, &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: debug, json, nop"]);
+}
+
+#[test]
+fn undefined_references() {
+    let text = GOOD.replace("exporters: [debug]", "exporters: [debug, json/archive]").replace("receivers: [otlp]", "receivers: [otlp]\n      processors: [batch]") + "  extensions: [health_check]\n";
+    expect_errors(
+        &text,
+        &[
+            "11:20: service.pipelines.traces.processors: processor `batch` is not defined under `processors`",
+            "12:26: service.pipelines.traces.exporters: exporter `json/archive` is not defined under `exporters`",
+            "13:16: service.extensions: extension `health_check` is not defined under `extensions`",
+        ],
+    );
+}
+
+#[test]
+fn bad_values() {
+    let text = "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: localhost\n        max_request_body_size: lots\nexporters:\n  json:\n    flush_interval: 10\n    compression: brotli\nservice:\n  shutdown_timeout: soon\n  pipelines:\n    logs: {receivers: [otlp], exporters: [json]}\n";
+    let (o, _d) = validate(&[("c.yaml", text)], &[]);
+    assert_eq!(o.code, 2);
+    // One error per component (the first bad key of each), plus the service key.
+    assert!(o.stderr.contains("c.yaml:6:32: receivers.otlp.protocols.http.max_request_body_size: invalid size \"lots\""), "{}", o.stderr);
+    assert!(o.stderr.contains("c.yaml:9:21: exporters.json.flush_interval: duration \"10\" needs a unit, e.g. \"10s\""), "{}", o.stderr);
+    assert!(o.stderr.contains("c.yaml:12:21: service.shutdown_timeout: invalid duration \"soon\": write a number and a unit, e.g. 30s, 200ms or 1h30m"), "{}", o.stderr);
+    // A semantic check after parsing also names the key.
+    let text = "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: localhost\nexporters:\n  json:\n    path: /tmp/x\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [json]}\n";
+    expect_errors(text, &["5:19: receivers.otlp.protocols.http.endpoint: endpoint \"localhost\" needs a port, e.g. \"127.0.0.1:4317\""]);
+    let text = "receivers:\n  otlp:\nexporters:\n  json:\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [json]}\n";
+    let (o, d) = validate(&[("c.yaml", text)], &[]);
+    assert_eq!(o.code, 2);
+    let f = d.path().join("c.yaml").display().to_string();
+    assert!(o.stderr.contains(&format!("{f}:2:8: receivers.otlp.protocols: enable at least one protocol")), "{}", o.stderr);
+    assert!(o.stderr.contains(&format!("{f}:4:8: exporters.json.path: `path` is required")), "{}", o.stderr);
+}
+
+#[test]
+fn unused_component_is_a_warning() {
+    let text = GOOD.replace("  debug:\n", "  debug:\n  nop:\n");
+    let (o, d) = validate(&[("c.yaml", &text)], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let f = d.path().join("c.yaml").display().to_string();
+    assert!(o.stderr.contains(&format!("warning: {f}:7:3: exporters.nop: exporter `nop` is defined but not used in any pipeline")), "{}", o.stderr);
+}
+
+#[test]
+fn environment_expansion() {
+    let text = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: ${env:OTL_TEST_ENDPOINT}\n      http:\n        endpoint: ${OTL_TEST_UNSET_X:-127.0.0.1:4318}\nexporters:\n  json:\n    path: \"$${not_expanded}/${env:OTL_TEST_UNSET_Y}\"\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [json]}\n";
+    let (o, d) = validate(&[("c.yaml", text)], &[("OTL_TEST_ENDPOINT", "127.0.0.1:14317")]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let f = d.path().join("c.yaml").display().to_string();
+    assert!(o.stderr.contains(&format!("warning: {f}:10:11: exporters.json.path: environment variable OTL_TEST_UNSET_Y is not set; using an empty value")), "{}", o.stderr);
+    // Without the variable the endpoint is empty, which is an error at that key.
+    let (o, _d) = validate(&[("c.yaml", text)], &[]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("receivers.otlp.protocols.grpc.endpoint"), "{}", o.stderr);
+    expect_errors(&text.replace("${env:OTL_TEST_ENDPOINT}", "${file:/etc/x}"), &["5:19: receivers.otlp.protocols.grpc.endpoint: unsupported config provider `file`"]);
+}
+
+#[test]
+fn several_files_merge_and_name_their_own_lines() {
+    let base = GOOD;
+    let overlay = "exporters:\n  debug:\n    verbosity: loud\n";
+    let (o, d) = validate(&[("base.yaml", base), ("overlay.yaml", overlay)], &[]);
+    assert_eq!(o.code, 2);
+    let f = d.path().join("overlay.yaml").display().to_string();
+    assert!(o.stderr.contains(&format!("error: {f}:3:16: exporters.debug.verbosity: unknown variant `loud`, expected one of `basic`, `normal`, `detailed`")), "{}", o.stderr);
+    let (o, _d) = validate(&[("base.yaml", base), ("overlay.yaml", "exporters:\n  debug:\n    verbosity: detailed\n")], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}
+
+#[test]
+fn missing_file_and_run_with_a_bad_config() {
+    let out = Command::new(BIN).args(["validate", "--config", "/nonexistent/otterline.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: cannot read config file /nonexistent/otterline.yaml: No such file or directory"));
+    let out = Command::new(BIN).args(["--config", "/nonexistent/otterline.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("otterline: not started: the config has 1 error(s)"));
+}
