@@ -117,8 +117,8 @@ fn bad_values() {
     let (o, d) = validate(&[("c.yaml", text)], &[]);
     assert_eq!(o.code, 2);
     let f = d.path().join("c.yaml").display().to_string();
-    assert!(o.stderr.contains(&format!("{f}:2:8: receivers.otlp.protocols: enable at least one protocol")), "{}", o.stderr);
-    assert!(o.stderr.contains(&format!("{f}:4:8: exporters.json.path: `path` is required")), "{}", o.stderr);
+    assert!(o.stderr.contains(&format!("{f}:2:3: receivers.otlp.protocols: enable at least one protocol")), "{}", o.stderr);
+    assert!(o.stderr.contains(&format!("{f}:4:3: exporters.json.path: `path` is required")), "{}", o.stderr);
 }
 
 #[test]

@@ -129,6 +129,8 @@ pub struct BuildContext<'a> {
     pub config: &'a Node,
     /// Dotted path of the config, e.g. `exporters.json/archive`, for error messages.
     pub path: String,
+    /// Where the component's id is written.
+    pub mark: &'a crate::config::Mark,
 }
 
 impl BuildContext<'_> {
@@ -140,7 +142,8 @@ impl BuildContext<'_> {
     /// An error about a key of this component's config (e.g. a semantic check after parsing).
     pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
         let node = if key.is_empty() { None } else { self.config.get(key) };
-        let mark = node.map(|n| n.mark.clone()).unwrap_or_else(|| self.config.mark.clone());
+        let fallback = if self.config.is_null() { self.mark } else { &self.config.mark };
+        let mark = node.map(|n| n.mark.clone()).unwrap_or_else(|| fallback.clone());
         let path = if key.is_empty() { self.path.clone() } else { format!("{}.{key}", self.path) };
         ConfigError::at(&mark, &path, message)
     }

@@ -84,7 +84,7 @@ pub fn build(config: &Config, registry: &Registry, diags: &mut Diagnostics) -> O
     let mut exporters: Vec<BuiltExporter> = Vec::new();
     let mut extensions = Vec::new();
     for d in &config.components {
-        let bctx = BuildContext { id: &d.id, config: &d.config, path: d.path() };
+        let bctx = BuildContext { id: &d.id, config: &d.config, path: d.path(), mark: &d.mark };
         match d.kind {
             ComponentKind::Receiver => match registry.receivers.get(d.id.type_name.as_str()) {
                 None => diags.errors.push(unknown_type(d.kind, d, registry)),
@@ -130,7 +130,7 @@ pub fn build(config: &Config, registry: &Registry, diags: &mut Diagnostics) -> O
         for r in &p.processors {
             let Some(decl) = config.component(ComponentKind::Processor, &r.id) else { continue };
             let Some(f) = registry.processors.get(decl.id.type_name.as_str()) else { continue };
-            let bctx = BuildContext { id: &decl.id, config: &decl.config, path: decl.path() };
+            let bctx = BuildContext { id: &decl.id, config: &decl.config, path: decl.path(), mark: &decl.mark };
             if let Ok(proc_) = f.build(&bctx) {
                 processors.push((decl.id.clone(), proc_));
             }
