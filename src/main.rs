@@ -141,7 +141,10 @@ fn run(paths: &[PathBuf]) -> ExitCode {
         Ok(v) => v,
         Err(diags) => {
             report(&diags);
-            eprintln!("otterline: not started: the config has {} error(s); `otterline validate` lists them", diags.errors.len());
+            eprintln!(
+                "otterline: not started: the config has {} error(s); `otterline validate` lists them",
+                diags.errors.len()
+            );
             return ExitCode::from(2);
         }
     };

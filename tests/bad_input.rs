@@ -31,7 +31,14 @@ struct Resp {
     body: Vec<u8>,
 }
 
-fn send(inst: &Instance, method: &str, path: &str, content_type: Option<&str>, encoding: Option<&str>, body: Vec<u8>) -> Resp {
+fn send(
+    inst: &Instance,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> Resp {
     let client = reqwest::blocking::Client::new();
     let url = format!("http://127.0.0.1:{}{path}", inst.http);
     let mut req = client.request(method.parse().unwrap(), url).body(body);
@@ -50,15 +57,29 @@ fn send(inst: &Instance, method: &str, path: &str, content_type: Option<&str>, e
 }
 
 fn json_message(r: &Resp) -> String {
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)));
     v["message"].as_str().unwrap().to_string()
 }
 
 fn valid_request() -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    let spans = (0..50).map(|i| Span { trace_id: vec![7; 16], span_id: vec![i as u8 + 1; 8], name: format!("span with a reasonably long name {i}"), ..Default::default() }).collect();
-    ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }] }.encode_to_vec()
+    let spans = (0..50)
+        .map(|i| Span {
+            trace_id: vec![7; 16],
+            span_id: vec![i as u8 + 1; 8],
+            name: format!("span with a reasonably long name {i}"),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
 }
 
 #[test]
@@ -78,10 +99,22 @@ fn http_rejections_have_the_right_status_and_reason() {
     // Invalid JSON: 400 with the parser's reason, in JSON.
     let r = send(&inst, "POST", "/v1/logs", Some("application/json"), None, b"{\"resourceLogs\": [".to_vec());
     assert_eq!(r.status, 400);
-    assert!(json_message(&r).starts_with("invalid OTLP/JSON logs request: invalid JSON: EOF while parsing"), "{}", json_message(&r));
+    assert!(
+        json_message(&r).starts_with("invalid OTLP/JSON logs request: invalid JSON: EOF while parsing"),
+        "{}",
+        json_message(&r)
+    );
 
     // Valid JSON, wrong shape: the path of the bad value is named.
-    let r = send(&inst, "POST", "/v1/metrics", Some("application/json"), None, br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"timeUnixNano":"soon"}]}}]}]}]}"#.to_vec());
+    let r = send(
+        &inst,
+        "POST",
+        "/v1/metrics",
+        Some("application/json"),
+        None,
+        br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"timeUnixNano":"soon"}]}}]}]}]}"#
+            .to_vec(),
+    );
     assert_eq!(r.status, 400);
     assert_eq!(json_message(&r), "invalid OTLP/JSON metrics request: resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].timeUnixNano: expected an unsigned 64-bit integer, found \"soon\"");
 
@@ -152,15 +185,30 @@ fn grpc_oversize_and_empty_requests() {
     rt.block_on(async {
         let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{}", inst.grpc)).await.unwrap();
         // 2 MiB of attributes against a 1 MiB limit.
-        let span = Span { trace_id: vec![1; 16], span_id: vec![1; 8], name: "x".repeat(2 * 1024 * 1024), ..Default::default() };
-        let big = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }], ..Default::default() }] };
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![1; 8],
+            name: "x".repeat(2 * 1024 * 1024),
+            ..Default::default()
+        };
+        let big = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
         let err = client.export(big).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
         assert!(err.message().contains("message length too large"), "{}", err.message());
 
         // Invalid ids: partial success, nothing invalid is written.
         let bad = Span { trace_id: vec![1; 15], span_id: vec![1; 8], name: "bad".into(), ..Default::default() };
-        let req = ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans: vec![bad], ..Default::default() }], ..Default::default() }] };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans: vec![bad], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
         let resp = client.export(req).await.unwrap().into_inner();
         assert_eq!(resp.partial_success.unwrap().rejected_spans, 1);
     });

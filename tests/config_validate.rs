@@ -27,7 +27,11 @@ fn validate(files: &[(&str, &str)], env: &[(&str, &str)]) -> (Outcome, tempfile:
     }
     let out = cmd.output().unwrap();
     (
-        Outcome { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() },
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        },
         dir,
     )
 }
@@ -64,7 +68,10 @@ fn embedded_default_is_valid() {
 
 #[test]
 fn yaml_syntax_error() {
-    expect_errors("receivers:\n  otlp: {protocols: [grpc\nexporters: {}\n", &["3:10: YAML syntax error: illegal placement of ':' indicator"]);
+    expect_errors(
+        "receivers:\n  otlp: {protocols: [grpc\nexporters: {}\n",
+        &["3:10: YAML syntax error: illegal placement of ':' indicator"],
+    );
 }
 
 #[test]
@@ -84,13 +91,18 @@ fn unknown_keys_at_every_level() {
 
 #[test]
 fn unknown_component_type() {
-    let text = GOOD.replace("  debug:\n", "  debug:\n  kafka/out:\n").replace("exporters: [debug]", "exporters: [debug, kafka/out]");
+    let text = GOOD
+        .replace("  debug:\n", "  debug:\n  kafka/out:\n")
+        .replace("exporters: [debug]", "exporters: [debug, kafka/out]");
     expect_errors(&text, &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: debug, json, nop"]);
 }
 
 #[test]
 fn undefined_references() {
-    let text = GOOD.replace("exporters: [debug]", "exporters: [debug, json/archive]").replace("receivers: [otlp]", "receivers: [otlp]\n      processors: [batch]") + "  extensions: [health_check]\n";
+    let text = GOOD
+        .replace("exporters: [debug]", "exporters: [debug, json/archive]")
+        .replace("receivers: [otlp]", "receivers: [otlp]\n      processors: [batch]")
+        + "  extensions: [health_check]\n";
     expect_errors(
         &text,
         &[
@@ -107,17 +119,32 @@ fn bad_values() {
     let (o, _d) = validate(&[("c.yaml", text)], &[]);
     assert_eq!(o.code, 2);
     // One error per component (the first bad key of each), plus the service key.
-    assert!(o.stderr.contains("c.yaml:6:32: receivers.otlp.protocols.http.max_request_body_size: invalid size \"lots\""), "{}", o.stderr);
-    assert!(o.stderr.contains("c.yaml:9:21: exporters.json.flush_interval: duration \"10\" needs a unit, e.g. \"10s\""), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("c.yaml:6:32: receivers.otlp.protocols.http.max_request_body_size: invalid size \"lots\""),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("c.yaml:9:21: exporters.json.flush_interval: duration \"10\" needs a unit, e.g. \"10s\""),
+        "{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("c.yaml:12:21: service.shutdown_timeout: invalid duration \"soon\": write a number and a unit, e.g. 30s, 200ms or 1h30m"), "{}", o.stderr);
     // A semantic check after parsing also names the key.
     let text = "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: localhost\nexporters:\n  json:\n    path: /tmp/x\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [json]}\n";
-    expect_errors(text, &["5:19: receivers.otlp.protocols.http.endpoint: endpoint \"localhost\" needs a port, e.g. \"127.0.0.1:4317\""]);
+    expect_errors(
+        text,
+        &["5:19: receivers.otlp.protocols.http.endpoint: endpoint \"localhost\" needs a port, e.g. \"127.0.0.1:4317\""],
+    );
     let text = "receivers:\n  otlp:\nexporters:\n  json:\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [json]}\n";
     let (o, d) = validate(&[("c.yaml", text)], &[]);
     assert_eq!(o.code, 2);
     let f = d.path().join("c.yaml").display().to_string();
-    assert!(o.stderr.contains(&format!("{f}:2:3: receivers.otlp.protocols: enable at least one protocol")), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("{f}:2:3: receivers.otlp.protocols: enable at least one protocol")),
+        "{}",
+        o.stderr
+    );
     assert!(o.stderr.contains(&format!("{f}:4:3: exporters.json.path: `path` is required")), "{}", o.stderr);
 }
 
@@ -127,7 +154,13 @@ fn unused_component_is_a_warning() {
     let (o, d) = validate(&[("c.yaml", &text)], &[]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let f = d.path().join("c.yaml").display().to_string();
-    assert!(o.stderr.contains(&format!("warning: {f}:7:3: exporters.nop: exporter `nop` is defined but not used in any pipeline")), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "warning: {f}:7:3: exporters.nop: exporter `nop` is defined but not used in any pipeline"
+        )),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -141,7 +174,10 @@ fn environment_expansion() {
     let (o, _d) = validate(&[("c.yaml", text)], &[]);
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("receivers.otlp.protocols.grpc.endpoint"), "{}", o.stderr);
-    expect_errors(&text.replace("${env:OTL_TEST_ENDPOINT}", "${file:/etc/x}"), &["5:19: receivers.otlp.protocols.grpc.endpoint: unsupported config provider `file`"]);
+    expect_errors(
+        &text.replace("${env:OTL_TEST_ENDPOINT}", "${file:/etc/x}"),
+        &["5:19: receivers.otlp.protocols.grpc.endpoint: unsupported config provider `file`"],
+    );
 }
 
 #[test]
@@ -152,7 +188,8 @@ fn several_files_merge_and_name_their_own_lines() {
     assert_eq!(o.code, 2);
     let f = d.path().join("overlay.yaml").display().to_string();
     assert!(o.stderr.contains(&format!("error: {f}:3:16: exporters.debug.verbosity: unknown variant `loud`, expected one of `basic`, `normal`, `detailed`")), "{}", o.stderr);
-    let (o, _d) = validate(&[("base.yaml", base), ("overlay.yaml", "exporters:\n  debug:\n    verbosity: detailed\n")], &[]);
+    let (o, _d) =
+        validate(&[("base.yaml", base), ("overlay.yaml", "exporters:\n  debug:\n    verbosity: detailed\n")], &[]);
     assert_eq!(o.code, 0, "{}", o.stderr);
 }
 
@@ -160,7 +197,8 @@ fn several_files_merge_and_name_their_own_lines() {
 fn missing_file_and_run_with_a_bad_config() {
     let out = Command::new(BIN).args(["validate", "--config", "/nonexistent/otterline.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("error: cannot read config file /nonexistent/otterline.yaml: No such file or directory"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("error: cannot read config file /nonexistent/otterline.yaml: No such file or directory"));
     let out = Command::new(BIN).args(["--config", "/nonexistent/otterline.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("otterline: not started: the config has 1 error(s)"));

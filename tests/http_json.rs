@@ -19,7 +19,8 @@ fn fixture(name: &str) -> String {
 
 fn post(inst: &Instance, path: &str, body: Vec<u8>, content_type: &str, encoding: Option<&str>) -> (u16, String) {
     let client = reqwest::blocking::Client::new();
-    let mut req = client.post(format!("http://127.0.0.1:{}{path}", inst.http)).header("Content-Type", content_type).body(body);
+    let mut req =
+        client.post(format!("http://127.0.0.1:{}{path}", inst.http)).header("Content-Type", content_type).body(body);
     if let Some(e) = encoding {
         req = req.header("Content-Encoding", e);
     }
@@ -31,9 +32,21 @@ fn post(inst: &Instance, path: &str, body: Vec<u8>, content_type: &str, encoding
 /// The raw JSON lines written for `signal`, as values.
 fn lines(inst: &Instance, signal: Signal) -> Vec<Value> {
     let dir = inst.path().join("json").join(signal.as_str());
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.')).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
     files.sort();
-    files.iter().flat_map(|f| common::read_text(f).lines().map(|l| serde_json::from_str(l).expect("valid JSON line")).collect::<Vec<Value>>()).collect()
+    files
+        .iter()
+        .flat_map(|f| {
+            common::read_text(f)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+                .collect::<Vec<Value>>()
+        })
+        .collect()
 }
 
 fn value(text: &str) -> Value {
@@ -85,10 +98,18 @@ fn protobuf_partial_success_reports_rejected_spans() {
     let good = Span { trace_id: vec![1; 16], span_id: vec![2; 8], name: "good".into(), ..Default::default() };
     let bad = Span { trace_id: vec![1; 3], span_id: vec![2; 8], name: "bad".into(), ..Default::default() };
     let req = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans: vec![good, bad], ..Default::default() }], ..Default::default() }],
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![good, bad], ..Default::default() }],
+            ..Default::default()
+        }],
     };
     let client = reqwest::blocking::Client::new();
-    let resp = client.post(format!("http://127.0.0.1:{}/v1/traces", inst.http)).header("Content-Type", "application/x-protobuf").body(req.encode_to_vec()).send().unwrap();
+    let resp = client
+        .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
+        .header("Content-Type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
     let body = ExportTraceServiceResponse::decode(resp.bytes().unwrap()).unwrap();

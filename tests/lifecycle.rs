@@ -15,18 +15,40 @@ use prost::Message;
 /// A request of `n` spans whose names carry `tag`.
 fn request(tag: u64, n: usize) -> ExportTraceServiceRequest {
     let spans = (0..n)
-        .map(|i| Span { trace_id: tag.to_be_bytes().repeat(2), span_id: (i as u64 + 1).to_be_bytes().to_vec(), name: format!("req-{tag}-span-{i}"), start_time_unix_nano: 1, end_time_unix_nano: 2, ..Default::default() })
+        .map(|i| Span {
+            trace_id: tag.to_be_bytes().repeat(2),
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: format!("req-{tag}-span-{i}"),
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            ..Default::default()
+        })
         .collect();
-    ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }] }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
 }
 
 fn post(client: &reqwest::blocking::Client, port: u16, body: Vec<u8>) -> reqwest::blocking::Response {
-    client.post(format!("http://127.0.0.1:{port}/v1/traces")).header("Content-Type", "application/x-protobuf").body(body).send().expect("post")
+    client
+        .post(format!("http://127.0.0.1:{port}/v1/traces"))
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .expect("post")
 }
 
 fn rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 const SLOW: &str = r#"
@@ -72,7 +94,12 @@ fn sigterm_drains_every_accepted_span_and_reports_not_ready() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("\"status\":\"Server not available\"") && body.contains("\"phase\":\"draining\""), "{body}");
     // New data is refused while draining (the listener is closed or answers 503).
-    if let Ok(r) = client.post(format!("http://127.0.0.1:{}/v1/traces", inst.http)).header("Content-Type", "application/x-protobuf").body(request(999, 1).encode_to_vec()).send() {
+    if let Ok(r) = client
+        .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
+        .header("Content-Type", "application/x-protobuf")
+        .body(request(999, 1).encode_to_vec())
+        .send()
+    {
         assert_eq!(r.status().as_u16(), 503);
     }
     let status = inst.wait(Duration::from_secs(60));
@@ -90,7 +117,9 @@ fn sigterm_drains_every_accepted_span_and_reports_not_ready() {
 fn overload_gets_retryable_refusals_with_bounded_memory_and_no_loss() {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
-    let config = SLOW.replace("LATENCY", "50ms").replace("QUEUES", "queues: {pipeline_size: 2, exporter_size: 1, admission_timeout: 10ms}");
+    let config = SLOW
+        .replace("LATENCY", "50ms")
+        .replace("QUEUES", "queues: {pipeline_size: 2, exporter_size: 1, admission_timeout: 10ms}");
     let mut inst = Instance::start(&config);
     let pid = inst.pid();
     let accepted = Arc::new(AtomicU64::new(0));
@@ -163,7 +192,8 @@ fn overload_gets_retryable_refusals_with_bounded_memory_and_no_loss() {
     }
     stop.store(true, Ordering::Relaxed);
     peak = peak.max(sampler.join().unwrap());
-    let (acc, rh, rg) = (accepted.load(Ordering::Relaxed), refused_http.load(Ordering::Relaxed), refused_grpc.load(Ordering::Relaxed));
+    let (acc, rh, rg) =
+        (accepted.load(Ordering::Relaxed), refused_http.load(Ordering::Relaxed), refused_grpc.load(Ordering::Relaxed));
     eprintln!("accepted spans {acc}, refused HTTP requests {rh}, refused gRPC requests {rg}, peak RSS {peak} KiB");
     assert!(rh > 0 && rg > 0, "overload must produce retryable refusals on both protocols");
     assert!(acc > 0);
@@ -184,7 +214,12 @@ fn a_port_in_use_fails_start_up_clearly() {
     let out = Command::new(BIN).arg("--config").arg(dir.path().join("c.yaml")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("receiver `otlp` failed to start: cannot listen on 127.0.0.1:{port} for OTLP/gRPC: Address already in use")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "receiver `otlp` failed to start: cannot listen on 127.0.0.1:{port} for OTLP/gRPC: Address already in use"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -192,7 +227,19 @@ fn embedded_default_accepts_python_sdk_spans_and_writes_json() {
     let mut inst = Instance::start_default();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_otel.py");
     let out = Command::new(common::python())
-        .args([script, "--protocol", "grpc", "--endpoint", &format!("http://127.0.0.1:{}", inst.grpc), "--service", "default-pipeline", "--spans", "12", "--logs", "2"])
+        .args([
+            script,
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &format!("http://127.0.0.1:{}", inst.grpc),
+            "--service",
+            "default-pipeline",
+            "--spans",
+            "12",
+            "--logs",
+            "2",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -200,7 +247,14 @@ fn embedded_default_accepts_python_sdk_spans_and_writes_json() {
     let dir = inst.path().join("otterline-data/json/traces");
     let spans = common::spans_of(&common::read_json_dir(&dir, otterline_core::Signal::Traces));
     assert_eq!(spans.len(), 12);
-    assert_eq!(common::logs_of(&common::read_json_dir(&inst.path().join("otterline-data/json/logs"), otterline_core::Signal::Logs)).len(), 2);
+    assert_eq!(
+        common::logs_of(&common::read_json_dir(
+            &inst.path().join("otterline-data/json/logs"),
+            otterline_core::Signal::Logs
+        ))
+        .len(),
+        2
+    );
     // The debug exporter printed its one-line summaries.
     assert!(inst.stderr().contains("otterline debug: traces: 1 resource(s), 12 spans"), "{}", inst.stderr());
 }

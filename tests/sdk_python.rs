@@ -19,10 +19,27 @@ fn run(protocol: &str) {
     let service = format!("py-{protocol}");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_otel.py");
     let out = Command::new(common::python())
-        .args([script, "--protocol", protocol, "--endpoint", &endpoint, "--service", &service, "--spans", "25", "--logs", "4"])
+        .args([
+            script,
+            "--protocol",
+            protocol,
+            "--endpoint",
+            &endpoint,
+            "--service",
+            &service,
+            "--spans",
+            "25",
+            "--logs",
+            "4",
+        ])
         .output()
         .expect("run python");
-    assert!(out.status.success(), "python sender failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python sender failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(inst.terminate().success(), "{}", inst.stderr());
 
     let spans = inst.spans();

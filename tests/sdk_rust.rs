@@ -27,16 +27,13 @@ fn emit(traces: SdkTracerProvider, logs: SdkLoggerProvider, metrics: SdkMeterPro
     let tracer = traces.tracer("otterline-test");
     let mut first_ctx = None;
     for i in 0..5i64 {
-        let mut b = tracer
-            .span_builder(format!("chat {i}"))
-            .with_kind(SpanKind::Client)
-            .with_attributes(vec![
-                KeyValue::new("gen_ai.request.model", "gpt-4o"),
-                KeyValue::new("gen_ai.usage.input_tokens", i * 10),
-                KeyValue::new("cached", i % 2 == 0),
-                KeyValue::new("temperature", 0.5),
-                KeyValue::new("tags", Value::Array(Array::String(vec!["a".into(), "b".into()]))),
-            ]);
+        let mut b = tracer.span_builder(format!("chat {i}")).with_kind(SpanKind::Client).with_attributes(vec![
+            KeyValue::new("gen_ai.request.model", "gpt-4o"),
+            KeyValue::new("gen_ai.usage.input_tokens", i * 10),
+            KeyValue::new("cached", i % 2 == 0),
+            KeyValue::new("temperature", 0.5),
+            KeyValue::new("tags", Value::Array(Array::String(vec!["a".into(), "b".into()]))),
+        ]);
         if let Some(ctx) = &first_ctx {
             b = b.with_links(vec![Link::with_context(Clone::clone(ctx))]);
         }
@@ -100,7 +97,9 @@ fn check(inst: &Instance, service: &str) {
     let s4 = spans.iter().find(|s| s.name == "chat 4").unwrap();
     let st = s4.status.as_ref().unwrap();
     assert_eq!((st.code, st.message.as_str()), (2, "provider timeout"));
-    assert!(spans.iter().all(|s| s.trace_id.len() == 16 && s.span_id.len() == 8 && s.end_time_unix_nano >= s.start_time_unix_nano));
+    assert!(spans
+        .iter()
+        .all(|s| s.trace_id.len() == 16 && s.span_id.len() == 8 && s.end_time_unix_nano >= s.start_time_unix_nano));
 
     let logs = logs_of(&inst.json_batches(Signal::Logs));
     assert_eq!(logs.len(), 3, "{logs:?}");
@@ -134,9 +133,15 @@ fn rust_sdk_over_grpc_with_gzip() {
     let endpoint = format!("http://127.0.0.1:{}", inst.grpc);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (t, l, m) = rt.block_on(async {
-        let spans = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(&endpoint).with_compression(opentelemetry_otlp::Compression::Gzip).build().unwrap();
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(&endpoint)
+            .with_compression(opentelemetry_otlp::Compression::Gzip)
+            .build()
+            .unwrap();
         let logs = opentelemetry_otlp::LogExporter::builder().with_tonic().with_endpoint(&endpoint).build().unwrap();
-        let metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(&endpoint).build().unwrap();
+        let metrics =
+            opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(&endpoint).build().unwrap();
         (
             SdkTracerProvider::builder().with_resource(resource("rust-grpc")).with_batch_exporter(spans).build(),
             SdkLoggerProvider::builder().with_resource(resource("rust-grpc")).with_batch_exporter(logs).build(),
@@ -153,9 +158,25 @@ fn rust_sdk_over_grpc_with_gzip() {
 fn http_run(protocol: opentelemetry_otlp::Protocol, service: &str) {
     let mut inst = Instance::start(BASIC);
     let base = format!("http://127.0.0.1:{}", inst.http);
-    let spans = opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(protocol).with_endpoint(format!("{base}/v1/traces")).build().unwrap();
-    let logs = opentelemetry_otlp::LogExporter::builder().with_http().with_protocol(protocol).with_endpoint(format!("{base}/v1/logs")).build().unwrap();
-    let metrics = opentelemetry_otlp::MetricExporter::builder().with_http().with_protocol(protocol).with_endpoint(format!("{base}/v1/metrics")).with_headers(Default::default()).build().unwrap();
+    let spans = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(format!("{base}/v1/traces"))
+        .build()
+        .unwrap();
+    let logs = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(format!("{base}/v1/logs"))
+        .build()
+        .unwrap();
+    let metrics = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(format!("{base}/v1/metrics"))
+        .with_headers(Default::default())
+        .build()
+        .unwrap();
     emit(
         SdkTracerProvider::builder().with_resource(resource(service)).with_batch_exporter(spans).build(),
         SdkLoggerProvider::builder().with_resource(resource(service)).with_batch_exporter(logs).build(),

@@ -264,7 +264,10 @@ pub fn metrics_of(batches: &[Batch]) -> Vec<Metric> {
 }
 
 /// The string value of attribute `key`.
-pub fn attr<'a>(attrs: &'a [otterline_core::pdata::common::KeyValue], key: &str) -> Option<&'a otterline_core::pdata::common::any_value::Value> {
+pub fn attr<'a>(
+    attrs: &'a [otterline_core::pdata::common::KeyValue],
+    key: &str,
+) -> Option<&'a otterline_core::pdata::common::any_value::Value> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
 }
 
@@ -274,6 +277,10 @@ pub fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(p.exists(), "the Python test venv is missing at {}: run `scripts/test` (or `scripts/setup-venv`) first", p.display());
+    assert!(
+        p.exists(),
+        "the Python test venv is missing at {}: run `scripts/test` (or `scripts/setup-venv`) first",
+        p.display()
+    );
     p
 }

@@ -53,10 +53,7 @@ impl ComponentId {
                 ));
             }
         }
-        Ok(ComponentId {
-            type_name: ty.to_string(),
-            name: name.map(str::to_string),
-        })
+        Ok(ComponentId { type_name: ty.to_string(), name: name.map(str::to_string) })
     }
 }
 
@@ -78,12 +75,8 @@ pub enum ComponentKind {
 }
 
 impl ComponentKind {
-    pub const ALL: [ComponentKind; 4] = [
-        ComponentKind::Receiver,
-        ComponentKind::Processor,
-        ComponentKind::Exporter,
-        ComponentKind::Extension,
-    ];
+    pub const ALL: [ComponentKind; 4] =
+        [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter, ComponentKind::Extension];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -211,13 +204,7 @@ impl Output {
         admission_timeout: Duration,
         health: Arc<ComponentHealth>,
     ) -> Output {
-        Output {
-            inner: Arc::new(OutputInner {
-                routes,
-                admission_timeout,
-                health,
-            }),
-        }
+        Output { inner: Arc::new(OutputInner { routes, admission_timeout, health }) }
     }
 
     /// Whether any pipeline takes `signal` from this receiver.

@@ -82,7 +82,10 @@ pub fn leftovers(dir: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn is_operator_fixable(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::QuotaExceeded
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::QuotaExceeded
     )
 }
 

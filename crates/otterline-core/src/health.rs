@@ -180,11 +180,7 @@ impl HealthRegistry {
     /// Ready means: started, not draining, and no component failed.
     pub fn is_ready(&self) -> bool {
         self.phase() == Phase::Ready
-            && self
-                .components
-                .lock()
-                .map(|l| l.iter().all(|c| c.status() != Status::Failed))
-                .unwrap_or(false)
+            && self.components.lock().map(|l| l.iter().all(|c| c.status() != Status::Failed)).unwrap_or(false)
     }
 
     pub fn started(&self) -> SystemTime {
@@ -192,16 +188,8 @@ impl HealthRegistry {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let components = self
-            .components
-            .lock()
-            .map(|l| l.iter().map(|c| c.snapshot()).collect())
-            .unwrap_or_default();
-        Snapshot {
-            phase: self.phase(),
-            ready: self.is_ready(),
-            components,
-        }
+        let components = self.components.lock().map(|l| l.iter().map(|c| c.snapshot()).collect()).unwrap_or_default();
+        Snapshot { phase: self.phase(), ready: self.is_ready(), components }
     }
 }
 

@@ -43,7 +43,11 @@ pub const CONNECTION_GRACE: Duration = Duration::from_secs(5);
 /// Runs a server future that shuts down gracefully when `shutdown` fires, but
 /// stops waiting for lingering client connections after [`CONNECTION_GRACE`].
 /// Requests still open then were never acknowledged, so clients retry them.
-pub async fn serve_with_grace<E>(server: impl Future<Output = Result<(), E>>, shutdown: CancellationToken, what: &str) -> Result<(), E> {
+pub async fn serve_with_grace<E>(
+    server: impl Future<Output = Result<(), E>>,
+    shutdown: CancellationToken,
+    what: &str,
+) -> Result<(), E> {
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => r,

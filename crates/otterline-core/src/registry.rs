@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::component::{
-    ComponentKind, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory,
-};
+use crate::component::{ComponentKind, ExporterFactory, ExtensionFactory, ProcessorFactory, ReceiverFactory};
 
 #[derive(Default, Clone)]
 pub struct Registry {
@@ -58,16 +56,36 @@ impl Registry {
     pub fn list(&self) -> Vec<Listing> {
         let mut out = Vec::new();
         for f in self.receivers.values() {
-            out.push(Listing { kind: ComponentKind::Receiver, type_name: f.type_name(), description: f.description(), signals: Some(f.signals().to_string()) });
+            out.push(Listing {
+                kind: ComponentKind::Receiver,
+                type_name: f.type_name(),
+                description: f.description(),
+                signals: Some(f.signals().to_string()),
+            });
         }
         for f in self.processors.values() {
-            out.push(Listing { kind: ComponentKind::Processor, type_name: f.type_name(), description: f.description(), signals: None });
+            out.push(Listing {
+                kind: ComponentKind::Processor,
+                type_name: f.type_name(),
+                description: f.description(),
+                signals: None,
+            });
         }
         for f in self.exporters.values() {
-            out.push(Listing { kind: ComponentKind::Exporter, type_name: f.type_name(), description: f.description(), signals: Some(f.signals().to_string()) });
+            out.push(Listing {
+                kind: ComponentKind::Exporter,
+                type_name: f.type_name(),
+                description: f.description(),
+                signals: Some(f.signals().to_string()),
+            });
         }
         for f in self.extensions.values() {
-            out.push(Listing { kind: ComponentKind::Extension, type_name: f.type_name(), description: f.description(), signals: None });
+            out.push(Listing {
+                kind: ComponentKind::Extension,
+                type_name: f.type_name(),
+                description: f.description(),
+                signals: None,
+            });
         }
         out
     }

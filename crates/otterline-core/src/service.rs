@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::component::{
-    BuildContext, ComponentError, ComponentId, ComponentKind, ExportError, Exporter,
-    ExporterContext, Extension, ExtensionContext, Output, Processor, Receiver, ReceiverContext,
+    BuildContext, ComponentError, ComponentId, ComponentKind, ExportError, Exporter, ExporterContext, Extension,
+    ExtensionContext, Output, Processor, Receiver, ReceiverContext,
 };
 use crate::config::{ComponentDecl, Config, ConfigError, Diagnostics, ServiceConfig};
 use crate::health::{ComponentHealth, HealthRegistry, Phase, Status};
@@ -89,7 +89,12 @@ pub fn build(config: &Config, registry: &Registry, diags: &mut Diagnostics) -> O
             ComponentKind::Receiver => match registry.receivers.get(d.id.type_name.as_str()) {
                 None => diags.errors.push(unknown_type(d.kind, d, registry)),
                 Some(f) => match f.build(&bctx) {
-                    Ok(r) => receivers.push(BuiltReceiver { id: d.id.clone(), receiver: r, pipelines: Vec::new(), signals: f.signals() }),
+                    Ok(r) => receivers.push(BuiltReceiver {
+                        id: d.id.clone(),
+                        receiver: r,
+                        pipelines: Vec::new(),
+                        signals: f.signals(),
+                    }),
                     Err(e) => diags.errors.push(e),
                 },
             },
@@ -137,9 +142,17 @@ pub fn build(config: &Config, registry: &Registry, diags: &mut Diagnostics) -> O
         }
         for r in &p.receivers {
             if let Some(br) = receivers.iter_mut().find(|b| b.id == r.id) {
-                let overlap = SignalSet::ALL.iter().filter(|s| br.signals.contains(*s) && p.signals.contains(*s)).count();
+                let overlap =
+                    SignalSet::ALL.iter().filter(|s| br.signals.contains(*s) && p.signals.contains(*s)).count();
                 if overlap == 0 {
-                    diags.errors.push(ConfigError::at(&r.mark, &format!("{ppath}.receivers"), format!("receiver `{}` produces {} but pipeline `{}` takes only {}", r.id, br.signals, p.name, p.signals)));
+                    diags.errors.push(ConfigError::at(
+                        &r.mark,
+                        &format!("{ppath}.receivers"),
+                        format!(
+                            "receiver `{}` produces {} but pipeline `{}` takes only {}",
+                            r.id, br.signals, p.name, p.signals
+                        ),
+                    ));
                 } else {
                     br.pipelines.push(pi);
                 }
@@ -150,7 +163,14 @@ pub fn build(config: &Config, registry: &Registry, diags: &mut Diagnostics) -> O
             if let Some(i) = exporters.iter().position(|b| b.id == r.id) {
                 let handles_any = p.signals.iter().any(|s| exporters[i].signals.contains(s));
                 if !handles_any && p.processors.is_empty() {
-                    diags.warnings.push(ConfigError::at(&r.mark, &format!("{ppath}.exporters"), format!("exporter `{}` handles {} but pipeline `{}` carries only {}: it will receive nothing", r.id, exporters[i].signals, p.name, p.signals)));
+                    diags.warnings.push(ConfigError::at(
+                        &r.mark,
+                        &format!("{ppath}.exporters"),
+                        format!(
+                            "exporter `{}` handles {} but pipeline `{}` carries only {}: it will receive nothing",
+                            r.id, exporters[i].signals, p.name, p.signals
+                        ),
+                    ));
                 }
                 exp_idx.push(i);
             }
@@ -290,10 +310,8 @@ impl Service {
             health.set_phase(Phase::Ready);
             info!("Everything is ready. Begin running and processing data.");
             // Wait for a shutdown request, or for a receiver to end on its own (a failure).
-            let mut watch: futures::stream::FuturesUnordered<_> = recv_tasks
-                .iter_mut()
-                .map(|(id, handle)| async move { (id.clone(), handle.await) })
-                .collect();
+            let mut watch: futures::stream::FuturesUnordered<_> =
+                recv_tasks.iter_mut().map(|(id, handle)| async move { (id.clone(), handle.await) }).collect();
             use futures::StreamExt;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
@@ -517,7 +535,13 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
-async fn export_with_retry(id: &ComponentId, exporter: &mut dyn Exporter, batch: Batch, health: &ComponentHealth, abort: &CancellationToken) {
+async fn export_with_retry(
+    id: &ComponentId,
+    exporter: &mut dyn Exporter,
+    batch: Batch,
+    health: &ComponentHealth,
+    abort: &CancellationToken,
+) {
     let items = batch.item_count() as u64;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -547,5 +571,257 @@ async fn export_with_retry(id: &ComponentId, exporter: &mut dyn Exporter, batch:
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::component::{ExporterFactory, ProcessorFactory, ReceiverFactory, Refusal, Task};
+    use crate::config::{load, Source};
+    use crate::pdata::{
+        logs, metrics, trace, ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, Signal,
+    };
+
+    type Outputs = Arc<Mutex<Vec<Output>>>;
+    type Seen = Arc<Mutex<Vec<(String, Batch)>>>;
+
+    struct TestReceiver(Outputs);
+    impl ReceiverFactory for TestReceiver {
+        fn type_name(&self) -> &'static str {
+            "test_in"
+        }
+        fn description(&self) -> &'static str {
+            "test"
+        }
+        fn signals(&self) -> SignalSet {
+            SignalSet::ALL
+        }
+        fn build(&self, _: &BuildContext<'_>) -> Result<Box<dyn Receiver>, ConfigError> {
+            Ok(Box::new(TestReceiverInst(self.0.clone())))
+        }
+    }
+    struct TestReceiverInst(Outputs);
+    #[async_trait]
+    impl Receiver for TestReceiverInst {
+        async fn start(self: Box<Self>, ctx: ReceiverContext) -> Result<Task, ComponentError> {
+            self.0.lock().unwrap().push(ctx.output);
+            Ok(Box::pin(async move {
+                ctx.shutdown.cancelled().await;
+                Ok(())
+            }))
+        }
+    }
+
+    /// Collects what it exports; fails the first `fail_first` exports with a retryable error.
+    struct TestExporter(Seen, usize, SignalSet);
+    impl ExporterFactory for TestExporter {
+        fn type_name(&self) -> &'static str {
+            "test_out"
+        }
+        fn description(&self) -> &'static str {
+            "test"
+        }
+        fn signals(&self) -> SignalSet {
+            self.2
+        }
+        fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Exporter>, ConfigError> {
+            Ok(Box::new(TestExporterInst { seen: self.0.clone(), name: ctx.id.to_string(), fail: self.1 }))
+        }
+    }
+    struct TestExporterInst {
+        seen: Seen,
+        name: String,
+        fail: usize,
+    }
+    #[async_trait]
+    impl Exporter for TestExporterInst {
+        async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+            if self.fail > 0 {
+                self.fail -= 1;
+                return Err(ExportError::Retryable("disk full".into()));
+            }
+            self.seen.lock().unwrap().push((self.name.clone(), batch.clone()));
+            Ok(())
+        }
+    }
+
+    /// Passes traces on and derives one metric batch per traces batch (a span count);
+    /// holds logs back until shutdown.
+    struct Derive;
+    impl ProcessorFactory for Derive {
+        fn type_name(&self) -> &'static str {
+            "derive"
+        }
+        fn description(&self) -> &'static str {
+            "test"
+        }
+        fn build(&self, _: &BuildContext<'_>) -> Result<Box<dyn Processor>, ConfigError> {
+            Ok(Box::new(DeriveInst(Vec::new())))
+        }
+    }
+    struct DeriveInst(Vec<Batch>);
+    impl Processor for DeriveInst {
+        fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) {
+            match batch.signal() {
+                Signal::Traces => {
+                    let n = batch.item_count();
+                    out.push(batch);
+                    out.push(metric_batch(n as i64));
+                }
+                Signal::Logs => self.0.push(batch),
+                Signal::Metrics => out.push(batch),
+            }
+        }
+        fn shutdown(&mut self, out: &mut Vec<Batch>) {
+            out.append(&mut self.0);
+        }
+    }
+
+    fn metric_batch(v: i64) -> Batch {
+        Batch::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![metrics::ResourceMetrics {
+                scope_metrics: vec![metrics::ScopeMetrics {
+                    metrics: vec![metrics::Metric {
+                        name: "spans".into(),
+                        data: Some(metrics::metric::Data::Gauge(metrics::Gauge {
+                            data_points: vec![metrics::NumberDataPoint {
+                                value: Some(metrics::number_data_point::Value::AsInt(v)),
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    fn traces(n: usize) -> Batch {
+        Batch::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![trace::ResourceSpans {
+                scope_spans: vec![trace::ScopeSpans { spans: vec![trace::Span::default(); n], ..Default::default() }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    fn logs_batch() -> Batch {
+        Batch::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![logs::ResourceLogs {
+                scope_logs: vec![logs::ScopeLogs {
+                    log_records: vec![logs::LogRecord::default()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    struct Harness {
+        outputs: Outputs,
+        seen: Seen,
+        registry: Registry,
+    }
+
+    fn harness(fail_first: usize, out_signals: SignalSet) -> Harness {
+        let outputs: Outputs = Default::default();
+        let seen: Seen = Default::default();
+        let registry = Registry::default()
+            .receiver(TestReceiver(outputs.clone()))
+            .exporter(TestExporter(seen.clone(), fail_first, out_signals))
+            .processor(Derive);
+        Harness { outputs, seen, registry }
+    }
+
+    async fn run_with(h: &Harness, yaml: &str, send: Vec<Batch>) -> Vec<(String, Batch)> {
+        let (cfg, mut diags) = load(&[Source { name: "t.yaml".into(), text: yaml.into() }], &|_| None);
+        let cfg = cfg.unwrap_or_else(|| panic!("{:?}", diags.errors));
+        let svc = build(&cfg, &h.registry, &mut diags).unwrap_or_else(|| panic!("{:?}", diags.errors));
+        let stop = CancellationToken::new();
+        let health = Arc::new(HealthRegistry::default());
+        let handle = tokio::spawn(svc.run(health.clone(), stop.clone()));
+        while health.phase() != Phase::Ready {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let out = h.outputs.lock().unwrap()[0].clone();
+        for b in send {
+            out.send(b).await.unwrap();
+        }
+        drop(out);
+        stop.cancel();
+        handle.await.unwrap().unwrap();
+        h.seen.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn routes_by_pipeline_signal_and_shares_exporters() {
+        let h = harness(0, SignalSet::ALL);
+        let yaml = "receivers: {test_in: }\nexporters: {test_out/a: , test_out/b: }\nservice:\n  pipelines:\n    traces: {receivers: [test_in], exporters: [test_out/a]}\n    everything: {receivers: [test_in], exporters: [test_out/a, test_out/b]}\n";
+        let seen = run_with(&h, yaml, vec![traces(3), logs_batch()]).await;
+        let count = |name: &str, s: Signal| seen.iter().filter(|(n, b)| n == name && b.signal() == s).count();
+        // `traces` pipeline and `everything` both feed exporter a: two copies of the traces.
+        assert_eq!(count("test_out/a", Signal::Traces), 2);
+        assert_eq!(count("test_out/b", Signal::Traces), 1);
+        // Logs only go through `everything`.
+        assert_eq!(count("test_out/a", Signal::Logs), 1);
+        assert_eq!(count("test_out/b", Signal::Logs), 1);
+    }
+
+    #[tokio::test]
+    async fn derived_signals_continue_and_processors_flush_at_shutdown() {
+        let h = harness(0, SignalSet::ALL);
+        let yaml = "receivers: {test_in: }\nprocessors: {derive: }\nexporters: {test_out: }\nservice:\n  pipelines:\n    all: {receivers: [test_in], processors: [derive], exporters: [test_out]}\n";
+        let seen = run_with(&h, yaml, vec![traces(4), logs_batch(), traces(2)]).await;
+        let batches: Vec<&Batch> = seen.iter().map(|(_, b)| b).collect();
+        assert_eq!(batches.iter().filter(|b| b.signal() == Signal::Traces).count(), 2);
+        let metric_values: Vec<Batch> =
+            batches.iter().filter(|b| b.signal() == Signal::Metrics).map(|b| (*b).clone()).collect();
+        assert_eq!(metric_values, vec![metric_batch(4), metric_batch(2)]);
+        // The held log batch came out at shutdown, last.
+        assert_eq!(batches.last().unwrap().signal(), Signal::Logs);
+    }
+
+    #[tokio::test]
+    async fn exporters_ignore_signals_they_do_not_handle() {
+        let h = harness(0, SignalSet::of(Signal::Metrics));
+        let yaml = "receivers: {test_in: }\nprocessors: {derive: }\nexporters: {test_out: }\nservice:\n  pipelines:\n    traces: {receivers: [test_in], processors: [derive], exporters: [test_out]}\n";
+        let seen = run_with(&h, yaml, vec![traces(5)]).await;
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1, metric_batch(5));
+    }
+
+    #[tokio::test]
+    async fn retryable_export_errors_are_retried_not_dropped() {
+        let h = harness(2, SignalSet::ALL);
+        let yaml = "receivers: {test_in: }\nexporters: {test_out: }\nservice:\n  pipelines:\n    traces: {receivers: [test_in], exporters: [test_out]}\n";
+        let seen = run_with(&h, yaml, vec![traces(1), traces(2)]).await;
+        assert_eq!(seen.iter().map(|(_, b)| b.item_count()).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_signal_no_pipeline_takes_is_refused() {
+        let h = harness(0, SignalSet::ALL);
+        let yaml = "receivers: {test_in: }\nexporters: {test_out: }\nservice:\n  pipelines:\n    metrics: {receivers: [test_in], exporters: [test_out]}\n";
+        let (cfg, mut diags) = load(&[Source { name: "t.yaml".into(), text: yaml.into() }], &|_| None);
+        let svc = build(&cfg.unwrap(), &h.registry, &mut diags).unwrap();
+        let stop = CancellationToken::new();
+        let health = Arc::new(HealthRegistry::default());
+        let handle = tokio::spawn(svc.run(health.clone(), stop.clone()));
+        while health.phase() != Phase::Ready {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let out = h.outputs.lock().unwrap()[0].clone();
+        assert!(!out.accepts(Signal::Traces));
+        assert_eq!(out.send(traces(1)).await, Err(Refusal::NoPipeline(Signal::Traces)));
+        drop(out);
+        stop.cancel();
+        handle.await.unwrap().unwrap();
     }
 }

@@ -6,16 +6,12 @@ use chrono::{DateTime, Utc};
 
 /// Now, in Unix nanoseconds.
 pub fn now_unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 /// A Unix-nanosecond timestamp as a UTC date-time.
 pub fn from_unix_nanos(nanos: u64) -> DateTime<Utc> {
-    DateTime::from_timestamp((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32)
-        .unwrap_or_default()
+    DateTime::from_timestamp((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32).unwrap_or_default()
 }
 
 /// RFC 3339 with millisecond precision, e.g. `2026-11-23T05:18:57.123Z`.

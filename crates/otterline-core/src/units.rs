@@ -27,13 +27,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if num_len == 0 {
             return Err(format!("invalid duration {text:?}: write a number and a unit, e.g. 30s, 200ms or 1h30m"));
         }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid number in duration {text:?}"))?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| format!("invalid number in duration {text:?}"))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let seconds = match unit {
@@ -46,9 +42,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "d" => 86400.0,
             "w" => 7.0 * 86400.0,
             other => {
-                return Err(format!(
-                    "unknown unit {other:?} in duration {text:?} (use ns, us, ms, s, m, h, d or w)"
-                ))
+                return Err(format!("unknown unit {other:?} in duration {text:?} (use ns, us, ms, s, m, h, d or w)"))
             }
         };
         total += value * seconds;
@@ -65,7 +59,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return format!("{}us", d.as_micros());
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
@@ -137,7 +131,9 @@ impl ByteSize {
             "KiB" => 1024.0,
             "MiB" => 1024.0 * 1024.0,
             "GiB" => 1024.0 * 1024.0 * 1024.0,
-            other => return Err(format!("unknown size unit {other:?} in {text:?} (use B, KB, MB, GB, KiB, MiB or GiB)")),
+            other => {
+                return Err(format!("unknown size unit {other:?} in {text:?} (use B, KB, MB, GB, KiB, MiB or GiB)"))
+            }
         };
         Ok(ByteSize((value * mult) as u64))
     }

@@ -93,7 +93,13 @@ pub fn render(name: &str, verbosity: Verbosity, batch: &Batch, out: &mut String)
                             Some(metric::Data::Summary(_)) => "summary",
                             None => "empty",
                         };
-                        let _ = writeln!(out, "  metric service={svc} name={:?} type={kind} unit={:?} points={}", m.name, m.unit, pdata::metric_point_count(m));
+                        let _ = writeln!(
+                            out,
+                            "  metric service={svc} name={:?} type={kind} unit={:?} points={}",
+                            m.name,
+                            m.unit,
+                            pdata::metric_point_count(m)
+                        );
                     }
                 }
             }
@@ -106,7 +112,11 @@ pub fn render(name: &str, verbosity: Verbosity, batch: &Batch, out: &mut String)
                             Some(_) => "(structured)".into(),
                             None => "-".into(),
                         };
-                        let _ = writeln!(out, "  log service={svc} severity={} event={:?} body={body}", l.severity_number, l.event_name);
+                        let _ = writeln!(
+                            out,
+                            "  log service={svc} severity={} event={:?} body={body}",
+                            l.severity_number, l.event_name
+                        );
                     }
                 }
             }
@@ -138,7 +148,14 @@ mod tests {
         Batch::Traces(ExportTraceServiceRequest {
             resource_spans: vec![trace::ResourceSpans {
                 scope_spans: vec![trace::ScopeSpans {
-                    spans: vec![trace::Span { name: "chat".into(), trace_id: vec![1; 16], span_id: vec![2; 8], start_time_unix_nano: 0, end_time_unix_nano: 2_500_000, ..Default::default() }],
+                    spans: vec![trace::Span {
+                        name: "chat".into(),
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        start_time_unix_nano: 0,
+                        end_time_unix_nano: 2_500_000,
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
                 ..Default::default()

@@ -89,7 +89,12 @@ pub struct JsonConfig {
 
 impl Default for JsonConfig {
     fn default() -> Self {
-        JsonConfig { path: None, compression: Compression::None, flush_interval: Duration::from_secs(1), rotation: Rotation::default() }
+        JsonConfig {
+            path: None,
+            compression: Compression::None,
+            flush_interval: Duration::from_secs(1),
+            rotation: Rotation::default(),
+        }
     }
 }
 
@@ -113,7 +118,13 @@ impl ExporterFactory for JsonExporterFactory {
         if cfg.flush_interval.is_zero() {
             return Err(ctx.error("flush_interval", "must be more than 0"));
         }
-        Ok(Box::new(JsonExporter { root: path, cfg, files: [None, None, None], line: String::new(), name: ctx.id.to_string() }))
+        Ok(Box::new(JsonExporter {
+            root: path,
+            cfg,
+            files: [None, None, None],
+            line: String::new(),
+            name: ctx.id.to_string(),
+        }))
     }
 }
 
@@ -271,7 +282,11 @@ impl JsonExporter {
 fn export_error(e: io::Error, what: &str) -> ExportError {
     // Every write error is retryable here: the batch stays queued and the receivers
     // refuse new data until the disk is writable again.
-    let hint = if fsutil::is_operator_fixable(&e) { " (free disk space or fix permissions; writing resumes by itself)" } else { "" };
+    let hint = if fsutil::is_operator_fixable(&e) {
+        " (free disk space or fix permissions; writing resumes by itself)"
+    } else {
+        ""
+    };
     ExportError::Retryable(format!("{what}: {e}{hint}"))
 }
 
@@ -328,12 +343,18 @@ impl Exporter for JsonExporter {
     async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
         for s in Signal::ALL {
             let dir = self.dir(s);
-            std::fs::create_dir_all(&dir).map_err(|e| ComponentError::new(format!("cannot create {}: {e}", dir.display())))?;
-            let leftovers = fsutil::leftovers(&dir).map_err(|e| ComponentError::new(format!("cannot list {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ComponentError::new(format!("cannot create {}: {e}", dir.display())))?;
+            let leftovers = fsutil::leftovers(&dir)
+                .map_err(|e| ComponentError::new(format!("cannot list {}: {e}", dir.display())))?;
             for tmp in leftovers {
                 match recover(&tmp) {
-                    Ok(lines) => tracing::warn!(exporter = %self.name, file = %tmp.display(), lines, "recovered an unfinished file left by an earlier run (a torn last line, if any, was dropped)"),
-                    Err(e) => tracing::error!(exporter = %self.name, file = %tmp.display(), error = %e, "cannot recover an unfinished file; it is left in place"),
+                    Ok(lines) => {
+                        tracing::warn!(exporter = %self.name, file = %tmp.display(), lines, "recovered an unfinished file left by an earlier run (a torn last line, if any, was dropped)")
+                    }
+                    Err(e) => {
+                        tracing::error!(exporter = %self.name, file = %tmp.display(), error = %e, "cannot recover an unfinished file; it is left in place")
+                    }
                 }
             }
         }
@@ -378,7 +399,17 @@ mod tests {
     fn logs_batch(n: usize) -> Batch {
         Batch::Logs(ExportLogsServiceRequest {
             resource_logs: vec![logs::ResourceLogs {
-                scope_logs: vec![logs::ScopeLogs { log_records: vec![logs::LogRecord { severity_text: "INFO".into(), time_unix_nano: 7, ..Default::default() }; n], ..Default::default() }],
+                scope_logs: vec![logs::ScopeLogs {
+                    log_records: vec![
+                        logs::LogRecord {
+                            severity_text: "INFO".into(),
+                            time_unix_nano: 7,
+                            ..Default::default()
+                        };
+                        n
+                    ],
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         })
@@ -387,7 +418,12 @@ mod tests {
     fn exporter(dir: &Path, compression: Compression, max_megabytes: u64) -> JsonExporter {
         JsonExporter {
             root: dir.to_path_buf(),
-            cfg: JsonConfig { path: Some(dir.to_path_buf()), compression, flush_interval: Duration::from_secs(1), rotation: Rotation { max_megabytes, max_age: Duration::from_secs(3600) } },
+            cfg: JsonConfig {
+                path: Some(dir.to_path_buf()),
+                compression,
+                flush_interval: Duration::from_secs(1),
+                rotation: Rotation { max_megabytes, max_age: Duration::from_secs(3600) },
+            },
             files: [None, None, None],
             line: String::new(),
             name: "json".into(),
@@ -459,10 +495,20 @@ mod tests {
             let tmp = e.files[Signal::Logs.index()].as_ref().unwrap().pending.temp_path.clone();
             std::mem::forget(e);
             if c == Compression::None {
-                std::fs::OpenOptions::new().append(true).open(&tmp).unwrap().write_all(b"{\"resourceLogs\":[{\"sco").unwrap();
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&tmp)
+                    .unwrap()
+                    .write_all(b"{\"resourceLogs\":[{\"sco")
+                    .unwrap();
             }
             let mut e2 = exporter(dir.path(), c, 100);
-            e2.start(&ExporterContext { id: otterline_core::ComponentId::parse("json").unwrap(), health: std::sync::Arc::new(otterline_core::health::ComponentHealth::new("exporter", "json".into())) }).await.unwrap();
+            e2.start(&ExporterContext {
+                id: otterline_core::ComponentId::parse("json").unwrap(),
+                health: std::sync::Arc::new(otterline_core::health::ComponentHealth::new("exporter", "json".into())),
+            })
+            .await
+            .unwrap();
             let done = files(&dir.path().join("logs"));
             assert_eq!(done.len(), 1, "{c:?} {done:?}");
             assert!(!done[0].file_name().unwrap().to_string_lossy().starts_with('.'));

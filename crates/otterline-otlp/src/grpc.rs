@@ -9,11 +9,19 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 use otterline_core::component::{ComponentError, Output, Refusal, Task};
 use otterline_core::Batch;
@@ -51,35 +59,53 @@ pub(crate) fn refusal_status(receiver: &str, r: Refusal) -> Status {
 
 #[tonic::async_trait]
 impl TraceService for Handler {
-    async fn export(&self, req: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
+    async fn export(
+        &self,
+        req: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let (rejected, error_message) = self.accept(Batch::Traces(req.into_inner())).await?;
         Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message }),
+            partial_success: (rejected > 0)
+                .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message }),
         }))
     }
 }
 
 #[tonic::async_trait]
 impl MetricsService for Handler {
-    async fn export(&self, req: Request<ExportMetricsServiceRequest>) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+    async fn export(
+        &self,
+        req: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let (rejected, error_message) = self.accept(Batch::Metrics(req.into_inner())).await?;
         Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message }),
+            partial_success: (rejected > 0)
+                .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message }),
         }))
     }
 }
 
 #[tonic::async_trait]
 impl LogsService for Handler {
-    async fn export(&self, req: Request<ExportLogsServiceRequest>) -> Result<Response<ExportLogsServiceResponse>, Status> {
+    async fn export(
+        &self,
+        req: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let (rejected, error_message) = self.accept(Batch::Logs(req.into_inner())).await?;
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message }),
+            partial_success: (rejected > 0)
+                .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message }),
         }))
     }
 }
 
-pub(crate) fn serve(listener: tokio::net::TcpListener, cfg: GrpcConfig, output: Output, receiver: String, shutdown: CancellationToken) -> Task {
+pub(crate) fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: GrpcConfig,
+    output: Output,
+    receiver: String,
+    shutdown: CancellationToken,
+) -> Task {
     let h = Handler { output, receiver };
     let max = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
     macro_rules! configure {
@@ -97,7 +123,8 @@ pub(crate) fn serve(listener: tokio::net::TcpListener, cfg: GrpcConfig, output: 
         .add_service(configure!(MetricsServiceServer::new(h.clone())))
         .add_service(configure!(LogsServiceServer::new(h)));
     Box::pin(async move {
-        let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+        let server =
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
         otterline_core::net::serve_with_grace(server, shutdown, "OTLP/gRPC")
             .await
             .map_err(|e| ComponentError::new(format!("OTLP/gRPC server failed: {e}")))

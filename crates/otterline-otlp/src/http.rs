@@ -21,9 +21,15 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 use otterline_core::component::{ComponentError, Output, Refusal, Task};
 use otterline_core::pdata::json;
@@ -53,13 +59,25 @@ struct Shared {
     limit: usize,
 }
 
-pub(crate) fn serve(listener: tokio::net::TcpListener, cfg: HttpConfig, output: Output, receiver: String, shutdown: CancellationToken) -> Task {
+pub(crate) fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: HttpConfig,
+    output: Output,
+    receiver: String,
+    shutdown: CancellationToken,
+) -> Task {
     let shared = Arc::new(Shared { output, receiver, limit: cfg.max_request_body_size.0 as usize });
     let app = Router::new()
         .route(&cfg.traces_url_path, post(|s, h, b| handle(s, h, b, Signal::Traces)))
         .route(&cfg.metrics_url_path, post(|s, h, b| handle(s, h, b, Signal::Metrics)))
         .route(&cfg.logs_url_path, post(|s, h, b| handle(s, h, b, Signal::Logs)))
-        .fallback(|| async { error_response(Encoding::Json, StatusCode::NOT_FOUND, "unknown path: OTLP/HTTP accepts POST /v1/traces, /v1/metrics and /v1/logs".into()) })
+        .fallback(|| async {
+            error_response(
+                Encoding::Json,
+                StatusCode::NOT_FOUND,
+                "unknown path: OTLP/HTTP accepts POST /v1/traces, /v1/metrics and /v1/logs".into(),
+            )
+        })
         .with_state(shared);
     Box::pin(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -100,18 +118,24 @@ fn media_type(headers: &HeaderMap) -> Result<Encoding, String> {
     }
 }
 
-async fn receive(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signal, encoding: Encoding) -> Result<(i64, String), Reject> {
+async fn receive(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+    signal: Signal,
+    encoding: Encoding,
+) -> Result<(i64, String), Reject> {
     let limit = shared.limit;
-    let content_encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_encoding =
+        headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase();
     if !matches!(content_encoding.as_str(), "" | "identity" | "gzip" | "x-gzip" | "deflate" | "zstd") {
-        return Err(Reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported Content-Encoding {content_encoding:?}: use gzip, deflate, zstd or none")));
+        return Err(Reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {content_encoding:?}: use gzip, deflate, zstd or none"),
+        ));
     }
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit, "request body"));
     }
@@ -125,7 +149,9 @@ async fn receive(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signa
     let (rejected, message) = validate(&mut batch);
     if batch.item_count() > 0 || rejected == 0 {
         shared.output.send(batch).await.map_err(|r| match r {
-            Refusal::Full | Refusal::ShuttingDown => Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver)),
+            Refusal::Full | Refusal::ShuttingDown => {
+                Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver))
+            }
             Refusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),
         })?;
     }
@@ -153,7 +179,8 @@ fn decompress(content_encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes,
         "gzip" | "x-gzip" => read_limited(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip"),
         "deflate" => read_limited(flate2::read::ZlibDecoder::new(&raw[..]), limit, "deflate"),
         "zstd" => {
-            let d = zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid zstd body: {e}")))?;
+            let d = zstd::stream::read::Decoder::new(&raw[..])
+                .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid zstd body: {e}")))?;
             read_limited(d, limit, "zstd")
         }
         _ => Ok(raw),
@@ -179,15 +206,18 @@ fn success_response(encoding: Encoding, signal: Signal, rejected: i64, message: 
         Encoding::Json => json::encode_partial_success(signal, rejected, &message).into_bytes(),
         Encoding::Protobuf => match signal {
             Signal::Traces => ExportTraceServiceResponse {
-                partial_success: (rejected > 0).then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
+                partial_success: (rejected > 0)
+                    .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
             }
             .encode_to_vec(),
             Signal::Metrics => ExportMetricsServiceResponse {
-                partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
+                partial_success: (rejected > 0)
+                    .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
             }
             .encode_to_vec(),
             Signal::Logs => ExportLogsServiceResponse {
-                partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
+                partial_success: (rejected > 0)
+                    .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
             }
             .encode_to_vec(),
         },
@@ -199,10 +229,10 @@ fn success_response(encoding: Encoding, signal: Signal, rejected: i64, message: 
 fn grpc_code(status: StatusCode) -> i32 {
     match status {
         StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
-        StatusCode::NOT_FOUND => 12,                                     // UNIMPLEMENTED
-        StatusCode::PAYLOAD_TOO_LARGE => 8,                              // RESOURCE_EXHAUSTED
-        StatusCode::SERVICE_UNAVAILABLE => 14,                           // UNAVAILABLE
-        _ => 2,                                                          // UNKNOWN
+        StatusCode::NOT_FOUND => 12,                                       // UNIMPLEMENTED
+        StatusCode::PAYLOAD_TOO_LARGE => 8,                                // RESOURCE_EXHAUSTED
+        StatusCode::SERVICE_UNAVAILABLE => 14,                             // UNAVAILABLE
+        _ => 2,                                                            // UNKNOWN
     }
 }
 

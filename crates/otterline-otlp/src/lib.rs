@@ -13,9 +13,7 @@ mod validate;
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer};
 
-use otterline_core::component::{
-    BuildContext, ComponentError, Receiver, ReceiverContext, ReceiverFactory, Task,
-};
+use otterline_core::component::{BuildContext, ComponentError, Receiver, ReceiverContext, ReceiverFactory, Task};
 use otterline_core::config::ConfigError;
 use otterline_core::net::{bind, parse_endpoint};
 use otterline_core::units::ByteSize;
@@ -57,10 +55,7 @@ pub struct GrpcConfig {
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig {
-            endpoint: "127.0.0.1:4317".into(),
-            max_recv_msg_size_mib: 4,
-        }
+        GrpcConfig { endpoint: "127.0.0.1:4317".into(), max_recv_msg_size_mib: 4 }
     }
 }
 
@@ -104,7 +99,8 @@ impl ReceiverFactory for OtlpReceiverFactory {
         let mut cfg: OtlpConfig = ctx.parse()?;
         let protocols = ctx.config.get("protocols");
         let err = |proto: &str, key: &str, msg: String| {
-            let node = protocols.and_then(|p| p.get(proto)).and_then(|n| n.get(key)).or(protocols).unwrap_or(ctx.config);
+            let node =
+                protocols.and_then(|p| p.get(proto)).and_then(|n| n.get(key)).or(protocols).unwrap_or(ctx.config);
             ConfigError::at(&node.mark, &format!("{}.protocols.{proto}.{key}", ctx.path), msg)
         };
         if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
@@ -121,7 +117,11 @@ impl ReceiverFactory for OtlpReceiverFactory {
             if h.max_request_body_size.0 == 0 {
                 return Err(err("http", "max_request_body_size", "must be at least 1 byte".into()));
             }
-            for (key, path) in [("traces_url_path", &h.traces_url_path), ("metrics_url_path", &h.metrics_url_path), ("logs_url_path", &h.logs_url_path)] {
+            for (key, path) in [
+                ("traces_url_path", &h.traces_url_path),
+                ("metrics_url_path", &h.metrics_url_path),
+                ("logs_url_path", &h.logs_url_path),
+            ] {
                 if !path.starts_with('/') {
                     return Err(err("http", key, format!("URL path {path:?} must start with `/`")));
                 }
@@ -156,7 +156,6 @@ impl Receiver for OtlpReceiver {
         }))
     }
 }
-
 
 fn local(l: &tokio::net::TcpListener) -> String {
     l.local_addr().map(|a| a.to_string()).unwrap_or_default()

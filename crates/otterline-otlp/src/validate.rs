@@ -14,7 +14,11 @@ pub fn validate(batch: &mut Batch) -> (i64, String) {
             for rs in &mut r.resource_spans {
                 for ss in &mut rs.scope_spans {
                     let before = ss.spans.len();
-                    ss.spans.retain(|s| s.trace_id.len() == 16 && s.span_id.len() == 8 && (s.parent_span_id.is_empty() || s.parent_span_id.len() == 8));
+                    ss.spans.retain(|s| {
+                        s.trace_id.len() == 16
+                            && s.span_id.len() == 8
+                            && (s.parent_span_id.is_empty() || s.parent_span_id.len() == 8)
+                    });
                     rejected += (before - ss.spans.len()) as i64;
                 }
             }
@@ -35,7 +39,9 @@ pub fn validate(batch: &mut Batch) -> (i64, String) {
                 }
             }
             let msg = if rejected > 0 {
-                format!("{rejected} log record(s) rejected: trace_id must be empty or 16 bytes, span_id empty or 8 bytes")
+                format!(
+                    "{rejected} log record(s) rejected: trace_id must be empty or 16 bytes, span_id empty or 8 bytes"
+                )
             } else {
                 String::new()
             };

@@ -16,11 +16,7 @@ use super::ConfigError;
 
 impl de::Error for ConfigError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        ConfigError {
-            mark: None,
-            path: String::new(),
-            message: msg.to_string(),
-        }
+        ConfigError { mark: None, path: String::new(), message: msg.to_string() }
     }
 }
 
@@ -48,18 +44,14 @@ impl<'a> NodeDe<'a> {
     fn scalar(&self, want: &str) -> Result<&'a str, ConfigError> {
         match &self.node.kind {
             NodeKind::Scalar { text, .. } => Ok(text),
-            _ => Err(self.locate(de::Error::custom(format!(
-                "expected {want}, found {}",
-                self.node.describe()
-            )))),
+            _ => Err(self.locate(de::Error::custom(format!("expected {want}, found {}", self.node.describe())))),
         }
     }
 
     fn parse<T: std::str::FromStr>(&self, want: &str) -> Result<T, ConfigError> {
         let text = self.scalar(want)?;
-        parse_int_text::<T>(text).ok_or_else(|| {
-            self.locate(de::Error::custom(format!("expected {want}, found {text:?}")))
-        })
+        parse_int_text::<T>(text)
+            .ok_or_else(|| self.locate(de::Error::custom(format!("expected {want}, found {text:?}"))))
     }
 }
 
@@ -82,10 +74,9 @@ fn parse_float(text: &str) -> Option<f64> {
         "-.inf" | "-.Inf" | "-.INF" => Some(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => Some(f64::NAN),
         _ => {
-            let looks_numeric = text
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'))
-                && text.chars().any(|c| c.is_ascii_digit());
+            let looks_numeric =
+                text.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'))
+                    && text.chars().any(|c| c.is_ascii_digit());
             if looks_numeric {
                 parse_int_text::<f64>(text)
             } else {
@@ -196,15 +187,21 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ConfigError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ConfigError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
         let path = self.path.clone();
-        visitor
-            .visit_newtype_struct(NodeDe { node: self.node, path })
-            .map_err(|e| self.locate(e))
+        visitor.visit_newtype_struct(NodeDe { node: self.node, path }).map_err(|e| self.locate(e))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
@@ -220,7 +217,12 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, visitor: V) -> Result<V::Value, ConfigError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
         self.deserialize_seq(visitor)
     }
 
@@ -253,16 +255,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             NodeKind::Map(entries) if entries.len() == 1 => {
                 let (k, v) = &entries[0];
                 let variant = k.as_str().unwrap_or_default();
-                visitor.visit_enum(Enum {
-                    variant,
-                    value: v,
-                    path: join(&self.path, variant),
-                })
+                visitor.visit_enum(Enum { variant, value: v, path: join(&self.path, variant) })
             }
-            _ => Err(de::Error::custom(format!(
-                "expected a name or a map with one key, found {}",
-                self.node.describe()
-            ))),
+            _ => {
+                Err(de::Error::custom(format!("expected a name or a map with one key, found {}", self.node.describe())))
+            }
         };
         r.map_err(|e| self.locate(e))
     }
@@ -356,7 +353,11 @@ impl<'de, 'a> de::VariantAccess<'de> for NodeDe<'a> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, ConfigError> {
         de::Deserializer::deserialize_seq(self, visitor)
     }
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, ConfigError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
         de::Deserializer::deserialize_map(self, visitor)
     }
 }

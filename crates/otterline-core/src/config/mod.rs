@@ -34,19 +34,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn at(mark: &Mark, path: &str, message: impl Into<String>) -> Self {
-        ConfigError {
-            mark: Some(mark.clone()),
-            path: path.to_string(),
-            message: message.into(),
-        }
+        ConfigError { mark: Some(mark.clone()), path: path.to_string(), message: message.into() }
     }
 
     pub fn plain(message: impl Into<String>) -> Self {
-        ConfigError {
-            mark: None,
-            path: String::new(),
-            message: message.into(),
-        }
+        ConfigError { mark: None, path: String::new(), message: message.into() }
     }
 }
 
@@ -146,10 +138,7 @@ pub struct LogsTelemetry {
 
 impl Default for LogsTelemetry {
     fn default() -> Self {
-        LogsTelemetry {
-            level: LogLevel::Info,
-            encoding: LogEncoding::Console,
-        }
+        LogsTelemetry { level: LogLevel::Info, encoding: LogEncoding::Console }
     }
 }
 
@@ -195,11 +184,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig {
-            pipeline_size: 64,
-            exporter_size: 16,
-            admission_timeout: Duration::from_millis(100),
-        }
+        QueueConfig { pipeline_size: 64, exporter_size: 16, admission_timeout: Duration::from_millis(100) }
     }
 }
 
@@ -239,13 +224,9 @@ pub struct Source {
 
 impl Source {
     pub fn file(path: &Path) -> Result<Source, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::plain(format!("cannot read config file {}: {e}", path.display()))
-        })?;
-        Ok(Source {
-            name: path.display().to_string(),
-            text,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::plain(format!("cannot read config file {}: {e}", path.display())))?;
+        Ok(Source { name: path.display().to_string(), text })
     }
 }
 
@@ -283,19 +264,35 @@ pub fn load(sources: &[Source], env: &dyn Fn(&str) -> Option<String>) -> (Option
 
 fn check_layout(root: &Node, diags: &mut Diagnostics) -> Option<Config> {
     let Some(entries) = root.entries() else {
-        diags.errors.push(ConfigError::at(&root.mark, "", format!("the config must be a map, found {}", root.describe())));
+        diags.errors.push(ConfigError::at(
+            &root.mark,
+            "",
+            format!("the config must be a map, found {}", root.describe()),
+        ));
         return None;
     };
     if entries.is_empty() {
-        diags.errors.push(ConfigError::at(&root.mark, "", "the config is empty: it needs `receivers`, `exporters` and `service.pipelines`"));
+        diags.errors.push(ConfigError::at(
+            &root.mark,
+            "",
+            "the config is empty: it needs `receivers`, `exporters` and `service.pipelines`",
+        ));
         return None;
     }
     for (k, v) in entries {
         let key = k.as_str().unwrap_or_default();
         if !TOP_LEVEL.contains(&key) {
-            diags.errors.push(ConfigError::at(&k.mark, key, format!("unknown top-level key `{key}`; expected one of: {}", TOP_LEVEL.join(", "))));
+            diags.errors.push(ConfigError::at(
+                &k.mark,
+                key,
+                format!("unknown top-level key `{key}`; expected one of: {}", TOP_LEVEL.join(", ")),
+            ));
         } else if key == "connectors" && !v.is_null() {
-            diags.errors.push(ConfigError::at(&k.mark, key, "connectors are not supported yet; processors can emit derived signals into their own pipeline instead"));
+            diags.errors.push(ConfigError::at(
+                &k.mark,
+                key,
+                "connectors are not supported yet; processors can emit derived signals into their own pipeline instead",
+            ));
         }
     }
 
@@ -304,7 +301,11 @@ fn check_layout(root: &Node, diags: &mut Diagnostics) -> Option<Config> {
         let section = kind.section();
         let Some(node) = root.get(section) else { continue };
         let Some(entries) = node.entries() else {
-            diags.errors.push(ConfigError::at(&node.mark, section, format!("`{section}` must be a map of component ids, found {}", node.describe())));
+            diags.errors.push(ConfigError::at(
+                &node.mark,
+                section,
+                format!("`{section}` must be a map of component ids, found {}", node.describe()),
+            ));
             continue;
         };
         for (k, v) in entries {
@@ -319,16 +320,26 @@ fn check_layout(root: &Node, diags: &mut Diagnostics) -> Option<Config> {
     let service = match root.get("service") {
         Some(s) => check_service(s, diags),
         None => {
-            diags.errors.push(ConfigError::at(&root.mark, "service", "missing `service` section: it lists the pipelines to run"));
+            diags.errors.push(ConfigError::at(
+                &root.mark,
+                "service",
+                "missing `service` section: it lists the pipelines to run",
+            ));
             None
         }
     }?;
 
     // References from the service section must name declared components.
-    let declared = |kind: ComponentKind, r: &ComponentRef| components.iter().any(|c: &ComponentDecl| c.kind == kind && c.id == r.id);
+    let declared = |kind: ComponentKind, r: &ComponentRef| {
+        components.iter().any(|c: &ComponentDecl| c.kind == kind && c.id == r.id)
+    };
     for r in &service.extensions {
         if !declared(ComponentKind::Extension, r) {
-            diags.errors.push(ConfigError::at(&r.mark, "service.extensions", format!("extension `{}` is not defined under `extensions`", r.id)));
+            diags.errors.push(ConfigError::at(
+                &r.mark,
+                "service.extensions",
+                format!("extension `{}` is not defined under `extensions`", r.id),
+            ));
         }
     }
     for p in &service.pipelines {
@@ -363,7 +374,11 @@ fn check_layout(root: &Node, diags: &mut Diagnostics) -> Option<Config> {
         };
         if !used {
             let list = if c.kind == ComponentKind::Extension { "service.extensions" } else { "any pipeline" };
-            diags.warnings.push(ConfigError::at(&c.mark, &c.path(), format!("{} `{}` is defined but not used in {list}; it will not run", c.kind.as_str(), c.id)));
+            diags.warnings.push(ConfigError::at(
+                &c.mark,
+                &c.path(),
+                format!("{} `{}` is defined but not used in {list}; it will not run", c.kind.as_str(), c.id),
+            ));
         }
     }
     Some(Config { components, service })
@@ -377,7 +392,11 @@ fn refs(node: &Node, path: &str, diags: &mut Diagnostics) -> Vec<ComponentRef> {
             for (i, item) in items.iter().enumerate() {
                 let p = format!("{path}[{i}]");
                 let Some(text) = item.as_str() else {
-                    diags.errors.push(ConfigError::at(&item.mark, &p, format!("expected a component id, found {}", item.describe())));
+                    diags.errors.push(ConfigError::at(
+                        &item.mark,
+                        &p,
+                        format!("expected a component id, found {}", item.describe()),
+                    ));
                     continue;
                 };
                 match ComponentId::parse(text) {
@@ -391,7 +410,11 @@ fn refs(node: &Node, path: &str, diags: &mut Diagnostics) -> Vec<ComponentRef> {
             out
         }
         _ => {
-            diags.errors.push(ConfigError::at(&node.mark, path, format!("expected a list of component ids, found {}", node.describe())));
+            diags.errors.push(ConfigError::at(
+                &node.mark,
+                path,
+                format!("expected a list of component ids, found {}", node.describe()),
+            ));
             Vec::new()
         }
     }
@@ -399,13 +422,21 @@ fn refs(node: &Node, path: &str, diags: &mut Diagnostics) -> Vec<ComponentRef> {
 
 fn check_service(node: &Node, diags: &mut Diagnostics) -> Option<ServiceConfig> {
     let Some(entries) = node.entries() else {
-        diags.errors.push(ConfigError::at(&node.mark, "service", format!("`service` must be a map, found {}", node.describe())));
+        diags.errors.push(ConfigError::at(
+            &node.mark,
+            "service",
+            format!("`service` must be a map, found {}", node.describe()),
+        ));
         return None;
     };
     for (k, _) in entries {
         let key = k.as_str().unwrap_or_default();
         if !SERVICE_KEYS.contains(&key) {
-            diags.errors.push(ConfigError::at(&k.mark, &format!("service.{key}"), format!("unknown key `{key}` in `service`; expected one of: {}", SERVICE_KEYS.join(", "))));
+            diags.errors.push(ConfigError::at(
+                &k.mark,
+                &format!("service.{key}"),
+                format!("unknown key `{key}` in `service`; expected one of: {}", SERVICE_KEYS.join(", ")),
+            ));
         }
     }
     let extensions = node.get("extensions").map(|n| refs(n, "service.extensions", diags)).unwrap_or_default();
@@ -436,10 +467,22 @@ fn check_service(node: &Node, diags: &mut Diagnostics) -> Option<ServiceConfig> 
 
     let mut pipelines = Vec::new();
     match node.get("pipelines") {
-        None => diags.errors.push(ConfigError::at(&node.mark, "service.pipelines", "missing `service.pipelines`: define at least one pipeline")),
+        None => diags.errors.push(ConfigError::at(
+            &node.mark,
+            "service.pipelines",
+            "missing `service.pipelines`: define at least one pipeline",
+        )),
         Some(pnode) => match pnode.entries() {
-            None => diags.errors.push(ConfigError::at(&pnode.mark, "service.pipelines", format!("expected a map of pipelines, found {}", pnode.describe()))),
-            Some([]) => diags.errors.push(ConfigError::at(&pnode.mark, "service.pipelines", "no pipelines defined: define at least one")),
+            None => diags.errors.push(ConfigError::at(
+                &pnode.mark,
+                "service.pipelines",
+                format!("expected a map of pipelines, found {}", pnode.describe()),
+            )),
+            Some([]) => diags.errors.push(ConfigError::at(
+                &pnode.mark,
+                "service.pipelines",
+                "no pipelines defined: define at least one",
+            )),
             Some(entries) => {
                 for (k, v) in entries {
                     let name = k.as_str().unwrap_or_default().to_string();
@@ -449,16 +492,29 @@ fn check_service(node: &Node, diags: &mut Diagnostics) -> Option<ServiceConfig> 
                         continue;
                     }
                     let Some(body) = v.entries() else {
-                        diags.errors.push(ConfigError::at(&v.mark, &path, format!("expected a map with receivers, processors and exporters, found {}", v.describe())));
+                        diags.errors.push(ConfigError::at(
+                            &v.mark,
+                            &path,
+                            format!("expected a map with receivers, processors and exporters, found {}", v.describe()),
+                        ));
                         continue;
                     };
                     for (bk, _) in body {
                         let key = bk.as_str().unwrap_or_default();
                         if !PIPELINE_KEYS.contains(&key) {
-                            diags.errors.push(ConfigError::at(&bk.mark, &format!("{path}.{key}"), format!("unknown key `{key}` in pipeline; expected one of: {}", PIPELINE_KEYS.join(", "))));
+                            diags.errors.push(ConfigError::at(
+                                &bk.mark,
+                                &format!("{path}.{key}"),
+                                format!(
+                                    "unknown key `{key}` in pipeline; expected one of: {}",
+                                    PIPELINE_KEYS.join(", ")
+                                ),
+                            ));
                         }
                     }
-                    let list = |key: &str, diags: &mut Diagnostics| v.get(key).map(|n| refs(n, &format!("{path}.{key}"), diags)).unwrap_or_default();
+                    let list = |key: &str, diags: &mut Diagnostics| {
+                        v.get(key).map(|n| refs(n, &format!("{path}.{key}"), diags)).unwrap_or_default()
+                    };
                     let decl = PipelineDecl {
                         signals: PipelineDecl::signals_of(&name),
                         mark: k.mark.clone(),
@@ -468,10 +524,18 @@ fn check_service(node: &Node, diags: &mut Diagnostics) -> Option<ServiceConfig> 
                         name,
                     };
                     if decl.receivers.is_empty() {
-                        diags.errors.push(ConfigError::at(&k.mark, &path, "pipeline has no receivers: list at least one under `receivers`"));
+                        diags.errors.push(ConfigError::at(
+                            &k.mark,
+                            &path,
+                            "pipeline has no receivers: list at least one under `receivers`",
+                        ));
                     }
                     if decl.exporters.is_empty() {
-                        diags.errors.push(ConfigError::at(&k.mark, &path, "pipeline has no exporters: list at least one under `exporters`"));
+                        diags.errors.push(ConfigError::at(
+                            &k.mark,
+                            &path,
+                            "pipeline has no exporters: list at least one under `exporters`",
+                        ));
                     }
                     pipelines.push(decl);
                 }
@@ -509,8 +573,16 @@ mod tests {
         let msgs: Vec<String> = d.errors.iter().map(|e| e.to_string()).collect();
         let all = msgs.join("\n");
         assert!(all.contains("t.yaml:3:1: exportrs: unknown top-level key `exportrs`"), "{all}");
-        assert!(all.contains("t.yaml:8:25: service.pipelines.traces/a.receivers: receiver `nope` is not defined under `receivers`"), "{all}");
-        assert!(all.contains("t.yaml:10:7: service.pipelines.traces/a.procesors: unknown key `procesors` in pipeline"), "{all}");
+        assert!(
+            all.contains(
+                "t.yaml:8:25: service.pipelines.traces/a.receivers: receiver `nope` is not defined under `receivers`"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("t.yaml:10:7: service.pipelines.traces/a.procesors: unknown key `procesors` in pipeline"),
+            "{all}"
+        );
         assert!(all.contains("t.yaml:11:5: service.pipelines.whatever: pipeline has no exporters"), "{all}");
         assert!(all.contains("exporter `debug` is not defined under `exporters`"), "{all}");
     }

@@ -49,10 +49,7 @@ pub enum NodeKind {
 
 impl Node {
     pub fn null(mark: Mark) -> Node {
-        Node {
-            kind: NodeKind::Null,
-            mark,
-        }
+        Node { kind: NodeKind::Null, mark }
     }
 
     pub fn is_null(&self) -> bool {
@@ -78,10 +75,7 @@ impl Node {
 
     /// The value under `key` in a map node.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.entries()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     /// A short description for error messages.
@@ -98,11 +92,7 @@ impl Node {
 /// Parses one YAML document. Errors carry the file and position.
 pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
     let file: Arc<str> = Arc::from(file);
-    let mark_at = |m: &saphyr_parser::Marker| Mark {
-        file: file.clone(),
-        line: m.line(),
-        col: m.col() + 1,
-    };
+    let mark_at = |m: &saphyr_parser::Marker| Mark { file: file.clone(), line: m.line(), col: m.col() + 1 };
 
     enum Frame {
         Seq(Vec<Node>, Mark, usize),
@@ -139,10 +129,7 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
                 let kind = if plain && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
                     NodeKind::Null
                 } else {
-                    NodeKind::Scalar {
-                        text: value.into_owned(),
-                        plain,
-                    }
+                    NodeKind::Scalar { text: value.into_owned(), plain }
                 };
                 Some((Node { kind, mark }, anchor))
             }
@@ -159,23 +146,13 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(items, m, anchor)) => Some((
-                    Node {
-                        kind: NodeKind::Seq(items),
-                        mark: m,
-                    },
-                    anchor,
-                )),
+                Some(Frame::Seq(items, m, anchor)) => Some((Node { kind: NodeKind::Seq(items), mark: m }, anchor)),
                 _ => return Err(ConfigError::at(&mark, "", "unbalanced YAML sequence")),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(entries, _, m, anchor)) => Some((
-                    Node {
-                        kind: NodeKind::Map(entries),
-                        mark: m,
-                    },
-                    anchor,
-                )),
+                Some(Frame::Map(entries, _, m, anchor)) => {
+                    Some((Node { kind: NodeKind::Map(entries), mark: m }, anchor))
+                }
                 _ => return Err(ConfigError::at(&mark, "", "unbalanced YAML mapping")),
             },
             _ => None,
@@ -211,13 +188,7 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
         }
     }
 
-    Ok(root.unwrap_or_else(|| {
-        Node::null(Mark {
-            file,
-            line: 1,
-            col: 1,
-        })
-    }))
+    Ok(root.unwrap_or_else(|| Node::null(Mark { file, line: 1, col: 1 })))
 }
 
 /// Merges `over` into `base`: maps merge key by key (recursively), anything else is replaced.
@@ -253,8 +224,8 @@ pub fn expand_tree(
         NodeKind::Scalar { text, plain } => {
             if text.contains('$') {
                 let mut unset = Vec::new();
-                let expanded = expand_env(text, lookup, &mut unset)
-                    .map_err(|msg| ConfigError::at(&node.mark, path, msg))?;
+                let expanded =
+                    expand_env(text, lookup, &mut unset).map_err(|msg| ConfigError::at(&node.mark, path, msg))?;
                 for var in unset {
                     warnings.push(ConfigError::at(
                         &node.mark,
@@ -306,7 +277,9 @@ pub fn expand_env(
             rest = tail;
         } else if let Some(body_start) = after.strip_prefix('{') {
             let Some(end) = body_start.find('}') else {
-                return Err(format!("unterminated `${{` in {text:?}: add the closing `}}`, or write `$$` for a literal `$`"));
+                return Err(format!(
+                    "unterminated `${{` in {text:?}: add the closing `}}`, or write `$$` for a literal `$`"
+                ));
             };
             let body = &body_start[..end];
             let (name, default) = match body.split_once(":-") {

@@ -17,22 +17,17 @@ use std::fmt::{self, Write as _};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::common::{
-    any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
-};
+use super::common::{any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList};
 use super::logs::{LogRecord, ResourceLogs, ScopeLogs};
 use super::metrics::{
     exemplar, exponential_histogram_data_point::Buckets, metric, number_data_point,
-    summary_data_point::ValueAtQuantile, Exemplar, ExponentialHistogram,
-    ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    summary_data_point::ValueAtQuantile, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
+    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint,
 };
 use super::resource::Resource;
 use super::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
-use super::{
-    Batch, ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
-    Signal,
-};
+use super::{Batch, ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, Signal};
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -47,10 +42,7 @@ pub struct JsonError {
 
 impl JsonError {
     fn new(message: impl Into<String>) -> Self {
-        JsonError {
-            path: Vec::new(),
-            message: message.into(),
-        }
+        JsonError { path: Vec::new(), message: message.into() }
     }
     fn at(mut self, segment: impl Into<String>) -> Self {
         self.path.push(segment.into());
@@ -104,8 +96,7 @@ impl<T> AtExt<T> for R<T> {
 
 /// Decodes an OTLP/JSON export request of `signal`.
 pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Batch, JsonError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
     decode_value(signal, &value)
 }
 
@@ -128,10 +119,7 @@ pub fn decode_value(signal: Signal, value: &Value) -> Result<Batch, JsonError> {
 fn obj(v: &Value) -> R<&Map<String, Value>> {
     match v {
         Value::Object(m) => Ok(m),
-        other => Err(JsonError::new(format!(
-            "expected an object, found {}",
-            kind(other)
-        ))),
+        other => Err(JsonError::new(format!("expected an object, found {}", kind(other)))),
     }
 }
 
@@ -148,35 +136,20 @@ fn kind(v: &Value) -> &'static str {
 
 /// Looks a field up by its lowerCamelCase or snake_case name; `null` is absent.
 fn field<'a>(o: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
-    o.get(camel)
-        .or_else(|| if camel != snake { o.get(snake) } else { None })
-        .filter(|v| !v.is_null())
+    o.get(camel).or_else(|| if camel != snake { o.get(snake) } else { None }).filter(|v| !v.is_null())
 }
 
-fn list<T>(
-    o: &Map<String, Value>,
-    camel: &str,
-    snake: &str,
-    f: impl Fn(&Value) -> R<T>,
-) -> R<Vec<T>> {
+fn list<T>(o: &Map<String, Value>, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<Vec<T>> {
     match field(o, camel, snake) {
         None => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| f(v).at_index(i))
-            .collect::<R<Vec<T>>>()
-            .at(camel),
+        Some(Value::Array(items)) => {
+            items.iter().enumerate().map(|(i, v)| f(v).at_index(i)).collect::<R<Vec<T>>>().at(camel)
+        }
         Some(other) => Err(JsonError::new(format!("expected an array, found {}", kind(other))).at(camel)),
     }
 }
 
-fn opt<T>(
-    o: &Map<String, Value>,
-    camel: &str,
-    snake: &str,
-    f: impl Fn(&Value) -> R<T>,
-) -> R<Option<T>> {
+fn opt<T>(o: &Map<String, Value>, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<Option<T>> {
     match field(o, camel, snake) {
         None => Ok(None),
         Some(v) => f(v).map(Some).at(camel),
@@ -209,10 +182,7 @@ fn parse_u64(v: &Value) -> R<u64> {
             .trim()
             .parse::<u64>()
             .map_err(|_| JsonError::new(format!("expected an unsigned 64-bit integer, found {s:?}"))),
-        other => Err(JsonError::new(format!(
-            "expected an unsigned integer (number or string), found {}",
-            kind(other)
-        ))),
+        other => Err(JsonError::new(format!("expected an unsigned integer (number or string), found {}", kind(other)))),
     }
 }
 
@@ -222,30 +192,21 @@ fn parse_i64(v: &Value) -> R<i64> {
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= i64::MAX as f64).map(|f| f as i64))
             .ok_or_else(|| JsonError::new(format!("expected a 64-bit integer, found {n}"))),
-        Value::String(s) => s
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| JsonError::new(format!("expected a 64-bit integer, found {s:?}"))),
-        other => Err(JsonError::new(format!(
-            "expected an integer (number or string), found {}",
-            kind(other)
-        ))),
+        Value::String(s) => {
+            s.trim().parse::<i64>().map_err(|_| JsonError::new(format!("expected a 64-bit integer, found {s:?}")))
+        }
+        other => Err(JsonError::new(format!("expected an integer (number or string), found {}", kind(other)))),
     }
 }
 
 fn parse_f64(v: &Value) -> R<f64> {
     match v {
-        Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| JsonError::new(format!("expected a number, found {n}"))),
+        Value::Number(n) => n.as_f64().ok_or_else(|| JsonError::new(format!("expected a number, found {n}"))),
         Value::String(s) => match s.as_str() {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| JsonError::new(format!("expected a number, found {s:?}"))),
+            other => other.trim().parse::<f64>().map_err(|_| JsonError::new(format!("expected a number, found {s:?}"))),
         },
         other => Err(JsonError::new(format!("expected a number, found {}", kind(other)))),
     }
@@ -281,14 +242,12 @@ fn opt_f64_field(o: &Map<String, Value>, camel: &str, snake: &str) -> R<Option<f
 fn enum_field(o: &Map<String, Value>, camel: &str, snake: &str, names: &[&str]) -> R<i32> {
     match field(o, camel, snake) {
         None => Ok(0),
-        Some(Value::String(s)) if s.parse::<i64>().is_err() => names
-            .iter()
-            .position(|n| n == s)
-            .map(|i| i as i32)
-            .ok_or_else(|| {
+        Some(Value::String(s)) if s.parse::<i64>().is_err() => {
+            names.iter().position(|n| n == s).map(|i| i as i32).ok_or_else(|| {
                 JsonError::new(format!("unknown enum value {s:?} (expected an integer or one of {})", names.join(", ")))
                     .at(camel)
-            }),
+            })
+        }
         Some(v) => {
             let n = parse_i64(v).at(camel)?;
             i32::try_from(n).map_err(|_| JsonError::new(format!("{n} does not fit in 32 bits")).at(camel))
@@ -303,12 +262,7 @@ fn hex_id(o: &Map<String, Value>, camel: &str, snake: &str, len: usize) -> R<Vec
         Some(Value::String(s)) => {
             let bytes = decode_hex(s).map_err(|e| JsonError::new(e).at(camel))?;
             if bytes.len() != len {
-                return Err(JsonError::new(format!(
-                    "expected {} hex digits, found {}",
-                    len * 2,
-                    s.len()
-                ))
-                .at(camel));
+                return Err(JsonError::new(format!("expected {} hex digits, found {}", len * 2, s.len())).at(camel));
             }
             Ok(bytes)
         }
@@ -317,7 +271,7 @@ fn hex_id(o: &Map<String, Value>, camel: &str, snake: &str, len: usize) -> R<Vec
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits in {s:?}"));
     }
     let digit = |c: u8| -> Result<u8, String> {
@@ -328,10 +282,7 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
             _ => Err(format!("invalid hex digit {:?} in {s:?}", c as char)),
         }
     };
-    s.as_bytes()
-        .chunks_exact(2)
-        .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    s.as_bytes().chunks_exact(2).map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
 fn resource(v: &Value) -> R<Resource> {
@@ -371,11 +322,7 @@ fn scope(v: &Value) -> R<InstrumentationScope> {
 
 fn key_value(v: &Value) -> R<KeyValue> {
     let o = obj(v)?;
-    Ok(KeyValue {
-        key: string(o, "key", "key")?,
-        value: opt(o, "value", "value", any_value)?,
-        ..Default::default()
-    })
+    Ok(KeyValue { key: string(o, "key", "key")?, value: opt(o, "value", "value", any_value)?, ..Default::default() })
 }
 
 fn any_value(v: &Value) -> R<AnyValue> {
@@ -394,18 +341,16 @@ fn any_value(v: &Value) -> R<AnyValue> {
         Some(V::DoubleValue(f64_field(o, "doubleValue", "double_value")?))
     } else if let Some(a) = field(o, "arrayValue", "array_value") {
         let ao = obj(a).at("arrayValue")?;
-        Some(V::ArrayValue(ArrayValue {
-            values: list(ao, "values", "values", any_value).at("arrayValue")?,
-        }))
+        Some(V::ArrayValue(ArrayValue { values: list(ao, "values", "values", any_value).at("arrayValue")? }))
     } else if let Some(k) = field(o, "kvlistValue", "kvlist_value") {
         let ko = obj(k).at("kvlistValue")?;
-        Some(V::KvlistValue(KeyValueList {
-            values: list(ko, "values", "values", key_value).at("kvlistValue")?,
-        }))
+        Some(V::KvlistValue(KeyValueList { values: list(ko, "values", "values", key_value).at("kvlistValue")? }))
     } else if let Some(b) = field(o, "bytesValue", "bytes_value") {
         match b {
             Value::String(s) => Some(V::BytesValue(decode_base64(s).map_err(|e| JsonError::new(e).at("bytesValue"))?)),
-            other => return Err(JsonError::new(format!("expected a base64 string, found {}", kind(other))).at("bytesValue")),
+            other => {
+                return Err(JsonError::new(format!("expected a base64 string, found {}", kind(other))).at("bytesValue"))
+            }
         }
     } else {
         None
@@ -450,11 +395,8 @@ const SPAN_KINDS: &[&str] = &[
     "SPAN_KIND_CONSUMER",
 ];
 const STATUS_CODES: &[&str] = &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
-const TEMPORALITIES: &[&str] = &[
-    "AGGREGATION_TEMPORALITY_UNSPECIFIED",
-    "AGGREGATION_TEMPORALITY_DELTA",
-    "AGGREGATION_TEMPORALITY_CUMULATIVE",
-];
+const TEMPORALITIES: &[&str] =
+    &["AGGREGATION_TEMPORALITY_UNSPECIFIED", "AGGREGATION_TEMPORALITY_DELTA", "AGGREGATION_TEMPORALITY_CUMULATIVE"];
 const SEVERITIES: &[&str] = &[
     "SEVERITY_NUMBER_UNSPECIFIED",
     "SEVERITY_NUMBER_TRACE",
@@ -529,10 +471,7 @@ fn span_link(v: &Value) -> R<span::Link> {
 
 fn status(v: &Value) -> R<Status> {
     let o = obj(v)?;
-    Ok(Status {
-        message: string(o, "message", "message")?,
-        code: enum_field(o, "code", "code", STATUS_CODES)?,
-    })
+    Ok(Status { message: string(o, "message", "message")?, code: enum_field(o, "code", "code", STATUS_CODES)? })
 }
 
 fn resource_logs(v: &Value) -> R<ResourceLogs> {
@@ -599,14 +538,16 @@ fn metric_json(v: &Value) -> R<Metric> {
         let so = obj(s).at("sum")?;
         Some(metric::Data::Sum(Sum {
             data_points: list(so, "dataPoints", "data_points", number_point).at("sum")?,
-            aggregation_temporality: enum_field(so, "aggregationTemporality", "aggregation_temporality", TEMPORALITIES).at("sum")?,
+            aggregation_temporality: enum_field(so, "aggregationTemporality", "aggregation_temporality", TEMPORALITIES)
+                .at("sum")?,
             is_monotonic: boolean(so, "isMonotonic", "is_monotonic").at("sum")?,
         }))
     } else if let Some(h) = field(o, "histogram", "histogram") {
         let ho = obj(h).at("histogram")?;
         Some(metric::Data::Histogram(Histogram {
             data_points: list(ho, "dataPoints", "data_points", histogram_point).at("histogram")?,
-            aggregation_temporality: enum_field(ho, "aggregationTemporality", "aggregation_temporality", TEMPORALITIES).at("histogram")?,
+            aggregation_temporality: enum_field(ho, "aggregationTemporality", "aggregation_temporality", TEMPORALITIES)
+                .at("histogram")?,
         }))
     } else if let Some(h) = field(o, "exponentialHistogram", "exponential_histogram") {
         let ho = obj(h).at("exponentialHistogram")?;
@@ -1266,11 +1207,7 @@ mod tests {
     use super::*;
 
     fn kv(key: &str, v: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
+        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
     }
 
     fn every_any_value() -> Vec<KeyValue> {
@@ -1291,12 +1228,7 @@ mod tests {
                     ],
                 }),
             ),
-            kv(
-                "kv",
-                V::KvlistValue(KeyValueList {
-                    values: vec![kv("inner", V::DoubleValue(-0.5))],
-                }),
-            ),
+            kv("kv", V::KvlistValue(KeyValueList { values: vec![kv("inner", V::DoubleValue(-0.5))] })),
             KeyValue { key: "empty".into(), value: Some(AnyValue { value: None }), ..Default::default() },
         ]
     }
@@ -1311,9 +1243,17 @@ mod tests {
     fn traces_round_trip() {
         round_trip(Batch::Traces(ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(Resource { attributes: every_any_value(), dropped_attributes_count: 2, entity_refs: vec![] }),
+                resource: Some(Resource {
+                    attributes: every_any_value(),
+                    dropped_attributes_count: 2,
+                    entity_refs: vec![],
+                }),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope { name: "lib".into(), version: "1.0".into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        version: "1.0".into(),
+                        ..Default::default()
+                    }),
                     spans: vec![Span {
                         trace_id: (1..=16).collect(),
                         span_id: (1..=8).collect(),
@@ -1325,8 +1265,18 @@ mod tests {
                         start_time_unix_nano: 1_700_000_000_000_000_000,
                         end_time_unix_nano: u64::MAX,
                         attributes: every_any_value(),
-                        events: vec![span::Event { time_unix_nano: 5, name: "ev".into(), attributes: every_any_value(), dropped_attributes_count: 1 }],
-                        links: vec![span::Link { trace_id: vec![7; 16], span_id: vec![8; 8], flags: 1, ..Default::default() }],
+                        events: vec![span::Event {
+                            time_unix_nano: 5,
+                            name: "ev".into(),
+                            attributes: every_any_value(),
+                            dropped_attributes_count: 1,
+                        }],
+                        links: vec![span::Link {
+                            trace_id: vec![7; 16],
+                            span_id: vec![8; 8],
+                            flags: 1,
+                            ..Default::default()
+                        }],
                         status: Some(Status { message: "boom".into(), code: 2 }),
                         dropped_events_count: 3,
                         dropped_links_count: 4,
@@ -1356,17 +1306,38 @@ mod tests {
             flags: 1,
         };
         let metrics = vec![
-            Metric { name: "g".into(), unit: "s".into(), data: Some(metric::Data::Gauge(Gauge { data_points: vec![point.clone()] })), ..Default::default() },
+            Metric {
+                name: "g".into(),
+                unit: "s".into(),
+                data: Some(metric::Data::Gauge(Gauge { data_points: vec![point.clone()] })),
+                ..Default::default()
+            },
             Metric {
                 name: "s".into(),
-                data: Some(metric::Data::Sum(Sum { data_points: vec![NumberDataPoint { value: Some(number_data_point::Value::AsDouble(1e300)), ..point.clone() }], aggregation_temporality: 1, is_monotonic: true })),
+                data: Some(metric::Data::Sum(Sum {
+                    data_points: vec![NumberDataPoint {
+                        value: Some(number_data_point::Value::AsDouble(1e300)),
+                        ..point.clone()
+                    }],
+                    aggregation_temporality: 1,
+                    is_monotonic: true,
+                })),
                 ..Default::default()
             },
             Metric {
                 name: "h".into(),
                 description: "d".into(),
                 data: Some(metric::Data::Histogram(Histogram {
-                    data_points: vec![HistogramDataPoint { count: 3, sum: Some(0.0), bucket_counts: vec![1, 0, u64::MAX], explicit_bounds: vec![0.5, 1.0], min: Some(-1.0), max: Some(3.0), time_unix_nano: 9, ..Default::default() }],
+                    data_points: vec![HistogramDataPoint {
+                        count: 3,
+                        sum: Some(0.0),
+                        bucket_counts: vec![1, 0, u64::MAX],
+                        explicit_bounds: vec![0.5, 1.0],
+                        min: Some(-1.0),
+                        max: Some(3.0),
+                        time_unix_nano: 9,
+                        ..Default::default()
+                    }],
                     aggregation_temporality: 2,
                 })),
                 ..Default::default()
@@ -1374,7 +1345,16 @@ mod tests {
             Metric {
                 name: "e".into(),
                 data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
-                    data_points: vec![ExponentialHistogramDataPoint { count: 4, scale: -2, zero_count: 1, zero_threshold: 1e-9, positive: Some(Buckets { offset: -3, bucket_counts: vec![1, 2] }), negative: Some(Buckets { offset: 0, bucket_counts: vec![] }), sum: Some(1.5), ..Default::default() }],
+                    data_points: vec![ExponentialHistogramDataPoint {
+                        count: 4,
+                        scale: -2,
+                        zero_count: 1,
+                        zero_threshold: 1e-9,
+                        positive: Some(Buckets { offset: -3, bucket_counts: vec![1, 2] }),
+                        negative: Some(Buckets { offset: 0, bucket_counts: vec![] }),
+                        sum: Some(1.5),
+                        ..Default::default()
+                    }],
                     aggregation_temporality: 1,
                 })),
                 metadata: vec![kv("m", any_value::Value::BoolValue(false))],
@@ -1383,14 +1363,26 @@ mod tests {
             Metric {
                 name: "sum".into(),
                 data: Some(metric::Data::Summary(Summary {
-                    data_points: vec![SummaryDataPoint { count: 2, sum: 3.5, quantile_values: vec![ValueAtQuantile { quantile: 0.0, value: 1.0 }, ValueAtQuantile { quantile: 0.99, value: 2.5 }], ..Default::default() }],
+                    data_points: vec![SummaryDataPoint {
+                        count: 2,
+                        sum: 3.5,
+                        quantile_values: vec![
+                            ValueAtQuantile { quantile: 0.0, value: 1.0 },
+                            ValueAtQuantile { quantile: 0.99, value: 2.5 },
+                        ],
+                        ..Default::default()
+                    }],
                 })),
                 ..Default::default()
             },
             Metric { name: "nodata".into(), ..Default::default() },
         ];
         round_trip(Batch::Metrics(ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics { resource: None, scope_metrics: vec![ScopeMetrics { scope: None, metrics, schema_url: String::new() }], schema_url: String::new() }],
+            resource_metrics: vec![ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![ScopeMetrics { scope: None, metrics, schema_url: String::new() }],
+                schema_url: String::new(),
+            }],
         }));
     }
 
@@ -1413,7 +1405,11 @@ mod tests {
             })
             .collect();
         round_trip(Batch::Logs(ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs { resource: None, scope_logs: vec![ScopeLogs { scope: None, log_records: records, schema_url: String::new() }], schema_url: String::new() }],
+            resource_logs: vec![ResourceLogs {
+                resource: None,
+                scope_logs: vec![ScopeLogs { scope: None, log_records: records, schema_url: String::new() }],
+                schema_url: String::new(),
+            }],
         }));
     }
 
@@ -1433,7 +1429,9 @@ mod tests {
         assert_eq!(span.end_time_unix_nano, 1544712661000000000);
         assert_eq!(span.status.as_ref().unwrap().code, 2);
         assert_eq!(span.attributes[0].value.as_ref().unwrap().value, Some(any_value::Value::IntValue(42)));
-        assert!(matches!(span.attributes[1].value.as_ref().unwrap().value, Some(any_value::Value::DoubleValue(d)) if d.is_nan()));
+        assert!(
+            matches!(span.attributes[1].value.as_ref().unwrap().value, Some(any_value::Value::DoubleValue(d)) if d.is_nan())
+        );
     }
 
     #[test]

@@ -152,28 +152,15 @@ impl Batch {
 }
 
 pub fn span_count(r: &ExportTraceServiceRequest) -> usize {
-    r.resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len())
-        .sum()
+    r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum()
 }
 
 pub fn log_record_count(r: &ExportLogsServiceRequest) -> usize {
-    r.resource_logs
-        .iter()
-        .flat_map(|rl| &rl.scope_logs)
-        .map(|sl| sl.log_records.len())
-        .sum()
+    r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()).sum()
 }
 
 pub fn data_point_count(r: &ExportMetricsServiceRequest) -> usize {
-    r.resource_metrics
-        .iter()
-        .flat_map(|rm| &rm.scope_metrics)
-        .flat_map(|sm| &sm.metrics)
-        .map(metric_point_count)
-        .sum()
+    r.resource_metrics.iter().flat_map(|rm| &rm.scope_metrics).flat_map(|sm| &sm.metrics).map(metric_point_count).sum()
 }
 
 /// Data points in one metric (0 for a metric without data).
@@ -223,14 +210,8 @@ mod tests {
         let req = ExportTraceServiceRequest {
             resource_spans: vec![trace::ResourceSpans {
                 scope_spans: vec![
-                    trace::ScopeSpans {
-                        spans: vec![Default::default(); 3],
-                        ..Default::default()
-                    },
-                    trace::ScopeSpans {
-                        spans: vec![Default::default(); 2],
-                        ..Default::default()
-                    },
+                    trace::ScopeSpans { spans: vec![Default::default(); 3], ..Default::default() },
+                    trace::ScopeSpans { spans: vec![Default::default(); 2], ..Default::default() },
                 ],
                 ..Default::default()
             }],
