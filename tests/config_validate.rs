@@ -203,3 +203,17 @@ fn missing_file_and_run_with_a_bad_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("otterline: not started: the config has 1 error(s)"));
 }
+
+#[test]
+fn every_shipped_pipeline_validates() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files: Vec<std::path::PathBuf> = vec![format!("{root}/pipelines/default.yaml").into()];
+    for e in std::fs::read_dir(format!("{root}/pipelines/examples")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    assert!(files.len() >= 3);
+    for f in files {
+        let out = Command::new(BIN).arg("validate").arg("--config").arg(&f).output().unwrap();
+        assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,0 +1,168 @@
+//! Benchmark support: realistic pre-encoded OTLP requests, a tonic codec that sends
+//! bytes as they are, and process CPU/memory readings from `/proc`.
+
+use bytes::{Buf, BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+fn kv(key: &str, v: any_value::Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+/// A deterministic pseudo-random generator (xorshift), so runs are comparable.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+const SERVICES: &[&str] = &["rag-worker", "planner-agent", "support-bot", "summarizer"];
+const MODELS: &[&str] = &["gpt-4o", "gpt-4o-mini", "claude-sonnet-4", "gemini-2.0-flash"];
+const OPERATIONS: &[&str] = &["chat", "embeddings", "invoke_agent", "execute_tool"];
+
+/// One request of `spans` GenAI-flavoured spans (~9 attributes each), as the
+/// OpenTelemetry GenAI conventions describe them.
+pub fn trace_request(rng: &mut Rng, spans: usize) -> ExportTraceServiceRequest {
+    let service = SERVICES[(rng.next() % SERVICES.len() as u64) as usize];
+    let now = 1_763_874_000_000_000_000u64 + rng.next() % 1_000_000_000_000;
+    let trace_id = [rng.next().to_be_bytes(), rng.next().to_be_bytes()].concat();
+    let spans = (0..spans)
+        .map(|i| {
+            let model = MODELS[(rng.next() % MODELS.len() as u64) as usize];
+            let op = OPERATIONS[(rng.next() % OPERATIONS.len() as u64) as usize];
+            let input = (rng.next() % 4000) as i64;
+            let output = (rng.next() % 800) as i64;
+            let start = now + i as u64 * 1_000_000;
+            let error = rng.next() % 50 == 0;
+            Span {
+                trace_id: trace_id.clone(),
+                span_id: rng.next().to_be_bytes().to_vec(),
+                parent_span_id: if i == 0 { Vec::new() } else { rng.next().to_be_bytes().to_vec() },
+                name: format!("{op} {model}"),
+                kind: span::SpanKind::Client as i32,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 50_000_000 + rng.next() % 2_000_000_000,
+                attributes: vec![
+                    kv("gen_ai.operation.name", s(op)),
+                    kv("gen_ai.provider.name", s(if model.starts_with("gpt") { "openai" } else { "anthropic" })),
+                    kv("gen_ai.request.model", s(model)),
+                    kv("gen_ai.response.model", s(model)),
+                    kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(input)),
+                    kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(output)),
+                    kv("gen_ai.request.temperature", any_value::Value::DoubleValue(0.2)),
+                    kv("user.id", s(&format!("user-{}", rng.next() % 500))),
+                    kv("server.address", s("api.example.com")),
+                ],
+                status: Some(Status {
+                    code: if error { status::StatusCode::Error as i32 } else { status::StatusCode::Ok as i32 },
+                    message: if error { "rate limited".into() } else { String::new() },
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s(service)),
+                    kv("service.version", s("1.4.2")),
+                    kv("deployment.environment", s("production")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "opentelemetry-instrumentation-openai".into(),
+                    version: "0.52b0".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// `count` distinct requests, encoded once.
+pub fn encoded_trace_requests(count: usize, spans: usize) -> Vec<Bytes> {
+    let mut rng = Rng::new(42);
+    (0..count).map(|_| Bytes::from(trace_request(&mut rng, spans).encode_to_vec())).collect()
+}
+
+/// A tonic codec that sends pre-encoded protobuf bytes and returns the response bytes.
+#[derive(Clone, Copy, Default)]
+pub struct RawCodec;
+
+pub struct RawEncoder;
+pub struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// CPU time (user + system) of a process, in seconds, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // /proc reports clock ticks of USER_HZ, which is 100 on every Linux platform Rust supports.
+    Some((utime + stime) / 100.0)
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
