@@ -24,7 +24,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -41,25 +41,25 @@ const OPERATIONS: &[&str] = &["chat", "embeddings", "invoke_agent", "execute_too
 /// One request of `spans` GenAI-flavoured spans (~9 attributes each), as the
 /// OpenTelemetry GenAI conventions describe them.
 pub fn trace_request(rng: &mut Rng, spans: usize) -> ExportTraceServiceRequest {
-    let service = SERVICES[(rng.next() % SERVICES.len() as u64) as usize];
-    let now = 1_763_874_000_000_000_000u64 + rng.next() % 1_000_000_000_000;
-    let trace_id = [rng.next().to_be_bytes(), rng.next().to_be_bytes()].concat();
+    let service = SERVICES[(rng.next_u64() % SERVICES.len() as u64) as usize];
+    let now = 1_763_874_000_000_000_000u64 + rng.next_u64() % 1_000_000_000_000;
+    let trace_id = [rng.next_u64().to_be_bytes(), rng.next_u64().to_be_bytes()].concat();
     let spans = (0..spans)
         .map(|i| {
-            let model = MODELS[(rng.next() % MODELS.len() as u64) as usize];
-            let op = OPERATIONS[(rng.next() % OPERATIONS.len() as u64) as usize];
-            let input = (rng.next() % 4000) as i64;
-            let output = (rng.next() % 800) as i64;
+            let model = MODELS[(rng.next_u64() % MODELS.len() as u64) as usize];
+            let op = OPERATIONS[(rng.next_u64() % OPERATIONS.len() as u64) as usize];
+            let input = (rng.next_u64() % 4000) as i64;
+            let output = (rng.next_u64() % 800) as i64;
             let start = now + i as u64 * 1_000_000;
-            let error = rng.next() % 50 == 0;
+            let error = rng.next_u64().is_multiple_of(50);
             Span {
                 trace_id: trace_id.clone(),
-                span_id: rng.next().to_be_bytes().to_vec(),
-                parent_span_id: if i == 0 { Vec::new() } else { rng.next().to_be_bytes().to_vec() },
+                span_id: rng.next_u64().to_be_bytes().to_vec(),
+                parent_span_id: if i == 0 { Vec::new() } else { rng.next_u64().to_be_bytes().to_vec() },
                 name: format!("{op} {model}"),
                 kind: span::SpanKind::Client as i32,
                 start_time_unix_nano: start,
-                end_time_unix_nano: start + 50_000_000 + rng.next() % 2_000_000_000,
+                end_time_unix_nano: start + 50_000_000 + rng.next_u64() % 2_000_000_000,
                 attributes: vec![
                     kv("gen_ai.operation.name", s(op)),
                     kv("gen_ai.provider.name", s(if model.starts_with("gpt") { "openai" } else { "anthropic" })),
@@ -68,7 +68,7 @@ pub fn trace_request(rng: &mut Rng, spans: usize) -> ExportTraceServiceRequest {
                     kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(input)),
                     kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(output)),
                     kv("gen_ai.request.temperature", any_value::Value::DoubleValue(0.2)),
-                    kv("user.id", s(&format!("user-{}", rng.next() % 500))),
+                    kv("user.id", s(&format!("user-{}", rng.next_u64() % 500))),
                     kv("server.address", s("api.example.com")),
                 ],
                 status: Some(Status {
