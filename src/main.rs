@@ -9,9 +9,14 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use otterline_core::config::{self, Config, Diagnostics, LogEncoding, Source};
+use otterline_core::config::{
+    self, ComponentDecl, ComponentRef, Config, Diagnostics, LoadOptions, LogEncoding, Source,
+};
 use otterline_core::health::HealthRegistry;
+use otterline_core::registry::Registry;
 use otterline_core::service::{self, Service};
+use otterline_core::ComponentKind;
+use otterline_parquet::receiver::Progress;
 
 /// The embedded default pipeline, used when no `--config` is given.
 const DEFAULT_CONFIG: &str = include_str!("../pipelines/default.yaml");
@@ -38,6 +43,30 @@ enum Command {
     Components,
     /// Print the embedded default config.
     DefaultConfig,
+    /// Run the pipelines of --config fed by a Parquet archive instead of their receivers.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Archive directory, glob, or single file.
+    #[arg(long)]
+    archive: String,
+    /// Only items at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only items at or before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// `max` (default), or a multiple of recorded time such as `60x`.
+    #[arg(long, default_value = "max")]
+    speed: String,
+    /// Signals to replay (default: all).
+    #[arg(long, value_delimiter = ',')]
+    signals: Vec<String>,
+    /// Fail on a foreign or corrupt file instead of skipping it.
+    #[arg(long)]
+    strict: bool,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +93,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => run(&cli.config),
+        Command::Replay(args) => replay(&cli.config, &args),
     }
 }
 
@@ -88,11 +118,24 @@ fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, Diagnostics> {
 
 /// Loads, layout-checks and builds: the same path for `validate` and `run`.
 fn load(paths: &[PathBuf]) -> Result<(Config, Service, Diagnostics), Diagnostics> {
+    load_with(paths, &registry::registry(), LoadOptions::default(), |_, _| {})
+}
+
+/// [`load`] with a registry of its own and a chance to rewrite the config before it is built.
+fn load_with(
+    paths: &[PathBuf],
+    registry: &Registry,
+    opts: LoadOptions,
+    rewrite: impl FnOnce(&mut Config, &mut Diagnostics),
+) -> Result<(Config, Service, Diagnostics), Diagnostics> {
     let sources = sources(paths)?;
-    let (config, mut diags) = config::load(&sources, &|name| std::env::var(name).ok());
-    let Some(config) = config else { return Err(diags) };
-    let registry = registry::registry();
-    match service::build(&config, &registry, &mut diags) {
+    let (config, mut diags) = config::load_with(&sources, &|name| std::env::var(name).ok(), opts);
+    let Some(mut config) = config else { return Err(diags) };
+    rewrite(&mut config, &mut diags);
+    if !diags.is_ok() {
+        return Err(diags);
+    }
+    match service::build(&config, registry, &mut diags) {
         Some(svc) if diags.is_ok() => Ok((config, svc, diags)),
         _ => Err(diags),
     }
@@ -137,17 +180,77 @@ fn init_logging(cfg: &config::LogsTelemetry) {
 }
 
 fn run(paths: &[PathBuf]) -> ExitCode {
-    let (config, svc, diags) = match load(paths) {
-        Ok(v) => v,
-        Err(diags) => {
-            report(&diags);
-            eprintln!(
-                "otterline: not started: the config has {} error(s); `otterline validate` lists them",
-                diags.errors.len()
-            );
-            return ExitCode::from(2);
+    match load(paths) {
+        Ok((config, svc, diags)) => run_service(paths, config, svc, diags, None),
+        Err(diags) => not_started(&diags),
+    }
+}
+
+fn not_started(diags: &Diagnostics) -> ExitCode {
+    report(diags);
+    eprintln!(
+        "otterline: not started: the config has {} error(s); `otterline validate` lists them",
+        diags.errors.len()
+    );
+    ExitCode::from(2)
+}
+
+/// `otterline replay`: the pipelines of the config, fed by one `parquet` receiver.
+fn replay(paths: &[PathBuf], args: &ReplayArgs) -> ExitCode {
+    let progress = Arc::new(Progress::default());
+    let registry =
+        registry::registry().receiver(otterline_parquet::ParquetReceiverFactory::with_progress(progress.clone()));
+    let options = replay_options(args);
+    let loaded = load_with(paths, &registry, LoadOptions { receivers_supplied: true }, |config, diags| {
+        let node = match config::yaml::parse("<otterline replay options>", &options) {
+            Ok(n) => n,
+            Err(e) => {
+                diags.errors.push(e);
+                return;
+            }
+        };
+        let id = otterline_core::ComponentId { type_name: "parquet".into(), name: Some("replay".into()) };
+        config.components.retain(|c| c.kind != ComponentKind::Receiver);
+        config.components.push(ComponentDecl {
+            id: id.clone(),
+            kind: ComponentKind::Receiver,
+            mark: node.mark.clone(),
+            config: node,
+        });
+        for p in &mut config.service.pipelines {
+            p.receivers = vec![ComponentRef { id: id.clone(), mark: p.mark.clone() }];
         }
-    };
+    });
+    match loaded {
+        Ok((config, svc, diags)) => run_service(paths, config, svc, diags, Some(progress)),
+        Err(diags) => not_started(&diags),
+    }
+}
+
+/// The replay receiver's config, as YAML (every value a double-quoted string).
+fn replay_options(args: &ReplayArgs) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut y = format!("path: {}\nspeed: {}\nstrict: {}\n", q(&args.archive), q(&args.speed), args.strict);
+    if let Some(f) = &args.from {
+        y += &format!("from: {}\n", q(f));
+    }
+    if let Some(t) = &args.to {
+        y += &format!("to: {}\n", q(t));
+    }
+    if !args.signals.is_empty() {
+        let list: Vec<String> = args.signals.iter().map(|s| q(s)).collect();
+        y += &format!("signals: [{}]\n", list.join(", "));
+    }
+    y
+}
+
+fn run_service(
+    paths: &[PathBuf],
+    config: Config,
+    svc: Service,
+    diags: Diagnostics,
+    progress: Option<Arc<Progress>>,
+) -> ExitCode {
     init_logging(&config.service.telemetry.logs);
     for w in &diags.warnings {
         tracing::warn!("config: {w}");
@@ -165,7 +268,13 @@ fn run(paths: &[PathBuf]) -> ExitCode {
         let source = if paths.is_empty() { DEFAULT_CONFIG_NAME.to_string() } else { paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") };
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, pipelines = ?svc.pipeline_names(), "Starting otterline");
         let health = Arc::new(HealthRegistry::default());
-        match svc.run(health, shutdown).await {
+        let bar = progress.map(|p| tokio::spawn(show_progress(p)));
+        let result = svc.run(health, shutdown).await;
+        if let Some(bar) = bar {
+            bar.abort();
+            let _ = bar.await;
+        }
+        match result {
             Ok(()) => {
                 tracing::info!("Shutdown complete.");
                 ExitCode::SUCCESS
@@ -176,6 +285,51 @@ fn run(paths: &[PathBuf]) -> ExitCode {
             }
         }
     })
+}
+
+/// A progress bar (items, bytes, ETA) on a terminal; a summary line at the end either way.
+async fn show_progress(p: Arc<Progress>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let started = std::time::Instant::now();
+    struct Summary(Arc<Progress>, std::time::Instant, Option<indicatif::ProgressBar>);
+    impl Drop for Summary {
+        fn drop(&mut self) {
+            if let Some(b) = &self.2 {
+                b.finish_and_clear();
+            }
+            let p = &self.0;
+            let secs = self.1.elapsed().as_secs_f64();
+            let items = p.done_items.load(Relaxed);
+            eprintln!(
+                "otterline replay: {items} items ({:.1} MiB of archive) in {secs:.1} s ({:.0} items/s); {} file(s) skipped",
+                p.done_bytes.load(Relaxed) as f64 / 1048576.0,
+                items as f64 / secs.max(1e-9),
+                p.skipped_files.load(Relaxed)
+            );
+        }
+    }
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} items  {msg}  ETA {eta}",
+        ) {
+            b.set_style(style);
+        }
+        b
+    });
+    let _summary = Summary(p.clone(), started, bar.clone());
+    loop {
+        if let Some(b) = &bar {
+            b.set_length(p.total_items.load(Relaxed));
+            b.set_position(p.done_items.load(Relaxed));
+            b.set_message(format!(
+                "{:.1}/{:.1} MiB",
+                p.done_bytes.load(Relaxed) as f64 / 1048576.0,
+                p.total_bytes.load(Relaxed) as f64 / 1048576.0
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// First SIGINT/SIGTERM: drain and exit. A second one: exit at once.

@@ -9,10 +9,12 @@ pub fn registry() -> Registry {
     Registry::default()
         // receivers
         .receiver(otterline_otlp::OtlpReceiverFactory)
+        .receiver(otterline_parquet::ParquetReceiverFactory::default())
         // exporters
         .exporter(otterline_exporters::DebugExporterFactory)
         .exporter(otterline_exporters::JsonExporterFactory)
         .exporter(otterline_exporters::NopExporterFactory)
+        .exporter(otterline_parquet::ParquetExporterFactory)
         // extensions
         .extension(otterline_extensions::HealthCheckFactory)
 }

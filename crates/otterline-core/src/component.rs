@@ -248,6 +248,30 @@ impl Output {
         Ok(())
     }
 
+    /// Like [`Output::send`], but waits as long as it takes for queue space: for
+    /// sources that pull their data (replay) and can simply slow down.
+    pub async fn send_waiting(&self, batch: Batch) -> Result<(), Refusal> {
+        let signal = batch.signal();
+        let items = batch.item_count() as u64;
+        let routes = &self.inner.routes[signal.index()];
+        if routes.is_empty() {
+            return Err(Refusal::NoPipeline(signal));
+        }
+        let mut permits = Vec::with_capacity(routes.len());
+        for tx in routes {
+            permits.push(tx.reserve().await.map_err(|_| Refusal::ShuttingDown)?);
+        }
+        let last = permits.pop();
+        for p in permits {
+            p.send(batch.clone());
+        }
+        if let Some(p) = last {
+            p.send(batch);
+        }
+        self.inner.health.counters.add_accepted(items);
+        Ok(())
+    }
+
     fn refuse(&self, items: u64, r: Refusal) -> Result<(), Refusal> {
         self.inner.health.counters.add_refused(items);
         Err(r)

@@ -303,26 +303,39 @@ impl Service {
         }
         drop(pipe_senders);
 
+        use futures::StreamExt;
+        let mut watch: futures::stream::FuturesUnordered<_> =
+            recv_tasks.into_iter().map(|(id, handle)| async move { (id, handle.await) }).collect();
         let mut result = Ok(());
         if let Some(e) = start_error {
             result = Err(e);
         } else {
             health.set_phase(Phase::Ready);
             info!("Everything is ready. Begin running and processing data.");
-            // Wait for a shutdown request, or for a receiver to end on its own (a failure).
-            let mut watch: futures::stream::FuturesUnordered<_> =
-                recv_tasks.iter_mut().map(|(id, handle)| async move { (id.clone(), handle.await) }).collect();
-            use futures::StreamExt;
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                Some((id, res)) = watch.next() => {
-                    let error = match res {
-                        Ok(Ok(())) => ComponentError::new("stopped unexpectedly"),
-                        Ok(Err(e)) => e,
-                        Err(join) => ComponentError::new(format!("panicked: {join}")),
-                    };
-                    error!(receiver = %id, %error, "receiver failed; shutting down");
-                    result = Err(RunError::Failed { kind: ComponentKind::Receiver, id, error });
+            // Run until a shutdown request, a receiver failure, or until every receiver
+            // has finished its input (finite sources such as an archive replay).
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    next = watch.next() => match next {
+                        None => {
+                            info!("Every receiver has finished its input; draining");
+                            break;
+                        }
+                        Some((id, res)) => {
+                            let error = match res {
+                                Ok(Ok(())) => {
+                                    info!(receiver = %id, "receiver finished its input");
+                                    continue;
+                                }
+                                Ok(Err(e)) => e,
+                                Err(join) => ComponentError::new(format!("panicked: {join}")),
+                            };
+                            error!(receiver = %id, %error, "receiver failed; shutting down");
+                            result = Err(RunError::Failed { kind: ComponentKind::Receiver, id, error });
+                            break;
+                        }
+                    },
                 }
             }
         }
@@ -333,9 +346,8 @@ impl Service {
         recv_token.cancel();
         let started = Instant::now();
         let drain = async {
-            for (id, t) in recv_tasks {
-                // A receiver that already finished (the failure above) yields an error here; it was reported.
-                if let Ok(Err(e)) = t.await {
+            while let Some((id, r)) = watch.next().await {
+                if let Ok(Err(e)) = r {
                     debug!(receiver = %id, error = %e, "receiver stopped with an error");
                 }
             }

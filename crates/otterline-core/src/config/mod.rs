@@ -234,8 +234,24 @@ const TOP_LEVEL: &[&str] = &["receivers", "processors", "exporters", "extensions
 const SERVICE_KEYS: &[&str] = &["extensions", "pipelines", "telemetry", "queues", "shutdown_timeout"];
 const PIPELINE_KEYS: &[&str] = &["receivers", "processors", "exporters"];
 
+/// How a config will be used.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// The caller supplies the receivers (`otterline replay`): pipelines may list none.
+    pub receivers_supplied: bool,
+}
+
 /// Reads, merges (later sources win), expands and layout-checks config sources.
 pub fn load(sources: &[Source], env: &dyn Fn(&str) -> Option<String>) -> (Option<Config>, Diagnostics) {
+    load_with(sources, env, LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(
+    sources: &[Source],
+    env: &dyn Fn(&str) -> Option<String>,
+    opts: LoadOptions,
+) -> (Option<Config>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut root: Option<Node> = None;
     for src in sources {
@@ -258,11 +274,11 @@ pub fn load(sources: &[Source], env: &dyn Fn(&str) -> Option<String>) -> (Option
         diags.errors.push(e);
         return (None, diags);
     }
-    let config = check_layout(&root, &mut diags);
+    let config = check_layout(&root, &mut diags, opts);
     (config, diags)
 }
 
-fn check_layout(root: &Node, diags: &mut Diagnostics) -> Option<Config> {
+fn check_layout(root: &Node, diags: &mut Diagnostics, opts: LoadOptions) -> Option<Config> {
     let Some(entries) = root.entries() else {
         diags.errors.push(ConfigError::at(
             &root.mark,
@@ -318,7 +334,7 @@ fn check_layout(root: &Node, diags: &mut Diagnostics) -> Option<Config> {
     }
 
     let service = match root.get("service") {
-        Some(s) => check_service(s, diags),
+        Some(s) => check_service(s, diags, opts),
         None => {
             diags.errors.push(ConfigError::at(
                 &root.mark,
@@ -420,7 +436,7 @@ fn refs(node: &Node, path: &str, diags: &mut Diagnostics) -> Vec<ComponentRef> {
     }
 }
 
-fn check_service(node: &Node, diags: &mut Diagnostics) -> Option<ServiceConfig> {
+fn check_service(node: &Node, diags: &mut Diagnostics, opts: LoadOptions) -> Option<ServiceConfig> {
     let Some(entries) = node.entries() else {
         diags.errors.push(ConfigError::at(
             &node.mark,
@@ -523,7 +539,7 @@ fn check_service(node: &Node, diags: &mut Diagnostics) -> Option<ServiceConfig> 
                         exporters: list("exporters", diags),
                         name,
                     };
-                    if decl.receivers.is_empty() {
+                    if decl.receivers.is_empty() && !opts.receivers_supplied {
                         diags.errors.push(ConfigError::at(
                             &k.mark,
                             &path,

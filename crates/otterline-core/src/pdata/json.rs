@@ -1182,6 +1182,33 @@ fn enc_exemplar(e: &Exemplar, out: &mut String) {
     w.end();
 }
 
+/// One `AnyValue` as OTLP/JSON (used where a nested value must fit in one text column).
+pub fn encode_any_value(v: &AnyValue) -> String {
+    let mut out = String::new();
+    enc_any_value(v, &mut out);
+    out
+}
+
+/// Parses one OTLP/JSON `AnyValue`.
+pub fn decode_any_value(text: &str) -> Result<AnyValue, JsonError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    any_value(&value)
+}
+
+/// Resource entity references as an OTLP/JSON array.
+pub fn encode_entity_refs(refs: &[EntityRef]) -> String {
+    let mut out = String::new();
+    let r = Resource { entity_refs: refs.to_vec(), ..Default::default() };
+    enc_resource(&r, &mut out);
+    out
+}
+
+/// Parses what [`encode_entity_refs`] wrote.
+pub fn decode_entity_refs(text: &str) -> Result<Vec<EntityRef>, JsonError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    Ok(resource(&value)?.entity_refs)
+}
+
 /// Encodes an export response's partial success as OTLP/JSON (`{}` when nothing was rejected).
 pub fn encode_partial_success(signal: Signal, rejected: i64, message: &str) -> String {
     let mut out = String::new();

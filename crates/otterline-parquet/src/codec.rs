@@ -1,0 +1,1151 @@
+//! The archive's Arrow schema (version [`SCHEMA_VERSION`], documented in
+//! `docs/parquet-schema.md`) and the conversion between [`Rows`] and Arrow
+//! record batches, both ways.
+//!
+//! Arrays are built column by column from the rows (no row-at-a-time builders):
+//! nested values (attribute maps, events, links, buckets) are flattened into one
+//! child array plus offsets, recursively.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, MapArray,
+    RecordBatch, StringArray, StructArray, TimestampNanosecondArray, UInt32Array, UInt64Array,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Float64Type, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit, UInt32Type,
+    UInt64Type,
+};
+use arrow::error::ArrowError;
+
+use otterline_core::pdata::common::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use otterline_core::pdata::json;
+use otterline_core::pdata::logs::LogRecord;
+use otterline_core::pdata::metrics::{
+    exemplar, exponential_histogram_data_point::Buckets, number_data_point, summary_data_point::ValueAtQuantile,
+    Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
+};
+use otterline_core::pdata::resource::Resource;
+use otterline_core::pdata::trace::{span, Span, Status};
+use otterline_core::Signal;
+
+use crate::rows::{Ctx, MetricHeader, MetricKind, MetricPoint, Point, Row, Rows};
+
+/// Written to every file's key-value metadata as `otterline.schema.version`.
+pub const SCHEMA_VERSION: &str = "1";
+pub const META_VERSION: &str = "otterline.schema.version";
+pub const META_SIGNAL: &str = "otterline.signal";
+
+/// Span attributes copied into their own typed columns (they stay in `attributes` too).
+pub const GENAI_STRING_COLUMNS: &[(&str, &str)] = &[
+    ("gen_ai_request_model", "gen_ai.request.model"),
+    ("gen_ai_response_model", "gen_ai.response.model"),
+    ("gen_ai_provider_name", "gen_ai.provider.name"),
+    ("gen_ai_operation_name", "gen_ai.operation.name"),
+    ("gen_ai_agent_name", "gen_ai.agent.name"),
+];
+pub const GENAI_INT_COLUMNS: &[(&str, &str)] = &[
+    ("gen_ai_usage_input_tokens", "gen_ai.usage.input_tokens"),
+    ("gen_ai_usage_output_tokens", "gen_ai.usage.output_tokens"),
+    ("gen_ai_usage_cache_read_input_tokens", "gen_ai.usage.cache_read.input_tokens"),
+    ("gen_ai_usage_cache_creation_input_tokens", "gen_ai.usage.cache_creation.input_tokens"),
+    ("gen_ai_usage_reasoning_output_tokens", "gen_ai.usage.reasoning.output_tokens"),
+];
+pub const GENAI_COST_COLUMN: (&str, &str) = ("gen_ai_usage_cost", "gen_ai.usage.cost");
+
+// ---------------------------------------------------------------------------
+// Types
+// ---------------------------------------------------------------------------
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn any_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("type", DataType::Utf8, false),
+        Field::new("string", DataType::Utf8, true),
+        Field::new("int", DataType::Int64, true),
+        Field::new("double", DataType::Float64, true),
+        Field::new("bool", DataType::Boolean, true),
+        Field::new("bytes", DataType::Binary, true),
+    ])
+}
+
+fn any_type() -> DataType {
+    DataType::Struct(any_fields())
+}
+
+fn map_entries_field() -> FieldRef {
+    Arc::new(Field::new(
+        "entries",
+        DataType::Struct(Fields::from(vec![
+            Field::new("keys", DataType::Utf8, false),
+            Field::new("values", any_type(), true),
+        ])),
+        false,
+    ))
+}
+
+fn map_type() -> DataType {
+    DataType::Map(map_entries_field(), false)
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+fn event_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("time", ts_type(), true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("attributes", map_type(), true),
+        Field::new("dropped_attributes_count", DataType::UInt32, true),
+    ])
+}
+
+fn link_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("span_id", DataType::Utf8, true),
+        Field::new("trace_state", DataType::Utf8, true),
+        Field::new("attributes", map_type(), true),
+        Field::new("dropped_attributes_count", DataType::UInt32, true),
+        Field::new("flags", DataType::UInt32, true),
+    ])
+}
+
+fn exemplar_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("time", ts_type(), true),
+        Field::new("value_double", DataType::Float64, true),
+        Field::new("value_int", DataType::Int64, true),
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("span_id", DataType::Utf8, true),
+        Field::new("filtered_attributes", map_type(), true),
+    ])
+}
+
+fn quantile_fields() -> Fields {
+    Fields::from(vec![Field::new("quantile", DataType::Float64, true), Field::new("value", DataType::Float64, true)])
+}
+
+fn context_fields() -> Vec<Field> {
+    vec![
+        Field::new("service_name", DataType::Utf8, true),
+        Field::new("resource_attributes", map_type(), true),
+        Field::new("resource_dropped_attributes_count", DataType::UInt32, true),
+        Field::new("resource_schema_url", DataType::Utf8, true),
+        Field::new("resource_entity_refs", DataType::Utf8, true),
+        Field::new("scope_name", DataType::Utf8, true),
+        Field::new("scope_version", DataType::Utf8, true),
+        Field::new("scope_attributes", map_type(), true),
+        Field::new("scope_dropped_attributes_count", DataType::UInt32, true),
+        Field::new("scope_schema_url", DataType::Utf8, true),
+    ]
+}
+
+fn with_meta(fields: Vec<Field>, signal: Signal) -> SchemaRef {
+    let meta = [
+        (META_VERSION.to_string(), SCHEMA_VERSION.to_string()),
+        (META_SIGNAL.to_string(), signal.as_str().to_string()),
+    ];
+    Arc::new(Schema::new(fields).with_metadata(meta.into_iter().collect::<std::collections::HashMap<String, String>>()))
+}
+
+/// The Arrow schema of a signal's table.
+pub fn schema(signal: Signal) -> SchemaRef {
+    static SCHEMAS: OnceLock<[SchemaRef; 3]> = OnceLock::new();
+    SCHEMAS.get_or_init(|| [traces_schema(), metrics_schema(), logs_schema()])[signal.index()].clone()
+}
+
+fn traces_schema() -> SchemaRef {
+    let mut f = vec![
+        Field::new("start_time", ts_type(), false),
+        Field::new("end_time", ts_type(), false),
+        Field::new("duration_ns", DataType::Int64, false),
+        Field::new("trace_id", DataType::Utf8, false),
+        Field::new("span_id", DataType::Utf8, false),
+        Field::new("parent_span_id", DataType::Utf8, true),
+        Field::new("trace_state", DataType::Utf8, true),
+        Field::new("flags", DataType::UInt32, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("status_code", DataType::Utf8, false),
+        Field::new("status_message", DataType::Utf8, true),
+    ];
+    f.extend(context_fields());
+    f.extend(GENAI_STRING_COLUMNS.iter().map(|(c, _)| Field::new(*c, DataType::Utf8, true)));
+    f.extend(GENAI_INT_COLUMNS.iter().map(|(c, _)| Field::new(*c, DataType::Int64, true)));
+    f.push(Field::new(GENAI_COST_COLUMN.0, DataType::Float64, true));
+    f.extend([
+        Field::new("attributes", map_type(), true),
+        Field::new("dropped_attributes_count", DataType::UInt32, false),
+        Field::new("events", list_of(DataType::Struct(event_fields())), true),
+        Field::new("dropped_events_count", DataType::UInt32, false),
+        Field::new("links", list_of(DataType::Struct(link_fields())), true),
+        Field::new("dropped_links_count", DataType::UInt32, false),
+        Field::new("status_present", DataType::Boolean, false),
+    ]);
+    with_meta(f, Signal::Traces)
+}
+
+fn metrics_schema() -> SchemaRef {
+    let mut f = vec![
+        Field::new("time", ts_type(), false),
+        Field::new("start_time", ts_type(), true),
+        Field::new("metric_name", DataType::Utf8, false),
+        Field::new("metric_type", DataType::Utf8, false),
+        Field::new("metric_unit", DataType::Utf8, true),
+        Field::new("metric_description", DataType::Utf8, true),
+        Field::new("metric_metadata", map_type(), true),
+        Field::new("aggregation_temporality", DataType::Utf8, true),
+        Field::new("is_monotonic", DataType::Boolean, true),
+    ];
+    f.extend(context_fields());
+    f.extend([
+        Field::new("attributes", map_type(), true),
+        Field::new("flags", DataType::UInt32, false),
+        Field::new("value_double", DataType::Float64, true),
+        Field::new("value_int", DataType::Int64, true),
+        Field::new("count", DataType::UInt64, true),
+        Field::new("sum", DataType::Float64, true),
+        Field::new("min", DataType::Float64, true),
+        Field::new("max", DataType::Float64, true),
+        Field::new("bucket_counts", list_of(DataType::UInt64), true),
+        Field::new("explicit_bounds", list_of(DataType::Float64), true),
+        Field::new("scale", DataType::Int32, true),
+        Field::new("zero_count", DataType::UInt64, true),
+        Field::new("zero_threshold", DataType::Float64, true),
+        Field::new("positive_offset", DataType::Int32, true),
+        Field::new("positive_bucket_counts", list_of(DataType::UInt64), true),
+        Field::new("negative_offset", DataType::Int32, true),
+        Field::new("negative_bucket_counts", list_of(DataType::UInt64), true),
+        Field::new("quantile_values", list_of(DataType::Struct(quantile_fields())), true),
+        Field::new("exemplars", list_of(DataType::Struct(exemplar_fields())), true),
+    ]);
+    with_meta(f, Signal::Metrics)
+}
+
+fn logs_schema() -> SchemaRef {
+    let mut f = vec![
+        Field::new("time", ts_type(), false),
+        Field::new("timestamp", ts_type(), true),
+        Field::new("observed_timestamp", ts_type(), true),
+        Field::new("severity_number", DataType::Int32, false),
+        Field::new("severity_text", DataType::Utf8, true),
+        Field::new("body", any_type(), true),
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("span_id", DataType::Utf8, true),
+        Field::new("event_name", DataType::Utf8, true),
+    ];
+    f.extend(context_fields());
+    f.extend([
+        Field::new("attributes", map_type(), true),
+        Field::new("dropped_attributes_count", DataType::UInt32, false),
+        Field::new("flags", DataType::UInt32, false),
+    ]);
+    with_meta(f, Signal::Logs)
+}
+
+// ---------------------------------------------------------------------------
+// Encoding helpers
+// ---------------------------------------------------------------------------
+
+fn hex(b: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(H[(x >> 4) as usize] as char);
+        s.push(H[(x & 15) as usize] as char);
+    }
+    s
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    let d = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    };
+    s.as_bytes().chunks_exact(2).map(|p| d(p[0]) << 4 | d(p[1])).collect()
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn utf8<'a>(it: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(it))
+}
+
+fn utf8_owned(it: impl Iterator<Item = Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(it))
+}
+
+fn ts(it: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from_iter(it).with_timezone("UTC"))
+}
+
+fn u32s(it: impl Iterator<Item = Option<u32>>) -> ArrayRef {
+    Arc::new(UInt32Array::from_iter(it))
+}
+
+fn nonzero_ts(v: u64) -> Option<i64> {
+    (v != 0).then_some(v as i64)
+}
+
+/// The typed struct of one attribute value (or log body).
+fn any_struct(values: &[Option<&AnyValue>]) -> Result<StructArray, ArrowError> {
+    use any_value::Value as V;
+    let n = values.len();
+    let mut ty = Vec::with_capacity(n);
+    let mut s: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut i = Vec::with_capacity(n);
+    let mut d = Vec::with_capacity(n);
+    let mut b = Vec::with_capacity(n);
+    let mut by: Vec<Option<&[u8]>> = Vec::with_capacity(n);
+    let mut valid = Vec::with_capacity(n);
+    for v in values {
+        valid.push(v.is_some());
+        let (t, sv, iv, dv, bv, yv) = match v.and_then(|v| v.value.as_ref()) {
+            None => (if v.is_some() { "empty" } else { "null" }, None, None, None, None, None),
+            Some(V::StringValue(x)) => ("string", Some(x.clone()), None, None, None, None),
+            Some(V::IntValue(x)) => ("int", None, Some(*x), None, None, None),
+            Some(V::DoubleValue(x)) => ("double", None, None, Some(*x), None, None),
+            Some(V::BoolValue(x)) => ("bool", None, None, None, Some(*x), None),
+            Some(V::BytesValue(x)) => ("bytes", None, None, None, None, Some(x.as_slice())),
+            Some(x @ V::ArrayValue(_)) => {
+                ("array", Some(json::encode_any_value(&AnyValue { value: Some(x.clone()) })), None, None, None, None)
+            }
+            Some(x @ V::KvlistValue(_)) => {
+                ("kvlist", Some(json::encode_any_value(&AnyValue { value: Some(x.clone()) })), None, None, None, None)
+            }
+            Some(V::StringValueStrindex(x)) => ("strindex", None, Some(*x as i64), None, None, None),
+        };
+        ty.push(t);
+        s.push(sv);
+        i.push(iv);
+        d.push(dv);
+        b.push(bv);
+        by.push(yv);
+    }
+    StructArray::try_new(
+        any_fields(),
+        vec![
+            Arc::new(StringArray::from(ty)),
+            Arc::new(StringArray::from(s)),
+            Arc::new(Int64Array::from(i)),
+            Arc::new(Float64Array::from(d)),
+            Arc::new(BooleanArray::from(b)),
+            Arc::new(BinaryArray::from(by)),
+        ],
+        Some(NullBuffer::from(valid)),
+    )
+}
+
+/// A map column from per-row attribute lists (`None`: a null map).
+fn attr_map<'a>(lists: impl Iterator<Item = Option<&'a [KeyValue]>>) -> Result<ArrayRef, ArrowError> {
+    let mut lens = Vec::new();
+    let mut valid = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
+    let mut vals: Vec<Option<&AnyValue>> = Vec::new();
+    for l in lists {
+        valid.push(l.is_some());
+        let l = l.unwrap_or(&[]);
+        lens.push(l.len());
+        for kv in l {
+            keys.push(&kv.key);
+            vals.push(kv.value.as_ref());
+        }
+    }
+    let DataType::Struct(entry_fields) = map_entries_field().data_type().clone() else { unreachable!() };
+    let entries = StructArray::try_new(
+        entry_fields,
+        vec![Arc::new(StringArray::from(keys)), Arc::new(any_struct(&vals)?)],
+        None,
+    )?;
+    let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+    Ok(Arc::new(MapArray::try_new(map_entries_field(), OffsetBuffer::from_lengths(lens), entries, nulls, false)?))
+}
+
+/// A list column whose items are built from the flattened children.
+fn list_col(item: DataType, lens: Vec<usize>, values: ArrayRef) -> Result<ArrayRef, ArrowError> {
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(Field::new("item", item, true)),
+        OffsetBuffer::from_lengths(lens),
+        values,
+        None,
+    )?))
+}
+
+fn opt_list_col(item: DataType, lens: Vec<Option<usize>>, values: ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let nulls = NullBuffer::from(lens.iter().map(Option::is_some).collect::<Vec<bool>>());
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(Field::new("item", item, true)),
+        OffsetBuffer::from_lengths(lens.into_iter().map(|l| l.unwrap_or(0))),
+        values,
+        Some(nulls),
+    )?))
+}
+
+fn item<T>(r: &Row<T>) -> &T {
+    &r.item
+}
+
+fn res<T>(r: &Row<T>) -> Option<&Resource> {
+    r.ctx.resource.as_ref()
+}
+
+fn scope_of<T>(r: &Row<T>) -> Option<&InstrumentationScope> {
+    r.ctx.scope.as_ref()
+}
+
+fn hdr(r: &Row<MetricPoint>) -> &MetricHeader {
+    &r.item.header
+}
+
+fn num(r: &Row<MetricPoint>) -> Option<&NumberDataPoint> {
+    match &r.item.point {
+        Point::Number(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn hist(r: &Row<MetricPoint>) -> Option<&HistogramDataPoint> {
+    match &r.item.point {
+        Point::Histogram(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn exp(r: &Row<MetricPoint>) -> Option<&ExponentialHistogramDataPoint> {
+    match &r.item.point {
+        Point::Exponential(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn summ(r: &Row<MetricPoint>) -> Option<&SummaryDataPoint> {
+    match &r.item.point {
+        Point::Summary(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn attrs(r: &Row<MetricPoint>) -> &[KeyValue] {
+    match &r.item.point {
+        Point::Number(p) => &p.attributes,
+        Point::Histogram(p) => &p.attributes,
+        Point::Exponential(p) => &p.attributes,
+        Point::Summary(p) => &p.attributes,
+    }
+}
+
+fn start_flags(r: &Row<MetricPoint>) -> (u64, u32) {
+    match &r.item.point {
+        Point::Number(p) => (p.start_time_unix_nano, p.flags),
+        Point::Histogram(p) => (p.start_time_unix_nano, p.flags),
+        Point::Exponential(p) => (p.start_time_unix_nano, p.flags),
+        Point::Summary(p) => (p.start_time_unix_nano, p.flags),
+    }
+}
+
+fn buckets_of(r: &Row<MetricPoint>, side: usize) -> Option<&Buckets> {
+    exp(r).and_then(|p| if side == 0 { p.positive.as_ref() } else { p.negative.as_ref() })
+}
+
+fn exemplars_of(r: &Row<MetricPoint>) -> &[Exemplar] {
+    match &r.item.point {
+        Point::Number(p) => &p.exemplars,
+        Point::Histogram(p) => &p.exemplars,
+        Point::Exponential(p) => &p.exemplars,
+        Point::Summary(_) => &[],
+    }
+}
+
+fn context_columns<T>(rows: &[Row<T>]) -> Result<Vec<ArrayRef>, ArrowError> {
+    Ok(vec![
+        utf8(rows.iter().map(|r| otterline_core::pdata::service_name(res(r)))),
+        attr_map(rows.iter().map(|r| res(r).map(|x| x.attributes.as_slice())))?,
+        u32s(rows.iter().map(|r| res(r).map(|x| x.dropped_attributes_count))),
+        utf8(rows.iter().map(|r| nonempty(&r.ctx.resource_schema_url))),
+        utf8_owned(
+            rows.iter().map(|r| {
+                res(r).filter(|x| !x.entity_refs.is_empty()).map(|x| json::encode_entity_refs(&x.entity_refs))
+            }),
+        ),
+        utf8(rows.iter().map(|r| scope_of(r).map(|s| s.name.as_str()))),
+        utf8(rows.iter().map(|r| scope_of(r).map(|s| s.version.as_str()))),
+        attr_map(rows.iter().map(|r| scope_of(r).map(|s| s.attributes.as_slice())))?,
+        u32s(rows.iter().map(|r| scope_of(r).map(|s| s.dropped_attributes_count))),
+        utf8(rows.iter().map(|r| nonempty(&r.ctx.scope_schema_url))),
+    ])
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
+}
+
+fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match attr(attrs, key) {
+        Some(any_value::Value::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn attr_i64(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(attrs, key) {
+        Some(any_value::Value::IntValue(i)) => Some(*i),
+        Some(any_value::Value::DoubleValue(d)) if d.fract() == 0.0 => Some(*d as i64),
+        Some(any_value::Value::StringValue(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn attr_f64(attrs: &[KeyValue], key: &str) -> Option<f64> {
+    match attr(attrs, key) {
+        Some(any_value::Value::DoubleValue(d)) => Some(*d),
+        Some(any_value::Value::IntValue(i)) => Some(*i as f64),
+        Some(any_value::Value::StringValue(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+const SPAN_KINDS: [&str; 6] = ["unspecified", "internal", "server", "client", "producer", "consumer"];
+const STATUS_CODES: [&str; 3] = ["unset", "ok", "error"];
+const TEMPORALITIES: [&str; 3] = ["unspecified", "delta", "cumulative"];
+
+fn enum_name(names: &[&str], v: i32) -> String {
+    names.get(v as usize).map(|s| s.to_string()).unwrap_or_else(|| v.to_string())
+}
+
+fn enum_value(names: &[&str], s: &str) -> i32 {
+    names.iter().position(|n| *n == s).map(|i| i as i32).unwrap_or_else(|| s.parse().unwrap_or(0))
+}
+
+// ---------------------------------------------------------------------------
+// Encoding: rows -> record batch
+// ---------------------------------------------------------------------------
+
+pub fn encode(rows: &Rows) -> Result<RecordBatch, ArrowError> {
+    match rows {
+        Rows::Spans(r) => encode_spans(r),
+        Rows::Points(r) => encode_points(r),
+        Rows::Logs(r) => encode_logs(r),
+    }
+}
+
+fn encode_spans(rows: &[Row<Span>]) -> Result<RecordBatch, ArrowError> {
+    let mut cols: Vec<ArrayRef> = vec![
+        ts(rows.iter().map(|r| Some(item(r).start_time_unix_nano as i64))),
+        ts(rows.iter().map(|r| Some(item(r).end_time_unix_nano as i64))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| item(r).end_time_unix_nano as i64 - item(r).start_time_unix_nano as i64),
+        )),
+        utf8_owned(rows.iter().map(|r| Some(hex(&item(r).trace_id)))),
+        utf8_owned(rows.iter().map(|r| Some(hex(&item(r).span_id)))),
+        utf8_owned(rows.iter().map(|r| (!item(r).parent_span_id.is_empty()).then(|| hex(&item(r).parent_span_id)))),
+        utf8(rows.iter().map(|r| nonempty(&item(r).trace_state))),
+        u32s(rows.iter().map(|r| Some(item(r).flags))),
+        utf8(rows.iter().map(|r| Some(item(r).name.as_str()))),
+        utf8_owned(rows.iter().map(|r| Some(enum_name(&SPAN_KINDS, item(r).kind)))),
+        utf8_owned(rows.iter().map(|r| Some(enum_name(&STATUS_CODES, item(r).status.as_ref().map_or(0, |x| x.code))))),
+        utf8(rows.iter().map(|r| item(r).status.as_ref().and_then(|x| nonempty(&x.message)))),
+    ];
+    cols.extend(context_columns(rows)?);
+    for (_, key) in GENAI_STRING_COLUMNS {
+        cols.push(utf8(rows.iter().map(|r| attr_str(&item(r).attributes, key))));
+    }
+    for (_, key) in GENAI_INT_COLUMNS {
+        cols.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| attr_i64(&item(r).attributes, key)))));
+    }
+    cols.push(Arc::new(Float64Array::from_iter(
+        rows.iter().map(|r| attr_f64(&item(r).attributes, GENAI_COST_COLUMN.1)),
+    )));
+    cols.push(attr_map(rows.iter().map(|r| Some(item(r).attributes.as_slice())))?);
+    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_attributes_count))));
+
+    let events: Vec<&span::Event> = rows.iter().flat_map(|r| &item(r).events).collect();
+    let ev = StructArray::try_new(
+        event_fields(),
+        vec![
+            ts(events.iter().map(|e| Some(e.time_unix_nano as i64))),
+            utf8(events.iter().map(|e| Some(e.name.as_str()))),
+            attr_map(events.iter().map(|e| Some(e.attributes.as_slice())))?,
+            u32s(events.iter().map(|e| Some(e.dropped_attributes_count))),
+        ],
+        None,
+    )?;
+    cols.push(list_col(
+        DataType::Struct(event_fields()),
+        rows.iter().map(|r| item(r).events.len()).collect(),
+        Arc::new(ev),
+    )?);
+    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_events_count))));
+
+    let links: Vec<&span::Link> = rows.iter().flat_map(|r| &item(r).links).collect();
+    let lk = StructArray::try_new(
+        link_fields(),
+        vec![
+            utf8_owned(links.iter().map(|l| Some(hex(&l.trace_id)))),
+            utf8_owned(links.iter().map(|l| Some(hex(&l.span_id)))),
+            utf8(links.iter().map(|l| nonempty(&l.trace_state))),
+            attr_map(links.iter().map(|l| Some(l.attributes.as_slice())))?,
+            u32s(links.iter().map(|l| Some(l.dropped_attributes_count))),
+            u32s(links.iter().map(|l| Some(l.flags))),
+        ],
+        None,
+    )?;
+    cols.push(list_col(
+        DataType::Struct(link_fields()),
+        rows.iter().map(|r| item(r).links.len()).collect(),
+        Arc::new(lk),
+    )?);
+    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_links_count))));
+    cols.push(Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(item(r).status.is_some())))));
+    RecordBatch::try_new(schema(Signal::Traces), cols)
+}
+
+fn encode_logs(rows: &[Row<LogRecord>]) -> Result<RecordBatch, ArrowError> {
+    let bodies: Vec<Option<&AnyValue>> = rows.iter().map(|r| item(r).body.as_ref()).collect();
+    let mut cols: Vec<ArrayRef> = vec![
+        ts(rows.iter().map(|r| Some(r.ts))),
+        ts(rows.iter().map(|r| nonzero_ts(item(r).time_unix_nano))),
+        ts(rows.iter().map(|r| nonzero_ts(item(r).observed_time_unix_nano))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| item(r).severity_number))),
+        utf8(rows.iter().map(|r| nonempty(&item(r).severity_text))),
+        Arc::new(any_struct(&bodies)?),
+        utf8_owned(rows.iter().map(|r| (!item(r).trace_id.is_empty()).then(|| hex(&item(r).trace_id)))),
+        utf8_owned(rows.iter().map(|r| (!item(r).span_id.is_empty()).then(|| hex(&item(r).span_id)))),
+        utf8(rows.iter().map(|r| nonempty(&item(r).event_name))),
+    ];
+    cols.extend(context_columns(rows)?);
+    cols.push(attr_map(rows.iter().map(|r| Some(item(r).attributes.as_slice())))?);
+    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_attributes_count))));
+    cols.push(u32s(rows.iter().map(|r| Some(item(r).flags))));
+    RecordBatch::try_new(schema(Signal::Logs), cols)
+}
+
+fn encode_points(rows: &[Row<MetricPoint>]) -> Result<RecordBatch, ArrowError> {
+    let has_temporality =
+        |k: MetricKind| matches!(k, MetricKind::Sum | MetricKind::Histogram | MetricKind::ExponentialHistogram);
+
+    let mut cols: Vec<ArrayRef> = vec![
+        ts(rows.iter().map(|r| Some(r.ts))),
+        ts(rows.iter().map(|r| nonzero_ts(start_flags(r).0))),
+        utf8(rows.iter().map(|r| Some(hdr(r).name.as_str()))),
+        utf8(rows.iter().map(|r| Some(hdr(r).kind.as_str()))),
+        utf8(rows.iter().map(|r| nonempty(&hdr(r).unit))),
+        utf8(rows.iter().map(|r| nonempty(&hdr(r).description))),
+        attr_map(rows.iter().map(|r| (!hdr(r).metadata.is_empty()).then_some(hdr(r).metadata.as_slice())))?,
+        utf8_owned(
+            rows.iter().map(|r| has_temporality(hdr(r).kind).then(|| enum_name(&TEMPORALITIES, hdr(r).temporality))),
+        ),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| (hdr(r).kind == MetricKind::Sum).then_some(hdr(r).monotonic)),
+        )),
+    ];
+    cols.extend(context_columns(rows)?);
+    cols.push(attr_map(rows.iter().map(|r| Some(attrs(r))))?);
+    cols.push(u32s(rows.iter().map(|r| Some(start_flags(r).1))));
+    cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| match num(r).and_then(|p| p.value) {
+        Some(number_data_point::Value::AsDouble(d)) => Some(d),
+        _ => None,
+    }))));
+    cols.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| match num(r).and_then(|p| p.value) {
+        Some(number_data_point::Value::AsInt(i)) => Some(i),
+        _ => None,
+    }))));
+    cols.push(Arc::new(UInt64Array::from_iter(
+        rows.iter().map(|r| hist(r).map(|p| p.count).or(exp(r).map(|p| p.count)).or(summ(r).map(|p| p.count))),
+    )));
+    cols.push(Arc::new(Float64Array::from_iter(
+        rows.iter().map(|r| hist(r).and_then(|p| p.sum).or(exp(r).and_then(|p| p.sum)).or(summ(r).map(|p| p.sum))),
+    )));
+    cols.push(Arc::new(Float64Array::from_iter(
+        rows.iter().map(|r| hist(r).and_then(|p| p.min).or(exp(r).and_then(|p| p.min))),
+    )));
+    cols.push(Arc::new(Float64Array::from_iter(
+        rows.iter().map(|r| hist(r).and_then(|p| p.max).or(exp(r).and_then(|p| p.max))),
+    )));
+    // Histogram buckets.
+    let bucket_lists: Vec<Option<&[u64]>> = rows.iter().map(|r| hist(r).map(|p| p.bucket_counts.as_slice())).collect();
+    cols.push(u64_list(&bucket_lists)?);
+    let bounds: Vec<Option<&[f64]>> = rows.iter().map(|r| hist(r).map(|p| p.explicit_bounds.as_slice())).collect();
+    let flat: Vec<f64> = bounds.iter().flat_map(|b| b.unwrap_or(&[]).iter().copied()).collect();
+    cols.push(opt_list_col(
+        DataType::Float64,
+        bounds.iter().map(|b| b.map(<[f64]>::len)).collect(),
+        Arc::new(Float64Array::from(flat)),
+    )?);
+    // Exponential histogram.
+    cols.push(Arc::new(Int32Array::from_iter(rows.iter().map(|r| exp(r).map(|p| p.scale)))));
+    cols.push(Arc::new(UInt64Array::from_iter(rows.iter().map(|r| exp(r).map(|p| p.zero_count)))));
+    cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| exp(r).map(|p| p.zero_threshold)))));
+    for side in [0, 1] {
+        let b = |r| buckets_of(r, side);
+        cols.push(Arc::new(Int32Array::from_iter(rows.iter().map(|r| b(r).map(|x| x.offset)))));
+        let lists: Vec<Option<&[u64]>> = rows.iter().map(|r| b(r).map(|x| x.bucket_counts.as_slice())).collect();
+        cols.push(u64_list(&lists)?);
+    }
+    // Summary quantiles.
+    let qs: Vec<Option<&[ValueAtQuantile]>> =
+        rows.iter().map(|r| summ(r).map(|p| p.quantile_values.as_slice())).collect();
+    let flat: Vec<&ValueAtQuantile> = qs.iter().flat_map(|q| q.unwrap_or(&[]).iter()).collect();
+    let qv = StructArray::try_new(
+        quantile_fields(),
+        vec![
+            Arc::new(Float64Array::from_iter_values(flat.iter().map(|q| q.quantile))),
+            Arc::new(Float64Array::from_iter_values(flat.iter().map(|q| q.value))),
+        ],
+        None,
+    )?;
+    cols.push(opt_list_col(
+        DataType::Struct(quantile_fields()),
+        qs.iter().map(|q| q.map(<[ValueAtQuantile]>::len)).collect(),
+        Arc::new(qv),
+    )?);
+    // Exemplars.
+    let ex: Vec<&Exemplar> = rows.iter().flat_map(|r| exemplars_of(r).iter()).collect();
+    let exa = StructArray::try_new(
+        exemplar_fields(),
+        vec![
+            ts(ex.iter().map(|e| Some(e.time_unix_nano as i64))),
+            Arc::new(Float64Array::from_iter(ex.iter().map(|e| match e.value {
+                Some(exemplar::Value::AsDouble(d)) => Some(d),
+                _ => None,
+            }))),
+            Arc::new(Int64Array::from_iter(ex.iter().map(|e| match e.value {
+                Some(exemplar::Value::AsInt(i)) => Some(i),
+                _ => None,
+            }))),
+            utf8_owned(ex.iter().map(|e| (!e.trace_id.is_empty()).then(|| hex(&e.trace_id)))),
+            utf8_owned(ex.iter().map(|e| (!e.span_id.is_empty()).then(|| hex(&e.span_id)))),
+            attr_map(ex.iter().map(|e| Some(e.filtered_attributes.as_slice())))?,
+        ],
+        None,
+    )?;
+    cols.push(list_col(
+        DataType::Struct(exemplar_fields()),
+        rows.iter().map(|r| exemplars_of(r).len()).collect(),
+        Arc::new(exa),
+    )?);
+    RecordBatch::try_new(schema(Signal::Metrics), cols)
+}
+
+fn u64_list(lists: &[Option<&[u64]>]) -> Result<ArrayRef, ArrowError> {
+    let flat: Vec<u64> = lists.iter().flat_map(|b| b.unwrap_or(&[]).iter().copied()).collect();
+    opt_list_col(
+        DataType::UInt64,
+        lists.iter().map(|b| b.map(<[u64]>::len)).collect(),
+        Arc::new(UInt64Array::from(flat)),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Decoding: record batch -> rows
+// ---------------------------------------------------------------------------
+
+/// A column by name, or an error naming it (a foreign or damaged file).
+fn col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
+    b.column_by_name(name).ok_or_else(|| ArrowError::SchemaError(format!("column `{name}` is missing")))
+}
+
+fn expect<'a, T: 'static>(a: &'a dyn Array, name: &str) -> Result<&'a T, ArrowError> {
+    a.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column `{name}` has type {}", a.data_type())))
+}
+
+struct Str<'a>(&'a StringArray);
+impl Str<'_> {
+    fn get(&self, i: usize) -> Option<&str> {
+        self.0.is_valid(i).then(|| self.0.value(i))
+    }
+    fn or_empty(&self, i: usize) -> String {
+        self.get(i).unwrap_or("").to_string()
+    }
+}
+
+fn str_col<'a>(b: &'a RecordBatch, name: &str) -> Result<Str<'a>, ArrowError> {
+    Ok(Str(expect::<StringArray>(col(b, name)?.as_ref(), name)?))
+}
+
+fn prim<T: arrow::datatypes::ArrowPrimitiveType>(a: &ArrayRef, i: usize) -> Option<T::Native> {
+    let p = a.as_primitive_opt::<T>()?;
+    p.is_valid(i).then(|| p.value(i))
+}
+
+fn ts_at(a: &ArrayRef, i: usize) -> Option<i64> {
+    let p = a.as_any().downcast_ref::<TimestampNanosecondArray>()?;
+    p.is_valid(i).then(|| p.value(i))
+}
+
+fn read_any(s: &StructArray, i: usize) -> Option<AnyValue> {
+    use any_value::Value as V;
+    if s.is_null(i) {
+        return None;
+    }
+    let ty = s.column(0).as_string::<i32>().value(i);
+    let string = || s.column(1).as_string::<i32>();
+    let value = match ty {
+        "string" => Some(V::StringValue(string().value(i).to_string())),
+        "int" => Some(V::IntValue(s.column(2).as_primitive::<Int64Type>().value(i))),
+        "double" => Some(V::DoubleValue(s.column(3).as_primitive::<Float64Type>().value(i))),
+        "bool" => Some(V::BoolValue(s.column(4).as_boolean().value(i))),
+        "bytes" => Some(V::BytesValue(s.column(5).as_binary::<i32>().value(i).to_vec())),
+        "array" | "kvlist" => json::decode_any_value(string().value(i)).ok().and_then(|a| a.value),
+        "strindex" => Some(V::StringValueStrindex(s.column(2).as_primitive::<Int64Type>().value(i) as i32)),
+        _ => None,
+    };
+    Some(AnyValue { value })
+}
+
+fn read_map(m: &MapArray, i: usize) -> Option<Vec<KeyValue>> {
+    if m.is_null(i) {
+        return None;
+    }
+    let offsets = m.value_offsets();
+    let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+    let keys = m.keys().as_string::<i32>();
+    let vals = m.values().as_struct();
+    Some(
+        (start..end)
+            .map(|j| KeyValue { key: keys.value(j).to_string(), value: read_any(vals, j), ..Default::default() })
+            .collect(),
+    )
+}
+
+fn map_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a MapArray, ArrowError> {
+    expect::<MapArray>(col(b, name)?.as_ref(), name)
+}
+
+fn list_range(l: &ListArray, i: usize) -> std::ops::Range<usize> {
+    let o = l.value_offsets();
+    o[i] as usize..o[i + 1] as usize
+}
+
+/// Context columns of row `i`; consecutive equal contexts are shared.
+struct CtxReader<'a> {
+    res_attrs: &'a MapArray,
+    res_dropped: &'a ArrayRef,
+    res_url: Str<'a>,
+    res_refs: Str<'a>,
+    scope_name: Str<'a>,
+    scope_version: Str<'a>,
+    scope_attrs: &'a MapArray,
+    scope_dropped: &'a ArrayRef,
+    scope_url: Str<'a>,
+    last: Option<Arc<Ctx>>,
+}
+
+impl<'a> CtxReader<'a> {
+    fn new(b: &'a RecordBatch) -> Result<Self, ArrowError> {
+        Ok(CtxReader {
+            res_attrs: map_col(b, "resource_attributes")?,
+            res_dropped: col(b, "resource_dropped_attributes_count")?,
+            res_url: str_col(b, "resource_schema_url")?,
+            res_refs: str_col(b, "resource_entity_refs")?,
+            scope_name: str_col(b, "scope_name")?,
+            scope_version: str_col(b, "scope_version")?,
+            scope_attrs: map_col(b, "scope_attributes")?,
+            scope_dropped: col(b, "scope_dropped_attributes_count")?,
+            scope_url: str_col(b, "scope_schema_url")?,
+            last: None,
+        })
+    }
+
+    fn get(&mut self, i: usize) -> Arc<Ctx> {
+        let resource = read_map(self.res_attrs, i).map(|attributes| Resource {
+            attributes,
+            dropped_attributes_count: prim::<UInt32Type>(self.res_dropped, i).unwrap_or(0),
+            entity_refs: self.res_refs.get(i).and_then(|t| json::decode_entity_refs(t).ok()).unwrap_or_default(),
+        });
+        let scope = self.scope_name.get(i).map(|name| InstrumentationScope {
+            name: name.to_string(),
+            version: self.scope_version.or_empty(i),
+            attributes: read_map(self.scope_attrs, i).unwrap_or_default(),
+            dropped_attributes_count: prim::<UInt32Type>(self.scope_dropped, i).unwrap_or(0),
+        });
+        let ctx = Ctx {
+            resource,
+            resource_schema_url: self.res_url.or_empty(i),
+            scope,
+            scope_schema_url: self.scope_url.or_empty(i),
+        };
+        match &self.last {
+            Some(l) if **l == ctx => l.clone(),
+            _ => {
+                let c = Arc::new(ctx);
+                self.last = Some(c.clone());
+                c
+            }
+        }
+    }
+}
+
+/// Decodes a record batch of `signal` back into rows.
+pub fn decode(signal: Signal, b: &RecordBatch) -> Result<Rows, ArrowError> {
+    match signal {
+        Signal::Traces => decode_spans(b).map(Rows::Spans),
+        Signal::Metrics => decode_points(b).map(Rows::Points),
+        Signal::Logs => decode_logs(b).map(Rows::Logs),
+    }
+}
+
+fn decode_spans(b: &RecordBatch) -> Result<Vec<Row<Span>>, ArrowError> {
+    let start = col(b, "start_time")?;
+    let end = col(b, "end_time")?;
+    let (trace_id, span_id, parent) = (str_col(b, "trace_id")?, str_col(b, "span_id")?, str_col(b, "parent_span_id")?);
+    let (trace_state, name, kind) = (str_col(b, "trace_state")?, str_col(b, "name")?, str_col(b, "kind")?);
+    let (status_code, status_message) = (str_col(b, "status_code")?, str_col(b, "status_message")?);
+    let status_present =
+        col(b, "status_present")?.as_boolean_opt().ok_or_else(|| ArrowError::SchemaError("status_present".into()))?;
+    let flags = col(b, "flags")?;
+    let attrs = map_col(b, "attributes")?;
+    let (dropped_attrs, dropped_events, dropped_links) =
+        (col(b, "dropped_attributes_count")?, col(b, "dropped_events_count")?, col(b, "dropped_links_count")?);
+    let events = expect::<ListArray>(col(b, "events")?.as_ref(), "events")?;
+    let ev = events.values().as_struct();
+    let (ev_time, ev_name, ev_attrs, ev_dropped) =
+        (ev.column(0), ev.column(1).as_string::<i32>(), ev.column(2).as_map(), ev.column(3));
+    let links = expect::<ListArray>(col(b, "links")?.as_ref(), "links")?;
+    let lk = links.values().as_struct();
+    let (lk_tid, lk_sid, lk_state) =
+        (lk.column(0).as_string::<i32>(), lk.column(1).as_string::<i32>(), lk.column(2).as_string::<i32>());
+    let (lk_attrs, lk_dropped, lk_flags) = (lk.column(3).as_map(), lk.column(4), lk.column(5));
+    let mut ctx = CtxReader::new(b)?;
+    let mut out = Vec::with_capacity(b.num_rows());
+    for i in 0..b.num_rows() {
+        let start_ns = ts_at(start, i).unwrap_or(0);
+        let span = Span {
+            trace_id: unhex(trace_id.get(i).unwrap_or("")),
+            span_id: unhex(span_id.get(i).unwrap_or("")),
+            trace_state: trace_state.or_empty(i),
+            parent_span_id: parent.get(i).map(unhex).unwrap_or_default(),
+            flags: prim::<UInt32Type>(flags, i).unwrap_or(0),
+            name: name.or_empty(i),
+            kind: enum_value(&SPAN_KINDS, name_or(&kind, i)),
+            start_time_unix_nano: start_ns as u64,
+            end_time_unix_nano: ts_at(end, i).unwrap_or(0) as u64,
+            attributes: read_map(attrs, i).unwrap_or_default(),
+            dropped_attributes_count: prim::<UInt32Type>(dropped_attrs, i).unwrap_or(0),
+            events: list_range(events, i)
+                .map(|j| span::Event {
+                    time_unix_nano: ts_at(ev_time, j).unwrap_or(0) as u64,
+                    name: ev_name.value(j).to_string(),
+                    attributes: read_map(ev_attrs, j).unwrap_or_default(),
+                    dropped_attributes_count: prim::<UInt32Type>(ev_dropped, j).unwrap_or(0),
+                })
+                .collect(),
+            dropped_events_count: prim::<UInt32Type>(dropped_events, i).unwrap_or(0),
+            links: list_range(links, i)
+                .map(|j| span::Link {
+                    trace_id: unhex(lk_tid.value(j)),
+                    span_id: unhex(lk_sid.value(j)),
+                    trace_state: if lk_state.is_valid(j) { lk_state.value(j).to_string() } else { String::new() },
+                    attributes: read_map(lk_attrs, j).unwrap_or_default(),
+                    dropped_attributes_count: prim::<UInt32Type>(lk_dropped, j).unwrap_or(0),
+                    flags: prim::<UInt32Type>(lk_flags, j).unwrap_or(0),
+                })
+                .collect(),
+            dropped_links_count: prim::<UInt32Type>(dropped_links, i).unwrap_or(0),
+            status: status_present.value(i).then(|| Status {
+                message: status_message.or_empty(i),
+                code: enum_value(&STATUS_CODES, name_or(&status_code, i)),
+            }),
+        };
+        out.push(Row { ts: start_ns, ctx: ctx.get(i), item: span });
+    }
+    Ok(out)
+}
+
+fn name_or<'a>(s: &'a Str<'a>, i: usize) -> &'a str {
+    s.get(i).unwrap_or("")
+}
+
+fn decode_logs(b: &RecordBatch) -> Result<Vec<Row<LogRecord>>, ArrowError> {
+    let (time, timestamp, observed) = (col(b, "time")?, col(b, "timestamp")?, col(b, "observed_timestamp")?);
+    let sev = col(b, "severity_number")?;
+    let (sev_text, trace_id, span_id, event_name) =
+        (str_col(b, "severity_text")?, str_col(b, "trace_id")?, str_col(b, "span_id")?, str_col(b, "event_name")?);
+    let body = expect::<StructArray>(col(b, "body")?.as_ref(), "body")?;
+    let attrs = map_col(b, "attributes")?;
+    let (dropped, flags) = (col(b, "dropped_attributes_count")?, col(b, "flags")?);
+    let mut ctx = CtxReader::new(b)?;
+    let mut out = Vec::with_capacity(b.num_rows());
+    for i in 0..b.num_rows() {
+        let rec = LogRecord {
+            time_unix_nano: ts_at(timestamp, i).unwrap_or(0) as u64,
+            observed_time_unix_nano: ts_at(observed, i).unwrap_or(0) as u64,
+            severity_number: prim::<Int32Type>(sev, i).unwrap_or(0),
+            severity_text: sev_text.or_empty(i),
+            body: read_any(body, i),
+            attributes: read_map(attrs, i).unwrap_or_default(),
+            dropped_attributes_count: prim::<UInt32Type>(dropped, i).unwrap_or(0),
+            flags: prim::<UInt32Type>(flags, i).unwrap_or(0),
+            trace_id: trace_id.get(i).map(unhex).unwrap_or_default(),
+            span_id: span_id.get(i).map(unhex).unwrap_or_default(),
+            event_name: event_name.or_empty(i),
+        };
+        out.push(Row { ts: ts_at(time, i).unwrap_or(0), ctx: ctx.get(i), item: rec });
+    }
+    Ok(out)
+}
+
+fn u64s_at(l: &ListArray, i: usize) -> Option<Vec<u64>> {
+    if l.is_null(i) {
+        return None;
+    }
+    let v = l.values().as_primitive::<UInt64Type>();
+    Some(list_range(l, i).map(|j| v.value(j)).collect())
+}
+
+fn decode_points(b: &RecordBatch) -> Result<Vec<Row<MetricPoint>>, ArrowError> {
+    let (time, start) = (col(b, "time")?, col(b, "start_time")?);
+    let (name, ty, unit, desc, temporality) = (
+        str_col(b, "metric_name")?,
+        str_col(b, "metric_type")?,
+        str_col(b, "metric_unit")?,
+        str_col(b, "metric_description")?,
+        str_col(b, "aggregation_temporality")?,
+    );
+    let metadata = map_col(b, "metric_metadata")?;
+    let monotonic =
+        col(b, "is_monotonic")?.as_boolean_opt().ok_or_else(|| ArrowError::SchemaError("is_monotonic".into()))?;
+    let attrs = map_col(b, "attributes")?;
+    let flags = col(b, "flags")?;
+    let (vd, vi, count, sum, min, max) = (
+        col(b, "value_double")?,
+        col(b, "value_int")?,
+        col(b, "count")?,
+        col(b, "sum")?,
+        col(b, "min")?,
+        col(b, "max")?,
+    );
+    let lists = |n: &str| -> Result<&ListArray, ArrowError> { expect::<ListArray>(col(b, n)?.as_ref(), n) };
+    let (buckets, bounds) = (lists("bucket_counts")?, lists("explicit_bounds")?);
+    let (scale, zero_count, zero_threshold) = (col(b, "scale")?, col(b, "zero_count")?, col(b, "zero_threshold")?);
+    let (pos_off, pos_b, neg_off, neg_b) = (
+        col(b, "positive_offset")?,
+        lists("positive_bucket_counts")?,
+        col(b, "negative_offset")?,
+        lists("negative_bucket_counts")?,
+    );
+    let quantiles = lists("quantile_values")?;
+    let qv = quantiles.values().as_struct();
+    let exemplars = lists("exemplars")?;
+    let ex = exemplars.values().as_struct();
+    let mut ctx = CtxReader::new(b)?;
+    let mut last_header: Option<Arc<MetricHeader>> = None;
+    let mut out = Vec::with_capacity(b.num_rows());
+    for i in 0..b.num_rows() {
+        let kind = MetricKind::parse(name_or(&ty, i))
+            .ok_or_else(|| ArrowError::SchemaError(format!("unknown metric_type {:?}", ty.get(i))))?;
+        let header = MetricHeader {
+            name: name.or_empty(i),
+            description: desc.or_empty(i),
+            unit: unit.or_empty(i),
+            metadata: read_map(metadata, i).unwrap_or_default(),
+            kind,
+            temporality: temporality.get(i).map(|t| enum_value(&TEMPORALITIES, t)).unwrap_or(0),
+            monotonic: monotonic.is_valid(i) && monotonic.value(i),
+        };
+        let header = match &last_header {
+            Some(h) if **h == header => h.clone(),
+            _ => {
+                let h = Arc::new(header);
+                last_header = Some(h.clone());
+                h
+            }
+        };
+        let ex_list: Vec<Exemplar> = list_range(exemplars, i)
+            .map(|j| Exemplar {
+                filtered_attributes: read_map(ex.column(5).as_map(), j).unwrap_or_default(),
+                time_unix_nano: ts_at(ex.column(0), j).unwrap_or(0) as u64,
+                value: prim::<Float64Type>(ex.column(1), j).map(exemplar::Value::AsDouble).or(prim::<Int64Type>(
+                    ex.column(2),
+                    j,
+                )
+                .map(exemplar::Value::AsInt)),
+                span_id: str_at(ex.column(4), j).map(unhex).unwrap_or_default(),
+                trace_id: str_at(ex.column(3), j).map(unhex).unwrap_or_default(),
+            })
+            .collect();
+        let attributes = read_map(attrs, i).unwrap_or_default();
+        let t = ts_at(time, i).unwrap_or(0);
+        let st = ts_at(start, i).unwrap_or(0) as u64;
+        let fl = prim::<UInt32Type>(flags, i).unwrap_or(0);
+        let point = match kind {
+            MetricKind::Gauge | MetricKind::Sum => Point::Number(NumberDataPoint {
+                attributes,
+                start_time_unix_nano: st,
+                time_unix_nano: t as u64,
+                exemplars: ex_list,
+                flags: fl,
+                value: prim::<Float64Type>(vd, i)
+                    .map(number_data_point::Value::AsDouble)
+                    .or(prim::<Int64Type>(vi, i).map(number_data_point::Value::AsInt)),
+            }),
+            MetricKind::Histogram => Point::Histogram(HistogramDataPoint {
+                attributes,
+                start_time_unix_nano: st,
+                time_unix_nano: t as u64,
+                count: prim::<UInt64Type>(count, i).unwrap_or(0),
+                sum: prim::<Float64Type>(sum, i),
+                bucket_counts: u64s_at(buckets, i).unwrap_or_default(),
+                explicit_bounds: if bounds.is_null(i) {
+                    Vec::new()
+                } else {
+                    list_range(bounds, i).map(|j| bounds.values().as_primitive::<Float64Type>().value(j)).collect()
+                },
+                exemplars: ex_list,
+                flags: fl,
+                min: prim::<Float64Type>(min, i),
+                max: prim::<Float64Type>(max, i),
+            }),
+            MetricKind::ExponentialHistogram => Point::Exponential(ExponentialHistogramDataPoint {
+                attributes,
+                start_time_unix_nano: st,
+                time_unix_nano: t as u64,
+                count: prim::<UInt64Type>(count, i).unwrap_or(0),
+                sum: prim::<Float64Type>(sum, i),
+                scale: prim::<Int32Type>(scale, i).unwrap_or(0),
+                zero_count: prim::<UInt64Type>(zero_count, i).unwrap_or(0),
+                positive: prim::<Int32Type>(pos_off, i)
+                    .map(|offset| Buckets { offset, bucket_counts: u64s_at(pos_b, i).unwrap_or_default() }),
+                negative: prim::<Int32Type>(neg_off, i)
+                    .map(|offset| Buckets { offset, bucket_counts: u64s_at(neg_b, i).unwrap_or_default() }),
+                flags: fl,
+                exemplars: ex_list,
+                min: prim::<Float64Type>(min, i),
+                max: prim::<Float64Type>(max, i),
+                zero_threshold: prim::<Float64Type>(zero_threshold, i).unwrap_or(0.0),
+            }),
+            MetricKind::Summary => Point::Summary(SummaryDataPoint {
+                attributes,
+                start_time_unix_nano: st,
+                time_unix_nano: t as u64,
+                count: prim::<UInt64Type>(count, i).unwrap_or(0),
+                sum: prim::<Float64Type>(sum, i).unwrap_or(0.0),
+                quantile_values: list_range(quantiles, i)
+                    .map(|j| ValueAtQuantile {
+                        quantile: qv.column(0).as_primitive::<Float64Type>().value(j),
+                        value: qv.column(1).as_primitive::<Float64Type>().value(j),
+                    })
+                    .collect(),
+                flags: fl,
+            }),
+        };
+        out.push(Row { ts: t, ctx: ctx.get(i), item: MetricPoint { header, point } });
+    }
+    Ok(out)
+}
+
+fn str_at(a: &ArrayRef, i: usize) -> Option<&str> {
+    let s = a.as_string_opt::<i32>()?;
+    s.is_valid(i).then(|| s.value(i))
+}

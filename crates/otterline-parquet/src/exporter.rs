@@ -1,0 +1,494 @@
+//! The `parquet` exporter: a Hive-partitioned Parquet archive.
+//!
+//! Rows go to `<path>/<signal>/date=YYYY-MM-DD/hour=HH/<signal>-<stamp>-<pid>-<seq>.parquet`,
+//! partitioned by the item's own timestamp (span start, data point time, log time).
+//! Each partition being written has an open file that buffers its rows in memory.
+//! A file is closed when it reaches `max_rows_per_file` rows or `max_file_size`
+//! (uncompressed OTLP size), when it has been open `flush_interval`, when more
+//! than `max_open_files` partitions are open (oldest first), and at shutdown.
+//!
+//! Closing sorts the rows by time, encodes them to Parquet in memory (zstd by
+//! default, dictionary encoding, page statistics) and writes the bytes under a
+//! hidden temp name that is renamed when complete. If that write fails (disk
+//! full, permissions), the encoded file stays in memory and is retried; while it
+//! is pending, new batches are refused with a retryable error, so backpressure
+//! reaches the clients and nothing acknowledged is lost. A crash loses what was
+//! buffered (at most `flush_interval` of data); temp files it leaves behind are
+//! incomplete by construction and are removed, with a warning, at the next start.
+//!
+//! `retention` deletes whole hour partitions older than that, at start and every
+//! ten minutes.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use serde::Deserialize;
+
+use otterline_core::component::{
+    BuildContext, ComponentError, ExportError, Exporter, ExporterContext, ExporterFactory,
+};
+use otterline_core::config::ConfigError;
+use otterline_core::fsutil::{self, PendingFile};
+use otterline_core::units::{ByteSize, Seconds};
+use otterline_core::{Batch, Signal, SignalSet};
+
+use crate::codec;
+use crate::rows::{self, Rows};
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Snappy,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetConfig {
+    /// Archive root; one directory per signal below it.
+    pub path: Option<PathBuf>,
+    pub compression: Compression,
+    /// zstd level (1-22).
+    pub compression_level: i32,
+    /// Delete hour partitions older than this (default: keep everything).
+    pub retention: Option<Seconds>,
+    /// Longest time a file stays open (and its rows invisible) before it is written.
+    #[serde(with = "otterline_core::units::duration")]
+    pub flush_interval: Duration,
+    pub max_rows_per_file: usize,
+    /// Close a file once its buffered rows reach this size (uncompressed OTLP protobuf).
+    pub max_file_size: ByteSize,
+    /// Rows per Parquet row group.
+    pub row_group_size: usize,
+    /// Partitions (per signal) that may have an open file at once.
+    pub max_open_files: usize,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        ParquetConfig {
+            path: None,
+            compression: Compression::Zstd,
+            compression_level: 3,
+            retention: None,
+            flush_interval: Duration::from_secs(60),
+            max_rows_per_file: 100_000,
+            max_file_size: ByteSize(128 * 1024 * 1024),
+            row_group_size: 50_000,
+            max_open_files: 8,
+        }
+    }
+}
+
+pub struct ParquetExporterFactory;
+
+impl ExporterFactory for ParquetExporterFactory {
+    fn type_name(&self) -> &'static str {
+        "parquet"
+    }
+    fn description(&self) -> &'static str {
+        "Hive-partitioned Parquet archive (<path>/<signal>/date=…/hour=…/), zstd, rotation, retention"
+    }
+    fn signals(&self) -> SignalSet {
+        SignalSet::ALL
+    }
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Exporter>, ConfigError> {
+        let cfg: ParquetConfig = ctx.parse()?;
+        let Some(root) = cfg.path.clone().filter(|p| !p.as_os_str().is_empty()) else {
+            return Err(ctx.error("path", "`path` is required: the directory of the Parquet archive"));
+        };
+        if cfg.flush_interval.is_zero() {
+            return Err(ctx.error("flush_interval", "must be more than 0"));
+        }
+        if cfg.max_rows_per_file == 0 || cfg.row_group_size == 0 || cfg.max_open_files == 0 {
+            return Err(ctx.error("", "max_rows_per_file, row_group_size and max_open_files must be at least 1"));
+        }
+        if !(1..=22).contains(&cfg.compression_level) {
+            return Err(ctx.error("compression_level", "zstd levels go from 1 to 22"));
+        }
+        if cfg.retention.is_some_and(|r| r.0 < Duration::from_secs(3600)) {
+            return Err(ctx.error("retention", "retention deletes whole hour partitions: use at least 1h"));
+        }
+        let props = writer_properties(&cfg).map_err(|e| ctx.error("compression", e))?;
+        Ok(Box::new(ParquetExporter::new(root, cfg, props, ctx.id.to_string())))
+    }
+}
+
+fn writer_properties(cfg: &ParquetConfig) -> Result<Arc<WriterProperties>, String> {
+    let compression = match cfg.compression {
+        Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(cfg.compression_level).map_err(|e| e.to_string())?),
+        Compression::Snappy => PqCompression::SNAPPY,
+        Compression::None => PqCompression::UNCOMPRESSED,
+    };
+    Ok(Arc::new(
+        WriterProperties::builder()
+            .set_compression(compression)
+            .set_dictionary_enabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(cfg.row_group_size))
+            .set_created_by(format!("otterline {}", env!("CARGO_PKG_VERSION")))
+            .build(),
+    ))
+}
+
+struct OpenFile {
+    rows: Rows,
+    bytes: usize,
+    opened: Instant,
+}
+
+/// An encoded file waiting to be written to disk.
+struct Encoded {
+    path: PathBuf,
+    data: Vec<u8>,
+    rows: usize,
+}
+
+pub struct ParquetExporter {
+    root: PathBuf,
+    cfg: ParquetConfig,
+    props: Arc<WriterProperties>,
+    name: String,
+    open: HashMap<(Signal, i64), OpenFile>,
+    pending: VecDeque<Encoded>,
+    last_retention: Option<Instant>,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `date=YYYY-MM-DD/hour=HH` of an hour index (hours since the epoch).
+pub fn partition_dir(hour: i64) -> String {
+    let dt: DateTime<Utc> = DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+    dt.format("date=%Y-%m-%d/hour=%H").to_string()
+}
+
+impl ParquetExporter {
+    pub fn new(root: PathBuf, cfg: ParquetConfig, props: Arc<WriterProperties>, name: String) -> Self {
+        ParquetExporter { root, cfg, props, name, open: HashMap::new(), pending: VecDeque::new(), last_retention: None }
+    }
+
+    /// Appends a batch's rows to the open files of their partitions (no I/O).
+    fn append(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        let signal = batch.signal();
+        let flat = rows::flatten(batch);
+        let per_row_bytes = batch.encoded_len() / flat.len().max(1);
+        let mut touched: Vec<i64> = Vec::new();
+        macro_rules! distribute {
+            ($rows:expr, $variant:ident) => {
+                for r in $rows {
+                    let hour = r.ts.div_euclid(HOUR_NS);
+                    let f = self.open.entry((signal, hour)).or_insert_with(|| OpenFile {
+                        rows: Rows::$variant(Vec::new()),
+                        bytes: 0,
+                        opened: Instant::now(),
+                    });
+                    if let Rows::$variant(v) = &mut f.rows {
+                        v.push(r);
+                    }
+                    f.bytes += per_row_bytes;
+                    if !touched.contains(&hour) {
+                        touched.push(hour);
+                    }
+                }
+            };
+        }
+        match flat {
+            Rows::Spans(v) => distribute!(v, Spans),
+            Rows::Points(v) => distribute!(v, Points),
+            Rows::Logs(v) => distribute!(v, Logs),
+        }
+        for hour in touched {
+            let full = self.open.get(&(signal, hour)).is_some_and(|f| {
+                f.rows.len() >= self.cfg.max_rows_per_file || f.bytes as u64 >= self.cfg.max_file_size.0
+            });
+            if full {
+                self.close((signal, hour))?;
+            }
+        }
+        // Too many partitions open for this signal: close the oldest.
+        loop {
+            let mine: Vec<((Signal, i64), Instant)> =
+                self.open.iter().filter(|(k, _)| k.0 == signal).map(|(k, f)| (*k, f.opened)).collect();
+            if mine.len() <= self.cfg.max_open_files {
+                break;
+            }
+            let oldest = mine.iter().min_by_key(|(_, t)| *t).map(|(k, _)| *k);
+            match oldest {
+                Some(k) => self.close(k)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes an open file and queues it for writing.
+    fn close(&mut self, key: (Signal, i64)) -> Result<(), ExportError> {
+        let Some(f) = self.open.remove(&key) else { return Ok(()) };
+        let n = f.rows.len();
+        let (signal, hour) = key;
+        let name = format!(
+            "{}-{}-{}-{:05}.parquet",
+            signal.as_str(),
+            otterline_core::time::file_stamp(SystemTime::now()),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
+        match encode_file(f.rows, &self.props) {
+            Ok(data) => {
+                self.pending.push_back(Encoded { path, data, rows: n });
+                Ok(())
+            }
+            Err(e) => {
+                // Only a bug can get here (the schema is ours); say so loudly and count it.
+                tracing::error!(exporter = %self.name, rows = n, error = %e, "cannot encode rows as Parquet; they are dropped");
+                Err(ExportError::Permanent(format!("{n} {} could not be encoded as Parquet: {e}", signal.item_name())))
+            }
+        }
+    }
+
+    /// Writes queued files; stops at the first failure (the rest stay queued).
+    fn persist(&mut self) -> Result<(), ExportError> {
+        while let Some(enc) = self.pending.front() {
+            match write_file(&enc.path, &enc.data) {
+                Ok(()) => {
+                    tracing::debug!(exporter = %self.name, file = %enc.path.display(), rows = enc.rows, bytes = enc.data.len(), "wrote");
+                    self.pending.pop_front();
+                }
+                Err(e) => {
+                    let hint = if fsutil::is_operator_fixable(&e) {
+                        " (free disk space or fix permissions; writing resumes by itself)"
+                    } else {
+                        ""
+                    };
+                    return Err(ExportError::Retryable(format!(
+                        "writing {}: {e}{hint}; {} file(s) held in memory, new data is refused until they are written",
+                        enc.path.display(),
+                        self.pending.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close_aged(&mut self) -> Result<(), ExportError> {
+        let aged: Vec<(Signal, i64)> =
+            self.open.iter().filter(|(_, f)| f.opened.elapsed() >= self.cfg.flush_interval).map(|(k, _)| *k).collect();
+        for k in aged {
+            self.close(k)?;
+        }
+        Ok(())
+    }
+
+    fn apply_retention(&mut self) {
+        let Some(retention) = self.cfg.retention else { return };
+        if self.last_retention.is_some_and(|t| t.elapsed() < Duration::from_secs(600)) {
+            return;
+        }
+        self.last_retention = Some(Instant::now());
+        let cutoff = SystemTime::now() - retention.0;
+        for s in Signal::ALL {
+            match remove_partitions_before(&self.root.join(s.as_str()), cutoff) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(exporter = %self.name, signal = %s, partitions = n, "retention: deleted hour partitions older than {}", otterline_core::units::format_duration(retention.0))
+                }
+                Err(e) => {
+                    tracing::warn!(exporter = %self.name, signal = %s, error = %e, "retention: could not delete old partitions")
+                }
+            }
+        }
+    }
+}
+
+/// Sorts rows by time and encodes them as one Parquet file in memory.
+pub fn encode_file(mut rows: Rows, props: &Arc<WriterProperties>) -> Result<Vec<u8>, String> {
+    match &mut rows {
+        Rows::Spans(v) => v.sort_by_key(|r| r.ts),
+        Rows::Points(v) => v.sort_by_key(|r| r.ts),
+        Rows::Logs(v) => v.sort_by_key(|r| r.ts),
+    }
+    let batch = codec::encode(&rows).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some((**props).clone())).map_err(|e| e.to_string())?;
+    for (k, v) in batch.schema().metadata() {
+        w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(k.clone(), v.clone()));
+    }
+    w.write(&batch).map_err(|e| e.to_string())?;
+    w.close().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let (pending, mut file) = match PendingFile::create(path.to_path_buf()) {
+        Ok(v) => v,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A temp file of an earlier failed attempt: replace it.
+            let _ = std::fs::remove_file(fsutil::temp_path(path));
+            PendingFile::create(path.to_path_buf())?
+        }
+        Err(e) => return Err(e),
+    };
+    let result = file.write_all(data).and_then(|_| pending.commit(file).map(|_| ()));
+    if result.is_err() {
+        let _ = std::fs::remove_file(fsutil::temp_path(path));
+    }
+    result
+}
+
+/// Deletes `hour=HH` partitions (and emptied `date=` directories) that ended before `cutoff`.
+pub fn remove_partitions_before(signal_dir: &Path, cutoff: SystemTime) -> std::io::Result<usize> {
+    let cutoff: DateTime<Utc> = cutoff.into();
+    let mut removed = 0;
+    let dates = match std::fs::read_dir(signal_dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for d in dates {
+        let d = d?.path();
+        let Some(date) = d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("date="))
+            .and_then(|n| NaiveDate::parse_from_str(n, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        for h in std::fs::read_dir(&d)? {
+            let h = h?.path();
+            let Some(hour) = h
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("hour="))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Some(start) = date.and_hms_opt(hour, 0, 0) else { continue };
+            let end = start.and_utc() + chrono::Duration::hours(1);
+            if end <= cutoff {
+                std::fs::remove_dir_all(&h)?;
+                removed += 1;
+            }
+        }
+        if std::fs::read_dir(&d)?.next().is_none() {
+            std::fs::remove_dir(&d)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Temp files under `dir`, at any depth.
+fn leftovers_recursive(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    out.extend(fsutil::leftovers(dir)?);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let p = e?.path();
+        if p.is_dir() {
+            leftovers_recursive(&p, out)?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Exporter for ParquetExporter {
+    async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
+        for s in Signal::ALL {
+            let dir = self.root.join(s.as_str());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ComponentError::new(format!("cannot create {}: {e}", dir.display())))?;
+            let mut found = Vec::new();
+            leftovers_recursive(&dir, &mut found)
+                .map_err(|e| ComponentError::new(format!("cannot scan {}: {e}", dir.display())))?;
+            for tmp in found {
+                // A temp file is only ever an incomplete copy of a file being written when
+                // the process died: it has no footer and cannot be read. Its rows were lost
+                // with the process's memory.
+                match std::fs::remove_file(&tmp) {
+                    Ok(()) => {
+                        tracing::warn!(exporter = %self.name, file = %tmp.display(), "removed an incomplete Parquet file left by a crash")
+                    }
+                    Err(e) => {
+                        tracing::error!(exporter = %self.name, file = %tmp.display(), error = %e, "cannot remove an incomplete Parquet file")
+                    }
+                }
+            }
+        }
+        otterline_core::blocking(|| self.apply_retention());
+        Ok(())
+    }
+
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        otterline_core::blocking(|| {
+            // Files that could not be written yet come first: while they wait, refuse.
+            self.persist()?;
+            self.append(batch)?;
+            if let Err(e) = self.persist() {
+                // The batch itself is safely buffered; the next one will be refused.
+                tracing::warn!(exporter = %self.name, error = %e, "write failed; will retry");
+            }
+            Ok(())
+        })
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.cfg.flush_interval.min(Duration::from_secs(1)))
+    }
+
+    async fn tick(&mut self) -> Result<(), ExportError> {
+        otterline_core::blocking(|| {
+            self.close_aged()?;
+            self.apply_retention();
+            self.persist()
+        })
+    }
+
+    async fn shutdown(&mut self) -> Result<(), ComponentError> {
+        otterline_core::blocking(|| {
+            let keys: Vec<(Signal, i64)> = self.open.keys().copied().collect();
+            for k in keys {
+                if let Err(e) = self.close(k) {
+                    tracing::error!(exporter = %self.name, error = %e, "closing a file at shutdown failed");
+                }
+            }
+            // Retry writes for a few seconds: a transient error should not lose data at exit.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match self.persist() {
+                    Ok(()) => return Ok(()),
+                    Err(e) if Instant::now() < deadline => {
+                        tracing::warn!(exporter = %self.name, error = %e, "retrying at shutdown");
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    Err(e) => {
+                        let rows: usize = self.pending.iter().map(|p| p.rows).sum();
+                        return Err(ComponentError::new(format!(
+                            "{e}; {rows} rows in {} file(s) are lost",
+                            self.pending.len()
+                        )));
+                    }
+                }
+            }
+        })
+    }
+}
