@@ -280,6 +280,8 @@ pub struct SignalReader {
     sel: Selection,
     batch_size: usize,
     strict: bool,
+    /// When set, a chunk spans at most this much recorded time (for paced replay).
+    window: Option<i64>,
     /// Files given up on while reading (corrupt pages), with the reason.
     pub failures: Vec<Skipped>,
 }
@@ -297,8 +299,16 @@ impl SignalReader {
             sel,
             batch_size: batch_size.max(1),
             strict,
+            window: None,
             failures: Vec::new(),
         }
+    }
+
+    /// Limits each chunk to `ns` of recorded time, so that a paced replay can send
+    /// every chunk at (about) the right moment.
+    pub fn with_window(mut self, ns: i64) -> Self {
+        self.window = Some(ns.max(1));
+        self
     }
 
     fn admit(&mut self, f: ArchiveFile) -> Result<(), String> {
@@ -334,6 +344,11 @@ impl SignalReader {
             while self.files.front().is_some_and(|f| f.min_ts <= frontier) {
                 if let Some(f) = self.files.pop_front() {
                     self.admit(f)?;
+                }
+            }
+            if let (Some(w), Some(first), Some(Reverse((next, _)))) = (self.window, out.first(), self.heap.peek()) {
+                if *next > first.ts.saturating_add(w) {
+                    break;
                 }
             }
             let Some(Reverse((_, i))) = self.heap.pop() else {

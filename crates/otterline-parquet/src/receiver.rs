@@ -211,7 +211,11 @@ impl Receiver for ParquetReceiver {
                 continue;
             }
             let (tx, rx) = mpsc::channel::<Result<Chunk, String>>(4);
-            let reader = SignalReader::new(signal, mine.clone(), self.sel, self.batch_size, self.strict);
+            let mut reader = SignalReader::new(signal, mine.clone(), self.sel, self.batch_size, self.strict);
+            if let Speed::Factor(f) = self.speed {
+                // Send at least every 10 ms of wall-clock time.
+                reader = reader.with_window((10_000_000.0 * f) as i64);
+            }
             let bytes_per_row: f64 = mine.iter().map(|f| f.bytes as f64).sum::<f64>()
                 / mine.iter().map(|f| f.rows as f64).sum::<f64>().max(1.0);
             std::thread::Builder::new()
