@@ -132,9 +132,6 @@ fn load_with(
     let (config, mut diags) = config::load_with(&sources, &|name| std::env::var(name).ok(), opts);
     let Some(mut config) = config else { return Err(diags) };
     rewrite(&mut config, &mut diags);
-    if !diags.is_ok() {
-        return Err(diags);
-    }
     match service::build(&config, registry, &mut diags) {
         Some(svc) if diags.is_ok() => Ok((config, svc, diags)),
         _ => Err(diags),

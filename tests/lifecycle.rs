@@ -255,6 +255,16 @@ fn embedded_default_accepts_python_sdk_spans_and_writes_json() {
         .len(),
         2
     );
+    // The Parquet archive holds the same spans, under their own date/hour partition.
+    let archive = inst.path().join("otterline-data/parquet/traces");
+    let files = walk(&archive);
+    assert!(
+        !files.is_empty()
+            && files
+                .iter()
+                .all(|f| f.to_string_lossy().contains("/date=") && f.to_string_lossy().ends_with(".parquet")),
+        "{files:?}"
+    );
     // The debug exporter printed its one-line summaries.
     assert!(inst.stderr().contains("otterline debug: traces: 1 resource(s), 12 spans"), "{}", inst.stderr());
 }
@@ -274,4 +284,17 @@ fn second_signal_exits_at_once() {
     let status = inst.wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -237,14 +237,7 @@ impl Output {
             };
             permits.push(permit);
         }
-        let last = permits.pop();
-        for p in permits {
-            p.send(batch.clone());
-        }
-        if let Some(p) = last {
-            p.send(batch);
-        }
-        self.inner.health.counters.add_accepted(items);
+        self.dispatch(permits, batch, items);
         Ok(())
     }
 
@@ -261,6 +254,12 @@ impl Output {
         for tx in routes {
             permits.push(tx.reserve().await.map_err(|_| Refusal::ShuttingDown)?);
         }
+        self.dispatch(permits, batch, items);
+        Ok(())
+    }
+
+    /// Sends on reserved slots: one clone per extra pipeline, the original to the last.
+    fn dispatch(&self, mut permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch, items: u64) {
         let last = permits.pop();
         for p in permits {
             p.send(batch.clone());
@@ -269,7 +268,6 @@ impl Output {
             p.send(batch);
         }
         self.inner.health.counters.add_accepted(items);
-        Ok(())
     }
 
     fn refuse(&self, items: u64, r: Refusal) -> Result<(), Refusal> {
