@@ -67,14 +67,7 @@ fn run(protocol: &str) {
     assert_eq!(otterline_core::pdata::service_name(r.resource_spans[0].resource.as_ref()), Some(service.as_str()));
 
     let logs = logs_of(&inst.json_batches(Signal::Logs));
-    let mut bodies: Vec<String> = logs
-        .iter()
-        .map(|l| match l.body.as_ref().and_then(|b| b.value.as_ref()) {
-            Some(V::StringValue(s)) => s.clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    bodies.sort();
+    let bodies = common::string_bodies(&logs);
     assert_eq!(bodies, vec!["py log 0", "py log 1", "py log 2", "py log 3"]);
     assert!(logs.iter().all(|l| l.severity_number == 13));
 

@@ -103,14 +103,7 @@ fn check(inst: &Instance, service: &str) {
 
     let logs = logs_of(&inst.json_batches(Signal::Logs));
     assert_eq!(logs.len(), 3, "{logs:?}");
-    let mut bodies: Vec<String> = logs
-        .iter()
-        .map(|l| match l.body.as_ref().and_then(|b| b.value.as_ref()) {
-            Some(V::StringValue(s)) => s.clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    bodies.sort();
+    let bodies = common::string_bodies(&logs);
     assert_eq!(bodies, vec!["log 0", "log 1", "log 2"]);
     assert!(logs.iter().all(|l| l.severity_number == 13 && l.severity_text == "WARN"));
 

@@ -284,3 +284,17 @@ pub fn python() -> PathBuf {
     );
     p
 }
+
+/// The string bodies of log records, sorted (panics on a non-string body).
+pub fn string_bodies(logs: &[LogRecord]) -> Vec<String> {
+    use otterline_core::pdata::common::any_value::Value as V;
+    let mut out: Vec<String> = logs
+        .iter()
+        .map(|l| match l.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(V::StringValue(s)) => s.clone(),
+            other => panic!("not a string body: {other:?}"),
+        })
+        .collect();
+    out.sort();
+    out
+}
