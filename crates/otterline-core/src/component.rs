@@ -290,6 +290,9 @@ pub trait ProcessorFactory: Send + Sync {
 /// A synchronous step of a pipeline. Runs on the pipeline's task: keep it cheap
 /// per item and never block on I/O (hand slow work to a background task).
 pub trait Processor: Send {
+    /// Hands the processor its health entry (for its own counters); called once before data flows.
+    fn attach(&mut self, _health: Arc<ComponentHealth>) {}
+
     /// Consumes `batch` and pushes what continues down the pipeline to `out`:
     /// the batch itself (possibly changed), nothing, or more batches of any signal.
     fn process(&mut self, batch: Batch, out: &mut Vec<Batch>);

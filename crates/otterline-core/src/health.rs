@@ -86,9 +86,28 @@ pub struct ComponentHealth {
     status: AtomicU8,
     message: Mutex<String>,
     pub counters: Counters,
+    /// Component-specific counts (e.g. `unpriced_spans`), bumped at most once per batch.
+    extra: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl ComponentHealth {
+    /// Adds `n` to the component-specific counter `key`.
+    pub fn add_extra(&self, key: &str, n: u64) {
+        if let Ok(mut m) = self.extra.lock() {
+            match m.get_mut(key) {
+                Some(v) => *v += n,
+                None => {
+                    m.insert(key.to_string(), n);
+                }
+            }
+        }
+    }
+
+    /// The component-specific counters.
+    pub fn extra(&self) -> std::collections::BTreeMap<String, u64> {
+        self.extra.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     pub fn new(kind: &'static str, id: String) -> Self {
         ComponentHealth {
             kind,
@@ -96,6 +115,7 @@ impl ComponentHealth {
             status: AtomicU8::new(Status::Starting as u8),
             message: Mutex::new(String::new()),
             counters: Counters::default(),
+            extra: Mutex::new(Default::default()),
         }
     }
 
@@ -130,6 +150,7 @@ impl ComponentHealth {
             sent: c.sent.load(Ordering::Relaxed),
             retried: c.retried.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            extra: self.extra(),
         }
     }
 }
@@ -212,4 +233,6 @@ pub struct ComponentSnapshot {
     pub sent: u64,
     pub retried: u64,
     pub dropped: u64,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, u64>,
 }

@@ -264,12 +264,18 @@ impl Service {
             h.set(Status::Ok, "");
             let (tx, rx) = mpsc::channel(queues.pipeline_size);
             pipe_senders.push((tx, p.signals));
+            let mut processors = p.processors;
+            for (id, proc_) in processors.iter_mut() {
+                let ph = health.register(ComponentKind::Processor, &format!("{id} ({})", p.name));
+                ph.set(Status::Ok, "");
+                proc_.attach(ph);
+            }
             let routes: Vec<ExporterRoute> = p
                 .exporters
                 .iter()
                 .map(|&i| ExporterRoute { tx: exp_senders[i].clone(), signals: exp_signals[i] })
                 .collect();
-            pipe_tasks.push(tokio::spawn(pipeline_task(p.name, rx, p.processors, routes, h, close_pipelines.clone())));
+            pipe_tasks.push(tokio::spawn(pipeline_task(p.name, rx, processors, routes, h, close_pipelines.clone())));
         }
         // Only pipelines hold exporter senders from now on.
         drop(exp_senders);

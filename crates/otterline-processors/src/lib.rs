@@ -1,0 +1,11 @@
+//! Otterline's processors for LLM and agent telemetry.
+//!
+//! - [`cost`]: the USD cost of each span (LLM token pricing and non-LLM rules).
+//! - [`aggregate`]: per-window RED metrics with percentiles, tokens, cost, quality and
+//!   satisfaction per service / operation / model / … as OTLP metrics.
+
+pub mod aggregate;
+pub mod cost;
+
+//A1
+pub use cost::CostProcessorFactory;
