@@ -10,6 +10,9 @@ pub fn registry() -> Registry {
         // receivers
         .receiver(otterline_otlp::OtlpReceiverFactory)
         .receiver(otterline_parquet::ParquetReceiverFactory::default())
+        // processors
+        .processor(otterline_processors::AggregateProcessorFactory)
+        .processor(otterline_processors::CostProcessorFactory)
         // exporters
         .exporter(otterline_exporters::DebugExporterFactory)
         .exporter(otterline_exporters::JsonExporterFactory)

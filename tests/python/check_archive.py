@@ -139,6 +139,14 @@ def cmd_count(args):
     print(json.dumps(out))
 
 
+def cmd_metric_sum(args):
+    import duckdb
+
+    t = f"read_parquet('{args.archive}/metrics/**/*.parquet')"
+    v = duckdb.connect().execute(f"SELECT coalesce(sum(coalesce(value_int, 0) + coalesce(value_double, 0)), 0), count(*) FROM {t} WHERE metric_name = ?", [args.name]).fetchone()
+    print(json.dumps({"sum": v[0], "points": v[1]}))
+
+
 def cmd_foreign(args):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -156,10 +164,13 @@ def main():
     d.add_argument("--archive", required=True)
     c = sub.add_parser("count")
     c.add_argument("--archive", required=True)
+    m = sub.add_parser("metric-sum")
+    m.add_argument("--archive", required=True)
+    m.add_argument("--name", required=True)
     f = sub.add_parser("foreign")
     f.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"schema": cmd_schema, "duckdb": cmd_duckdb, "count": cmd_count, "foreign": cmd_foreign}[args.cmd](args)
+    {"schema": cmd_schema, "duckdb": cmd_duckdb, "count": cmd_count, "metric-sum": cmd_metric_sum, "foreign": cmd_foreign}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,15 @@
 //! per call, per second of duration, and per byte of an attribute.
 //!
 //! Per the GenAI conventions, input tokens include cached tokens, so an LLM call costs
-//! `(input − cache_read − cache_creation) × input price + cache_read × cache-read price
-//! + cache_creation × cache-write price + output × output price`; when the table has a
-//! reasoning price, reasoning tokens (part of the output tokens) are charged at it.
-//! Missing cache prices fall back to the input price.
+//! the uncached input tokens (`input − cache_read − cache_creation`) at the input price,
+//! cache reads and cache writes at their prices, and the output tokens at the output
+//! price; when the table has a reasoning price, reasoning tokens (part of the output
+//! tokens) are charged at it. Missing cache prices fall back to the input price.
 //!
 //! A span with token usage whose model is not in the table gets no invented price: it is
 //! marked `otterline.cost.unpriced = true`, counted (`unpriced_spans`), and the log names
 //! the model. `gen_ai.client.token.usage` histograms (input and output token types, with a
-//! model attribute) are priced too, as a derived `otterline.cost.usage` sum; see
+//! model attribute) are priced too, as a derived `otterline.token.cost` sum; see
 //! `docs/metrics.md` for what is and is not priced there.
 
 use std::collections::{BTreeMap, HashMap};
@@ -582,7 +582,7 @@ impl CostProcessor {
         }
     }
 
-    /// Prices `gen_ai.client.token.usage` histograms into `otterline.cost.usage` sums.
+    /// Prices `gen_ai.client.token.usage` histograms into `otterline.token.cost` sums.
     fn price_metrics(&mut self, metrics: &mut Vec<Metric>) {
         let mut derived = Vec::new();
         for m in metrics.iter() {
@@ -612,7 +612,7 @@ impl CostProcessor {
             }
             if !points.is_empty() {
                 derived.push(Metric {
-                    name: "otterline.cost.usage".into(),
+                    name: "otterline.token.cost".into(),
                     description: "USD cost of the tokens in gen_ai.client.token.usage".into(),
                     unit: "USD".into(),
                     data: Some(metric::Data::Sum(Sum {
@@ -731,7 +731,8 @@ mod tests {
     fn llm_prices_by_hand() {
         let mut p = build("{}");
         // (attributes, expected USD, expected table entry)
-        let cases: Vec<(Vec<(&str, any_value::Value)>, f64, &str)> = vec![
+        type Case<'a> = (Vec<(&'a str, any_value::Value)>, f64, &'a str);
+        let cases: Vec<Case> = vec![
             // gpt-4o: 600 uncached × 2.5e-6 + 400 cached × 1.25e-6 + 200 out × 1e-5
             (
                 vec![
@@ -953,7 +954,7 @@ mod tests {
         p.process(batch, &mut out);
         let Some(Batch::Metrics(r)) = out.pop() else { panic!() };
         let cost =
-            r.resource_metrics[0].scope_metrics[0].metrics.iter().find(|m| m.name == "otterline.cost.usage").unwrap();
+            r.resource_metrics[0].scope_metrics[0].metrics.iter().find(|m| m.name == "otterline.token.cost").unwrap();
         let Some(metric::Data::Sum(sum)) = &cost.data else { panic!() };
         let values: Vec<f64> = sum
             .data_points

@@ -7,5 +7,5 @@
 pub mod aggregate;
 pub mod cost;
 
-//A1
+pub use aggregate::AggregateProcessorFactory;
 pub use cost::CostProcessorFactory;
