@@ -1,0 +1,141 @@
+//! `otterline-processors-bench`: `cost` + `aggregate` on one thread.
+//!
+//! Prints spans/s through both processors beside the protobuf decode of the same
+//! requests (what every receiver pays anyway; the baseline measured in the same run),
+//! and the memory held per 10,000 active aggregate series.
+
+use std::time::Instant;
+
+use clap::Parser;
+use otterline_bench::{status_kib, trace_request, Rng};
+use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
+use otterline_core::pdata::ExportTraceServiceRequest;
+use otterline_core::{Batch, ComponentId};
+use otterline_processors::aggregate::{AggregateConfig, AggregateProcessor};
+use otterline_processors::CostProcessorFactory;
+use prost::Message;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 3000)]
+    requests: usize,
+    #[arg(long, default_value_t = 100)]
+    spans: usize,
+    /// Active series for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    series: usize,
+}
+
+fn cost_processor() -> Box<dyn Processor> {
+    let node = otterline_core::config::yaml::parse("bench", "{}").expect("config");
+    let id = ComponentId::parse("cost").expect("id");
+    CostProcessorFactory.build(&BuildContext { id: &id, config: &node, path: "processors.cost".into(), mark: &node.mark }).expect("cost")
+}
+
+/// Counts live heap bytes, so the memory figure is exact rather than an RSS estimate.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut rng = Rng::new(3);
+    let encoded: Vec<Vec<u8>> = (0..args.requests).map(|_| trace_request(&mut rng, args.spans).encode_to_vec()).collect();
+    let total = (args.requests * args.spans) as f64;
+
+    // Baseline: decoding the requests.
+    let t = Instant::now();
+    let decoded: Vec<Batch> = encoded.iter().map(|b| Batch::Traces(ExportTraceServiceRequest::decode(&b[..]).expect("decode"))).collect();
+    let decode_s = t.elapsed().as_secs_f64();
+
+    // cost + aggregate, the default settings, 60 s windows.
+    let mut cost = cost_processor();
+    let mut agg = AggregateProcessor::new(AggregateConfig::default());
+    let mut out = Vec::new();
+    let mut metric_batches = 0usize;
+    let t = Instant::now();
+    for b in decoded {
+        let mut mid = Vec::with_capacity(1);
+        cost.process(b, &mut mid);
+        for m in mid {
+            agg.process(m, &mut out);
+        }
+        metric_batches += out.iter().filter(|b| matches!(b, Batch::Metrics(_))).count();
+        out.clear();
+    }
+    agg.shutdown(&mut out);
+    metric_batches += out.len();
+    let proc_s = t.elapsed().as_secs_f64();
+
+    // Memory per active series: one window, `series` distinct users, 20 spans each.
+    let mut cfg = AggregateConfig { cardinality_limit: args.series * 2, ..Default::default() };
+    cfg.dimensions.push("user.id".into());
+    let mut agg = AggregateProcessor::new(cfg);
+    let mut rng = Rng::new(9);
+    let mut sink = Vec::new();
+    // Everything allocated from here on is freed again, except what the processor keeps.
+    let before = live_bytes();
+    let mut reqs: Vec<Batch> = Vec::new();
+    for u in 0..args.series {
+        let mut r = trace_request(&mut rng, 20);
+        for rs in &mut r.resource_spans {
+            rs.resource = Some(otterline_core::pdata::resource::Resource { attributes: vec![], ..Default::default() });
+            for ss in &mut rs.scope_spans {
+                for (i, s) in ss.spans.iter_mut().enumerate() {
+                    s.start_time_unix_nano = 1_763_874_000_000_000_000 + i as u64;
+                    s.end_time_unix_nano = s.start_time_unix_nano + 1_000_000 * (1 + (u * 7 + i * 13) as u64 % 5000);
+                    s.name = "chat".into();
+                    for kv in &mut s.attributes {
+                        if kv.key == "user.id" {
+                            kv.value = Some(otterline_core::pdata::common::AnyValue { value: Some(otterline_core::pdata::common::any_value::Value::StringValue(format!("user-{u}"))) });
+                        }
+                        if kv.key == "gen_ai.request.model" || kv.key == "gen_ai.operation.name" {
+                            kv.value = Some(otterline_core::pdata::common::AnyValue { value: Some(otterline_core::pdata::common::any_value::Value::StringValue("x".into())) });
+                        }
+                    }
+                    s.status = None;
+                }
+            }
+        }
+        reqs.push(Batch::Traces(r));
+    }
+    for r in reqs.into_iter() {
+        agg.process(r, &mut sink);
+        sink.clear();
+    }
+    sink.shrink_to_fit();
+    let held = live_bytes().saturating_sub(before);
+    let series = agg.active_series();
+    let rss = status_kib(std::process::id(), "VmHWM").unwrap_or(0);
+
+    println!("spans                               {total:.0} ({} requests of {})", args.requests, args.spans);
+    println!("protobuf decode (baseline)          {:.0} spans/s", total / decode_s);
+    println!("cost + aggregate (1 thread)         {:.0} spans/s  ({:.2}x the decode rate; {metric_batches} metric batches)", total / proc_s, (total / proc_s) / (total / decode_s));
+    println!("active series                       {series}");
+    println!("memory per 10K active series        {:.1} MiB ({:.0} bytes/series, 20 spans each; live heap held by the processor)", held as f64 / 1048576.0 * 10_000.0 / series as f64, held as f64 / series as f64);
+    println!("process peak RSS                    {:.1} MiB", rss as f64 / 1024.0);
+}
