@@ -29,7 +29,9 @@ struct Args {
 fn cost_processor() -> Box<dyn Processor> {
     let node = otterline_core::config::yaml::parse("bench", "{}").expect("config");
     let id = ComponentId::parse("cost").expect("id");
-    CostProcessorFactory.build(&BuildContext { id: &id, config: &node, path: "processors.cost".into(), mark: &node.mark }).expect("cost")
+    CostProcessorFactory
+        .build(&BuildContext { id: &id, config: &node, path: "processors.cost".into(), mark: &node.mark })
+        .expect("cost")
 }
 
 /// Counts live heap bytes, so the memory figure is exact rather than an RSS estimate.
@@ -64,12 +66,14 @@ fn live_bytes() -> usize {
 fn main() {
     let args = Args::parse();
     let mut rng = Rng::new(3);
-    let encoded: Vec<Vec<u8>> = (0..args.requests).map(|_| trace_request(&mut rng, args.spans).encode_to_vec()).collect();
+    let encoded: Vec<Vec<u8>> =
+        (0..args.requests).map(|_| trace_request(&mut rng, args.spans).encode_to_vec()).collect();
     let total = (args.requests * args.spans) as f64;
 
     // Baseline: decoding the requests.
     let t = Instant::now();
-    let decoded: Vec<Batch> = encoded.iter().map(|b| Batch::Traces(ExportTraceServiceRequest::decode(&b[..]).expect("decode"))).collect();
+    let decoded: Vec<Batch> =
+        encoded.iter().map(|b| Batch::Traces(ExportTraceServiceRequest::decode(&b[..]).expect("decode"))).collect();
     let decode_s = t.elapsed().as_secs_f64();
 
     // cost + aggregate, the default settings, 60 s windows.
@@ -111,10 +115,16 @@ fn main() {
                     s.name = "chat".into();
                     for kv in &mut s.attributes {
                         if kv.key == "user.id" {
-                            kv.value = Some(otterline_core::pdata::common::AnyValue { value: Some(otterline_core::pdata::common::any_value::Value::StringValue(format!("user-{u}"))) });
+                            kv.value = Some(otterline_core::pdata::common::AnyValue {
+                                value: Some(otterline_core::pdata::common::any_value::Value::StringValue(format!(
+                                    "user-{u}"
+                                ))),
+                            });
                         }
                         if kv.key == "gen_ai.request.model" || kv.key == "gen_ai.operation.name" {
-                            kv.value = Some(otterline_core::pdata::common::AnyValue { value: Some(otterline_core::pdata::common::any_value::Value::StringValue("x".into())) });
+                            kv.value = Some(otterline_core::pdata::common::AnyValue {
+                                value: Some(otterline_core::pdata::common::any_value::Value::StringValue("x".into())),
+                            });
                         }
                     }
                     s.status = None;
@@ -134,7 +144,11 @@ fn main() {
 
     println!("spans                               {total:.0} ({} requests of {})", args.requests, args.spans);
     println!("protobuf decode (baseline)          {:.0} spans/s", total / decode_s);
-    println!("cost + aggregate (1 thread)         {:.0} spans/s  ({:.2}x the decode rate; {metric_batches} metric batches)", total / proc_s, (total / proc_s) / (total / decode_s));
+    println!(
+        "cost + aggregate (1 thread)         {:.0} spans/s  ({:.2}x the decode rate; {metric_batches} metric batches)",
+        total / proc_s,
+        (total / proc_s) / (total / decode_s)
+    );
     println!("active series                       {series}");
     println!("memory per 10K active series        {:.1} MiB ({:.0} bytes/series, 20 spans each; live heap held by the processor)", held as f64 / 1048576.0 * 10_000.0 / series as f64, held as f64 / series as f64);
     println!("process peak RSS                    {:.1} MiB", rss as f64 / 1024.0);
