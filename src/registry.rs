@@ -12,6 +12,7 @@ pub fn registry() -> Registry {
         .receiver(otterline_parquet::ParquetReceiverFactory::default())
         // processors
         .processor(otterline_processors::AggregateProcessorFactory)
+        .processor(otterline_processors::AnomalyProcessorFactory)
         .processor(otterline_processors::CostProcessorFactory)
         // exporters
         .exporter(otterline_exporters::DebugExporterFactory)

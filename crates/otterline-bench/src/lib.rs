@@ -1,6 +1,8 @@
 //! Benchmark support: realistic pre-encoded OTLP requests, a tonic codec that sends
 //! bytes as they are, and process CPU/memory readings from `/proc`.
 
+pub mod nab;
+
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};

@@ -3,9 +3,12 @@
 //! - [`cost`]: the USD cost of each span (LLM token pricing and non-LLM rules).
 //! - [`aggregate`]: per-window RED metrics with percentiles, tokens, cost, quality and
 //!   satisfaction per service / operation / model / … as OTLP metrics.
+//! - [`anomaly`]: per-series baselines over metrics; anomaly episodes as OTLP log events.
 
 pub mod aggregate;
+pub mod anomaly;
 pub mod cost;
 
 pub use aggregate::AggregateProcessorFactory;
+pub use anomaly::AnomalyProcessorFactory;
 pub use cost::CostProcessorFactory;
