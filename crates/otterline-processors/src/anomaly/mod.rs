@@ -122,13 +122,25 @@ impl Default for ThroughputConfig {
 pub struct GenericConfig {
     pub enabled: bool,
     pub z_threshold: f64,
-    /// Floor on the spread, relative to the baseline mean.
+    /// Floor on the spread (of the symmetric log of the value).
     pub relative_floor: f64,
+    /// Arbitrary metrics are often single-sample spikes: by default one deviating
+    /// sample starts an episode, and a longer cooldown keeps bursty series quiet.
+    pub persistence_required: u32,
+    pub persistence_windows: u32,
+    pub cooldown_windows: u32,
 }
 
 impl Default for GenericConfig {
     fn default() -> Self {
-        GenericConfig { enabled: true, z_threshold: 5.0, relative_floor: 0.05 }
+        GenericConfig {
+            enabled: true,
+            z_threshold: 5.0,
+            relative_floor: 0.05,
+            persistence_required: 1,
+            persistence_windows: 1,
+            cooldown_windows: 60,
+        }
     }
 }
 
@@ -211,6 +223,12 @@ impl ProcessorFactory for AnomalyProcessorFactory {
             || cfg.persistence_windows > 32
         {
             return Err(ctx.error("persistence_required", "needs 1 ≤ persistence_required ≤ persistence_windows ≤ 32"));
+        }
+        let g = &cfg.detectors.metrics;
+        if g.persistence_required == 0 || g.persistence_required > g.persistence_windows || g.persistence_windows > 32 {
+            return Err(
+                ctx.error("detectors", "detectors.metrics needs 1 ≤ persistence_required ≤ persistence_windows ≤ 32")
+            );
         }
         if cfg.recovery_windows == 0 {
             return Err(ctx.error("recovery_windows", "must be at least 1"));
@@ -406,12 +424,14 @@ impl AnomalyProcessor {
         window_end: u64,
         check: impl FnOnce(&Baseline) -> (Check, f64),
     ) -> Option<LogRecord> {
-        self.step_with(key, kind, info, window_end, false, check)
+        let policy = self.policy;
+        self.step_with(key, kind, info, window_end, false, policy, check)
     }
 
     /// `always_learn`: fold every window into the baseline (the check returns a value
     /// already clipped to a plausible range), so that bursty-but-normal series widen
     /// their own spread instead of alerting forever.
+    #[allow(clippy::too_many_arguments)]
     fn step_with(
         &mut self,
         key: &str,
@@ -419,10 +439,10 @@ impl AnomalyProcessor {
         info: &Arc<SeriesInfo>,
         window_end: u64,
         always_learn: bool,
+        policy: Policy,
         check: impl FnOnce(&Baseline) -> (Check, f64),
     ) -> Option<LogRecord> {
         let alpha = self.cfg.alpha;
-        let policy = self.policy;
         let st = self.states.entry((key.to_string(), kind)).or_default();
         if window_end != 0 && window_end <= st.last_window {
             return None; // already judged (a replayed or duplicated window)
@@ -631,7 +651,13 @@ impl AnomalyProcessor {
             let info = self.info(&key, service, &dims, &metric.name);
             let thr = gc.z_threshold;
             let rel = gc.relative_floor;
-            if let Some(e) = self.step_with(&key, Kind::Metric, &info, t, true, |b| {
+            let policy = Policy {
+                required: gc.persistence_required,
+                of: gc.persistence_windows,
+                cooldown: gc.cooldown_windows,
+                ..self.policy
+            };
+            if let Some(e) = self.step_with(&key, Kind::Metric, &info, t, true, policy, |b| {
                 // Judged on a symmetric log scale: bursty, heavy-tailed series (bytes, packets,
                 // request counts) look far more normal there, and relative changes matter most.
                 let y = slog(x);
@@ -645,7 +671,7 @@ impl AnomalyProcessor {
                     excess: z.abs() / thr,
                     observed: x,
                     baseline: unslog(b.mean),
-                    threshold: unslog(b.mean + thr * z.signum() * spread),
+                    threshold: unslog(b.mean + z.signum() * thr * spread),
                     score: z,
                 };
                 // Learn from a winsorised value: outliers widen the spread, but slowly.
