@@ -69,6 +69,15 @@ impl Severity {
         }
     }
 
+    pub fn parse(s: &str) -> Severity {
+        match s {
+            "critical" => Severity::Critical,
+            "high" => Severity::High,
+            "medium" => Severity::Medium,
+            _ => Severity::Low,
+        }
+    }
+
     /// OTLP severity number for the event's log record.
     pub fn otlp_number(self) -> i32 {
         match self {
@@ -173,10 +182,10 @@ pub enum Transition {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tracker {
     /// Bit i set: the window i windows ago deviated.
-    history: u32,
+    pub history: u32,
     pub windows: u64,
     pub episode: Option<Episode>,
-    cooldown: u32,
+    pub cooldown: u32,
 }
 
 impl Tracker {

@@ -15,6 +15,7 @@
 //! `otterline.anomaly.resolved`) that flows down the pipeline like any log record.
 
 pub mod detect;
+mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -161,6 +162,11 @@ pub struct Detectors {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
+    /// Where baselines and open episodes are saved (periodically and at shutdown) and
+    /// loaded from at start; without it, a restart starts a new warm-up.
+    pub state_path: Option<std::path::PathBuf>,
+    #[serde(with = "otterline_core::units::duration")]
+    pub save_interval: std::time::Duration,
     pub warmup_windows: u64,
     /// Deviating windows needed…
     pub persistence_required: u32,
@@ -179,6 +185,8 @@ impl Default for AnomalyConfig {
     fn default() -> Self {
         let p = Policy::default();
         AnomalyConfig {
+            state_path: None,
+            save_interval: std::time::Duration::from_secs(60),
             warmup_windows: p.warmup,
             persistence_required: p.required,
             persistence_windows: p.of,
@@ -272,6 +280,8 @@ struct State {
     tracker: Tracker,
     /// Window end (Unix ns) last evaluated.
     last_window: u64,
+    /// The series' window length (ns), learned from consecutive windows.
+    window_ns: u64,
 }
 
 /// A series and what identifies it in events.
@@ -324,6 +334,7 @@ pub struct AnomalyProcessor {
     infos: HashMap<String, Arc<SeriesInfo>>,
     next_id: u64,
     health: Option<Arc<ComponentHealth>>,
+    next_save: Option<std::time::Instant>,
 }
 
 fn value_of(v: &Option<any_value::Value>) -> String {
@@ -398,6 +409,54 @@ impl AnomalyProcessor {
             infos: HashMap::new(),
             next_id: 0,
             health: None,
+            next_save: None,
+        }
+    }
+
+    /// Loads the saved state, if configured and present.
+    fn restore(&mut self) {
+        let Some(path) = self.cfg.state_path.clone() else { return };
+        // Each pipeline gets its own processor instance: two of them sharing a state file
+        // would overwrite each other's baselines.
+        static CLAIMED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+        if let Ok(mut claimed) = CLAIMED.lock() {
+            if claimed.contains(&path) {
+                tracing::error!(file = %path.display(), "anomaly: another pipeline's anomaly processor already uses this state_path; give each processor instance its own (e.g. `anomaly/metrics`) — state is not persisted for this one");
+                self.cfg.state_path = None;
+                return;
+            }
+            claimed.push(path.clone());
+        }
+        self.next_save = Some(std::time::Instant::now() + self.cfg.save_interval);
+        match state::load(&path) {
+            Ok(None) => {
+                tracing::info!(file = %path.display(), "anomaly: no saved state yet; baselines start with a warm-up")
+            }
+            Ok(Some(msg)) => match state::decode(msg, otterline_core::time::now_unix_nanos(), self.cfg.alpha) {
+                Some(r) => {
+                    tracing::info!(file = %path.display(), detectors = r.states.len(), "anomaly: restored baselines and open episodes");
+                    self.states = r.states;
+                    self.infos = r.infos;
+                    self.next_id = r.next_id;
+                }
+                None => {
+                    tracing::warn!(file = %path.display(), "anomaly: saved state has another format version; starting fresh")
+                }
+            },
+            Err(e) => tracing::warn!("anomaly: {e}; starting fresh"),
+        }
+    }
+
+    /// Saves the state, if configured.
+    fn persist(&mut self) {
+        let Some(path) = self.cfg.state_path.clone() else { return };
+        self.next_save = Some(std::time::Instant::now() + self.cfg.save_interval);
+        let msg = state::encode(&self.states, &self.infos, self.next_id, otterline_core::time::now_unix_nanos());
+        if let Err(e) = state::save(&path, &msg) {
+            tracing::error!(file = %path.display(), error = %e, "anomaly: cannot save state");
+            if let Some(h) = &self.health {
+                h.add_extra("state_save_errors", 1);
+            }
         }
     }
 
@@ -446,6 +505,9 @@ impl AnomalyProcessor {
         let st = self.states.entry((key.to_string(), kind)).or_default();
         if window_end != 0 && window_end <= st.last_window {
             return None; // already judged (a replayed or duplicated window)
+        }
+        if st.last_window != 0 && window_end > st.last_window {
+            st.window_ns = window_end - st.last_window;
         }
         st.last_window = window_end;
         let (c, learn_value) = check(&st.baseline);
@@ -840,6 +902,19 @@ const AGG_IGNORED: [&str; 3] =
 impl Processor for AnomalyProcessor {
     fn attach(&mut self, health: Arc<ComponentHealth>) {
         self.health = Some(health);
+        self.restore();
+    }
+
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.next_save
+    }
+
+    fn on_timer(&mut self, _now: std::time::Instant, _out: &mut Vec<Batch>) {
+        self.persist();
+    }
+
+    fn shutdown(&mut self, _out: &mut Vec<Batch>) {
+        self.persist();
     }
 
     fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) {
@@ -1067,10 +1142,8 @@ mod tests {
             .collect()
     }
 
-    /// Runs windows of traffic through `aggregate` (dimensions without the model, so a
-    /// model switch stays one series) and then `anomaly`; returns (window, event) pairs.
-    fn run(plan: &[Traffic]) -> Vec<(usize, LogRecord)> {
-        let mut agg = AggregateProcessor::new(AggregateConfig {
+    fn aggregate() -> AggregateProcessor {
+        AggregateProcessor::new(AggregateConfig {
             allowed_lateness: Duration::ZERO,
             dimensions: vec![
                 "service.name".into(),
@@ -1079,10 +1152,27 @@ mod tests {
                 "status".into(),
             ],
             ..Default::default()
-        });
-        let mut anomaly = AnomalyProcessor::new(AnomalyConfig::default());
+        })
+    }
+
+    /// Runs windows of traffic through `aggregate` (dimensions without the model, so a
+    /// model switch stays one series) and then `anomaly`; returns (window, event) pairs.
+    fn run(plan: &[Traffic]) -> Vec<(usize, LogRecord)> {
+        let mut plan = plan.to_vec();
+        plan.push(STEADY);
+        feed(&mut aggregate(), &mut AnomalyProcessor::new(AnomalyConfig::default()), 0, &plan)
+    }
+
+    /// Feeds windows `first..` of traffic; each window closes the one before it.
+    fn feed(
+        agg: &mut AggregateProcessor,
+        anomaly: &mut AnomalyProcessor,
+        first: usize,
+        plan: &[Traffic],
+    ) -> Vec<(usize, LogRecord)> {
         let mut events = Vec::new();
-        for (w, t) in plan.iter().chain(std::iter::once(&STEADY)).enumerate() {
+        for (i, t) in plan.iter().enumerate() {
+            let w = first + i;
             let batch = Batch::Traces(ExportTraceServiceRequest {
                 resource_spans: vec![ResourceSpans {
                     resource: Some(Resource {
@@ -1190,6 +1280,38 @@ mod tests {
     #[test]
     fn quality_drop() {
         assert_episode(&run(&plan(30, Traffic { quality: 0.55, ..STEADY }, 5, 20)), "quality", 30, 3);
+    }
+
+    #[test]
+    fn saved_state_survives_a_restart_without_a_new_warm_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AnomalyConfig { state_path: Some(dir.path().join("state/anomaly.pb")), ..Default::default() };
+        let health = Arc::new(ComponentHealth::new("processor", "anomaly".into()));
+        let mut agg = aggregate();
+        let mut first = AnomalyProcessor::new(cfg.clone());
+        first.attach(health.clone());
+        assert!(feed(&mut agg, &mut first, 0, &[STEADY; 31]).is_empty());
+        first.shutdown(&mut Vec::new());
+        assert!(dir.path().join("state/anomaly.pb").exists());
+        assert!(!otterline_core::fsutil::temp_path(&dir.path().join("state/anomaly.pb")).exists());
+
+        let spike = Traffic { latency_s: 3.2, ..STEADY };
+        let plan = [spike, spike, spike, STEADY];
+        // Restored: the spike right after the restart is detected.
+        let mut second = AnomalyProcessor::new(cfg);
+        second.attach(health);
+        assert_eq!(second.tracked(), first.tracked());
+        let events = feed(&mut agg, &mut second, 31, &plan);
+        assert!(
+            events.iter().any(|(_, r)| attr_s(r, "otterline.anomaly.type") == "latency"
+                && attr_s(r, "otterline.anomaly.state") == "firing"),
+            "{}",
+            events.len()
+        );
+        // Control: without the state, the same windows fall in a new warm-up.
+        let mut fresh = AnomalyProcessor::new(AnomalyConfig::default());
+        let mut agg2 = aggregate();
+        assert!(feed(&mut agg2, &mut fresh, 31, &plan).is_empty());
     }
 
     #[test]
