@@ -179,6 +179,8 @@ pub struct AnomalyConfig {
     /// EWMA weight of a new window.
     pub alpha: f64,
     pub detectors: Detectors,
+    /// Static limits; a breach is an episode of type `budget`.
+    pub budgets: Vec<crate::budget::Budget>,
 }
 
 impl Default for AnomalyConfig {
@@ -195,6 +197,7 @@ impl Default for AnomalyConfig {
             accept_shift_after: p.accept_after,
             alpha: 0.05,
             detectors: Detectors::default(),
+            budgets: Vec::new(),
         }
     }
 }
@@ -238,6 +241,7 @@ impl ProcessorFactory for AnomalyProcessorFactory {
                 ctx.error("detectors", "detectors.metrics needs 1 ≤ persistence_required ≤ persistence_windows ≤ 32")
             );
         }
+        crate::budget::validate(&cfg.budgets).map_err(|e| ctx.error("budgets", e))?;
         if cfg.recovery_windows == 0 {
             return Err(ctx.error("recovery_windows", "must be at least 1"));
         }
@@ -256,6 +260,7 @@ pub enum Kind {
     Satisfaction,
     Throughput,
     Metric,
+    Budget,
 }
 
 impl Kind {
@@ -269,6 +274,7 @@ impl Kind {
             Kind::Satisfaction => "satisfaction",
             Kind::Throughput => "throughput",
             Kind::Metric => "metric",
+            Kind::Budget => "budget",
         }
     }
 }
@@ -318,6 +324,7 @@ struct Frame {
     p95_weighted: f64,
     p95_weight: f64,
     mean_weighted: f64,
+    duration_sum: f64,
     cost: f64,
     cost_seen: bool,
     tokens: f64,
@@ -335,6 +342,8 @@ pub struct AnomalyProcessor {
     next_id: u64,
     health: Option<Arc<ComponentHealth>>,
     next_save: Option<std::time::Instant>,
+    /// Budget name → (period start, running totals) for per-hour/day sums.
+    periods: HashMap<String, (u64, crate::budget::Totals)>,
 }
 
 fn value_of(v: &Option<any_value::Value>) -> String {
@@ -400,6 +409,17 @@ fn erfc(x: f64) -> f64 {
     }
 }
 
+/// State files in use by a live processor of this process.
+static CLAIMED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+impl Drop for AnomalyProcessor {
+    fn drop(&mut self) {
+        if let (Some(path), Ok(mut claimed)) = (&self.cfg.state_path, CLAIMED.lock()) {
+            claimed.retain(|p| p != path);
+        }
+    }
+}
+
 impl AnomalyProcessor {
     pub fn new(cfg: AnomalyConfig) -> Self {
         AnomalyProcessor {
@@ -410,6 +430,7 @@ impl AnomalyProcessor {
             next_id: 0,
             health: None,
             next_save: None,
+            periods: HashMap::new(),
         }
     }
 
@@ -418,7 +439,6 @@ impl AnomalyProcessor {
         let Some(path) = self.cfg.state_path.clone() else { return };
         // Each pipeline gets its own processor instance: two of them sharing a state file
         // would overwrite each other's baselines.
-        static CLAIMED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
         if let Ok(mut claimed) = CLAIMED.lock() {
             if claimed.contains(&path) {
                 tracing::error!(file = %path.display(), "anomaly: another pipeline's anomaly processor already uses this state_path; give each processor instance its own (e.g. `anomaly/metrics`) — state is not persisted for this one");
@@ -643,6 +663,97 @@ impl AnomalyProcessor {
         }
     }
 
+    /// Judges every budget on the frames of each window (summed over the series in scope).
+    fn judge_budgets(&mut self, frames: &BTreeMap<(u64, String), (Frame, Arc<SeriesInfo>)>, out: &mut Vec<LogRecord>) {
+        use crate::budget::{Mode, Totals};
+        let ends: Vec<u64> = {
+            let mut e: Vec<u64> = frames.keys().map(|(end, _)| *end).collect();
+            e.dedup();
+            e
+        };
+        let budgets = self.cfg.budgets.clone();
+        for end in ends {
+            for b in budgets.iter().filter(|b| b.mode != Mode::Off) {
+                let mut t = Totals::default();
+                let mut any = false;
+                for ((_, _), (f, info)) in frames.range((end, String::new())..).take_while(|((e, _), _)| *e == end) {
+                    let dim = |k: &str| info.dims.iter().find(|(dk, _)| dk == k).map(|(_, v)| v.as_str());
+                    if !b.scope.matches(&info.service, dim("gen_ai.operation.name"), dim("gen_ai.request.model")) {
+                        continue;
+                    }
+                    any = true;
+                    t.add(&Totals {
+                        calls: f.calls,
+                        errors: f.errors,
+                        p95_weighted: f.p95_weighted,
+                        p95_weight: f.p95_weight,
+                        duration_sum: f.duration_sum,
+                        cost: f.cost,
+                        tokens: f.tokens,
+                    });
+                }
+                if !any {
+                    continue;
+                }
+                let key = format!("budget\u{1f}{}", b.name);
+                // Sums accumulate over their period; the accumulator restarts with each period.
+                if let Some(period) = b.per.nanos() {
+                    let start = end.saturating_sub(1) / period * period;
+                    let acc = self.periods.entry(b.name.clone()).or_insert((start, Totals::default()));
+                    if acc.0 != start {
+                        *acc = (start, Totals::default());
+                    }
+                    acc.1.add(&t);
+                    t = acc.1;
+                }
+                let Some(value) = t.value(b.metric) else { continue };
+                let info = Arc::new(SeriesInfo {
+                    service: b.scope.service.clone().unwrap_or_default(),
+                    dims: vec![
+                        ("otterline.budget.name".into(), b.name.clone()),
+                        ("otterline.budget.metric".into(), b.metric.as_str().into()),
+                        ("otterline.budget.scope".into(), b.scope.describe()),
+                        (
+                            "otterline.budget.mode".into(),
+                            if b.mode == Mode::Strict { "strict".into() } else { "warn".into() },
+                        ),
+                    ],
+                    metric: format!("budget {}", b.name),
+                });
+                self.infos.insert(key.clone(), info.clone());
+                let policy = Policy { warmup: 0, required: 1, of: 1, recovery: 1, cooldown: 0, accept_after: u32::MAX };
+                let (max, strict) = (b.max, b.mode == Mode::Strict);
+                if let Some(e) = self.step_with(&key, Kind::Budget, &info, end, false, policy, |_| {
+                    let over = value > max;
+                    let excess = if max > 0.0 {
+                        value / max
+                    } else if over {
+                        10.0
+                    } else {
+                        0.0
+                    };
+                    // Strict budgets are at least high severity.
+                    let excess = if over && strict { excess.max(2.0) } else { excess };
+                    (
+                        Check {
+                            deviating: over,
+                            extreme: over,
+                            calm: !over,
+                            excess,
+                            observed: value,
+                            baseline: max,
+                            threshold: max,
+                            score: excess,
+                        },
+                        value,
+                    )
+                }) {
+                    out.push(e);
+                }
+            }
+        }
+    }
+
     /// Feeds zero throughput for windows a known series skipped (a service gone quiet).
     fn missing_windows(&mut self, end: u64, window_ns: u64, out: &mut Vec<LogRecord>) {
         if !self.cfg.detectors.throughput.enabled || window_ns == 0 {
@@ -810,6 +921,10 @@ fn suggestion(kind: Kind, info: &SeriesInfo, c: &Check, started: &str) -> String
         Kind::Throughput if c.observed < c.baseline => format!("throughput of {who} fell to {} calls/s from {} since {started}; the service or its callers may be down", fmt_num(c.observed), fmt_num(c.baseline)),
         Kind::Throughput => format!("throughput of {who} surged to {} calls/s from {} since {started}; check for retry storms, loops or abuse", fmt_num(c.observed), fmt_num(c.baseline)),
         Kind::Metric => format!("{} of {who} is {} against a baseline of {} since {started}", info.metric, fmt_num(c.observed), fmt_num(c.baseline)),
+        Kind::Budget => {
+            let dim = |k: &str| info.dims.iter().find(|(dk, _)| dk == k).map(|(_, v)| v.clone()).unwrap_or_default();
+            format!("budget {}: {} of {} is {} over its limit of {} since {started} ({} mode)", dim("otterline.budget.name"), dim("otterline.budget.metric"), dim("otterline.budget.scope"), fmt_num(c.observed), fmt_num(c.threshold), dim("otterline.budget.mode"))
+        }
     }
 }
 
@@ -1003,7 +1118,9 @@ impl Processor for AnomalyProcessor {
                                 };
                                 let (w, v, mean) =
                                     (p.count as f64, q.value, if p.count > 0 { p.sum / p.count as f64 } else { 0.0 });
+                                let total = p.sum;
                                 add(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, &mut |f, err| {
+                                    f.duration_sum += total;
                                     // Latency is judged on the calls that did not fail.
                                     if !err {
                                         f.p95_weighted += v * w;
@@ -1030,6 +1147,9 @@ impl Processor for AnomalyProcessor {
             }
         }
         let latest = frames.keys().map(|(end, _)| *end).max().unwrap_or(0);
+        if !self.cfg.budgets.is_empty() {
+            self.judge_budgets(&frames, &mut events);
+        }
         for ((end, key), (frame, info)) in frames {
             self.judge_frame(&key, info, end, &frame, &mut events);
         }
@@ -1298,9 +1418,11 @@ mod tests {
         let spike = Traffic { latency_s: 3.2, ..STEADY };
         let plan = [spike, spike, spike, STEADY];
         // Restored: the spike right after the restart is detected.
+        let tracked = first.tracked();
+        drop(first);
         let mut second = AnomalyProcessor::new(cfg);
         second.attach(health);
-        assert_eq!(second.tracked(), first.tracked());
+        assert_eq!(second.tracked(), tracked);
         let events = feed(&mut agg, &mut second, 31, &plan);
         assert!(
             events.iter().any(|(_, r)| attr_s(r, "otterline.anomaly.type") == "latency"
@@ -1312,6 +1434,64 @@ mod tests {
         let mut fresh = AnomalyProcessor::new(AnomalyConfig::default());
         let mut agg2 = aggregate();
         assert!(feed(&mut agg2, &mut fresh, 31, &plan).is_empty());
+    }
+
+    #[test]
+    fn budgets_fire_on_breach_with_their_mode_and_scope() {
+        use crate::budget::{Budget, BudgetMetric, Mode, Period, Scope};
+        let budgets = vec![
+            // p95 ≈ 0.8 × 1.2 s in every window: breached from the first window, strict.
+            Budget {
+                name: "chat-p95".into(),
+                metric: BudgetMetric::P95Latency,
+                max: 0.5,
+                per: Period::Window,
+                scope: Scope { service: Some("support-agent".into()), ..Default::default() },
+                mode: Mode::Strict,
+            },
+            // 60 calls × $0.002 = $0.12 per window: a $0.50 daily budget breaks in the 5th window.
+            Budget {
+                name: "daily-cost".into(),
+                metric: BudgetMetric::Cost,
+                max: 0.5,
+                per: Period::Day,
+                scope: Scope::default(),
+                mode: Mode::Warn,
+            },
+            // Out of scope: never judged.
+            Budget {
+                name: "other".into(),
+                metric: BudgetMetric::Calls,
+                max: 0.0,
+                per: Period::Window,
+                scope: Scope { service: Some("nobody".into()), ..Default::default() },
+                mode: Mode::Strict,
+            },
+        ];
+        let mut p = AnomalyProcessor::new(AnomalyConfig { budgets, ..Default::default() });
+        let events = feed(&mut aggregate(), &mut p, 0, &[STEADY; 8]);
+        let budget_events: Vec<&(usize, LogRecord)> =
+            events.iter().filter(|(_, r)| attr_s(r, "otterline.anomaly.type") == "budget").collect();
+        let fired = |name: &str| {
+            budget_events
+                .iter()
+                .filter(|(_, r)| {
+                    attr_s(r, "otterline.budget.name") == name && attr_s(r, "otterline.anomaly.state") == "firing"
+                })
+                .map(|(w, r)| (*w, attr_s(r, "otterline.anomaly.severity")))
+                .collect::<Vec<_>>()
+        };
+        // Aggregates arrive one window late: window 0 is judged when window 1's spans arrive.
+        assert_eq!(fired("chat-p95"), vec![(1, "high".to_string())]);
+        assert_eq!(fired("daily-cost"), vec![(5, "low".to_string())]);
+        assert!(fired("other").is_empty());
+        let (_, r) = budget_events[0];
+        assert!(
+            attr_s(r, "otterline.anomaly.suggestion")
+                .starts_with("budget chat-p95: p95_latency of service support-agent is 0."),
+            "{}",
+            attr_s(r, "otterline.anomaly.suggestion")
+        );
     }
 
     #[test]
