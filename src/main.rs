@@ -45,6 +45,18 @@ enum Command {
     DefaultConfig,
     /// Run the pipelines of --config fed by a Parquet archive instead of their receivers.
     Replay(ReplayArgs),
+    /// Print the alert history (fired, escalated, resolved, time to resolve).
+    Alerts(AlertsArgs),
+}
+
+#[derive(clap::Args)]
+struct AlertsArgs {
+    /// Only entries since this long ago (`24h`, `7d`) or this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// The alert exporter's `history_path`.
+    #[arg(long, default_value = "./otterline-data/alerts/history.ndjson")]
+    history: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +82,7 @@ struct ReplayArgs {
 }
 
 fn main() -> ExitCode {
+    otterline_alert::install_crypto();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Components => {
@@ -94,7 +107,41 @@ fn main() -> ExitCode {
         },
         Command::Run => run(&cli.config),
         Command::Replay(args) => replay(&cli.config, &args),
+        Command::Alerts(args) => alerts(&args),
     }
+}
+
+fn alerts(args: &AlertsArgs) -> ExitCode {
+    let since = match args.since.as_deref().map(parse_since).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("otterline alerts: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match otterline_alert::history::read(&args.history, since) {
+        Ok((entries, bad)) => {
+            print!("{}", otterline_alert::history::table(&entries));
+            if bad > 0 {
+                eprintln!("otterline alerts: {bad} unreadable line(s) in {} skipped", args.history.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("otterline alerts: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `24h`, `7d` (ago) or an RFC 3339 time.
+fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = otterline_core::units::parse_duration(s).map_err(|e| format!("--since: {e} (or give an RFC 3339 time)"))?;
+    let d = chrono::Duration::from_std(d).map_err(|e| format!("--since: {e}"))?;
+    Ok(chrono::Utc::now() - d)
 }
 
 fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, Diagnostics> {

@@ -15,6 +15,7 @@ pub fn registry() -> Registry {
         .processor(otterline_processors::AnomalyProcessorFactory)
         .processor(otterline_processors::CostProcessorFactory)
         // exporters
+        .exporter(otterline_alert::AlertExporterFactory)
         .exporter(otterline_exporters::DebugExporterFactory)
         .exporter(otterline_exporters::JsonExporterFactory)
         .exporter(otterline_exporters::NopExporterFactory)

@@ -94,7 +94,10 @@ fn unknown_component_type() {
     let text = GOOD
         .replace("  debug:\n", "  debug:\n  kafka/out:\n")
         .replace("exporters: [debug]", "exporters: [debug, kafka/out]");
-    expect_errors(&text, &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: debug, json, nop"]);
+    expect_errors(
+        &text,
+        &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: alert, debug, json, nop, parquet"],
+    );
 }
 
 #[test]

@@ -35,6 +35,12 @@ service:
     logs: {receivers: [otlp], exporters: [json]}
 "#;
 
+/// reqwest is built with `rustls-no-provider` (for the alert exporter), which applies to
+/// every client in the test binaries too: install the process-wide provider first.
+pub fn crypto() {
+    otterline_alert::install_crypto();
+}
+
 /// An unused loopback port (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port on 127.0.0.1")
@@ -55,6 +61,7 @@ impl Instance {
     }
 
     pub fn start_with_env(template: &str, env: &[(&str, &str)]) -> Instance {
+        crypto();
         let dir = tempfile::tempdir().expect("tempdir");
         let (grpc, http, health) = (free_port(), free_port(), free_port());
         let config = fill(template, grpc, http, health, dir.path());
@@ -70,6 +77,7 @@ impl Instance {
 
     /// Starts the binary with no `--config` (the embedded default) in a temp working directory.
     pub fn start_default() -> Instance {
+        crypto();
         let dir = tempfile::tempdir().expect("tempdir");
         let (grpc, http, health) = (free_port(), free_port(), free_port());
         let mut cmd = Command::new(BIN);

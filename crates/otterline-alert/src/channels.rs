@@ -1,0 +1,275 @@
+//! Where notifications go: console (the log), an NDJSON file, a generic webhook, a Slack
+//! incoming webhook, and Prometheus Alertmanager's API v2.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::model::{severity_rank, Alert};
+
+/// Why a notification is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Fired,
+    Escalated,
+    StillFiring,
+    Resolved,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Fired => "fired",
+            Reason::Escalated => "escalated",
+            Reason::StillFiring => "still firing",
+            Reason::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert in a notification, with why it is there.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub alert: Alert,
+    pub reason: Reason,
+    /// Seconds from start to resolution (resolutions only).
+    pub time_to_resolve_s: Option<f64>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    #[serde(default)]
+    pub min_severity: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub min_severity: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub endpoint: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_timeout", with = "otterline_core::units::duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub min_severity: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub webhook_url: String,
+    #[serde(default = "default_timeout", with = "otterline_core::units::duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub min_severity: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9093`.
+    pub endpoint: String,
+    /// Firing alerts are sent again this often, as Alertmanager expects.
+    #[serde(default = "default_resend", with = "otterline_core::units::duration")]
+    pub resend_interval: Duration,
+    #[serde(default = "default_timeout", with = "otterline_core::units::duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Static labels added to every alert (e.g. `cluster`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub min_severity: Option<String>,
+}
+
+fn default_resend() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Passes severities at or above the minimum.
+pub fn passes(min: &Option<String>, severity: &str) -> bool {
+    min.as_deref().is_none_or(|m| severity_rank(severity) >= severity_rank(m))
+}
+
+fn icon(item: &Item) -> &'static str {
+    match (item.reason, item.alert.severity.as_str()) {
+        (Reason::Resolved, _) => ":white_check_mark:",
+        (_, "critical") => ":rotating_light:",
+        (_, "high") => ":red_circle:",
+        (_, "medium") => ":large_orange_circle:",
+        _ => ":large_yellow_circle:",
+    }
+}
+
+/// One human-readable line per alert.
+pub fn line(item: &Item) -> String {
+    let a = &item.alert;
+    let ttr = item.time_to_resolve_s.map(|s| format!(" after {}", human(s))).unwrap_or_default();
+    format!(
+        "[{}] {} {} {}{ttr}: {}",
+        a.severity.to_uppercase(),
+        a.kind.replace('_', " "),
+        item.reason.as_str(),
+        a.series,
+        a.summary
+    )
+}
+
+fn human(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else if secs >= 60.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{secs:.0} s")
+    }
+}
+
+/// The Slack message for a group of alerts of one service.
+pub fn slack_payload(service: &str, items: &[Item]) -> Value {
+    let head = if items.iter().all(|i| i.reason == Reason::Resolved) {
+        format!("*Otterline*: {} resolved on *{service}*", plural(items.len(), "anomaly", "anomalies"))
+    } else {
+        format!("*Otterline*: {} on *{service}*", plural(items.len(), "anomaly", "anomalies"))
+    };
+    let lines: Vec<String> = items.iter().map(|i| format!("{} {}", icon(i), line(i))).collect();
+    json!({ "text": format!("{head}\n{}", lines.join("\n")) })
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The generic webhook body for a group of alerts of one service.
+pub fn webhook_payload(service: &str, items: &[Item]) -> Value {
+    let status = if items.iter().all(|i| i.reason == Reason::Resolved) { "resolved" } else { "firing" };
+    json!({
+        "receiver": "otterline",
+        "status": status,
+        "service": service,
+        "alerts": items.iter().map(|i| json!({
+            "reason": i.reason.as_str(),
+            "time_to_resolve_s": i.time_to_resolve_s,
+            "alert": i.alert,
+        })).collect::<Vec<_>>(),
+        "sent_at": otterline_core::time::rfc3339(std::time::SystemTime::now()),
+    })
+}
+
+/// Alertmanager v2 alert objects. Firing alerts end `4 × resend_interval` from now unless
+/// re-sent; resolved ones end now.
+pub fn alertmanager_payload(alerts: &[(Alert, bool)], cfg: &AlertmanagerConfig) -> Value {
+    let now = chrono::Utc::now();
+    let ttl = chrono::Duration::from_std(cfg.resend_interval * 4).unwrap_or(chrono::Duration::minutes(4));
+    Value::Array(
+        alerts
+            .iter()
+            .map(|(a, resolved)| {
+                let mut labels: BTreeMap<String, String> = cfg.labels.clone();
+                labels.insert("alertname".into(), format!("otterline_{}", a.kind));
+                labels.insert("service".into(), a.service.clone());
+                labels.insert("severity".into(), a.severity.clone());
+                labels.extend(a.labels.clone());
+                let ends = if *resolved { now } else { now + ttl };
+                json!({
+                    "labels": labels,
+                    "annotations": {
+                        "summary": a.summary,
+                        "series": a.series,
+                        "observed": a.observed.to_string(),
+                        "baseline": a.baseline.to_string(),
+                        "threshold": a.threshold.to_string(),
+                        "episode_id": a.episode_id.to_string(),
+                    },
+                    "startsAt": if a.started_at.is_empty() { now.to_rfc3339() } else { a.started_at.clone() },
+                    "endsAt": ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "generatorURL": "",
+                })
+            })
+            .collect(),
+    )
+}
+
+/// POSTs JSON with a timeout and retries with exponential backoff.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    headers: &BTreeMap<String, String>,
+    timeout: Duration,
+    retries: u32,
+) -> Result<(), String> {
+    let mut delay = Duration::from_millis(200);
+    let mut last = String::new();
+    for attempt in 0..=retries {
+        let mut req = client.post(url).timeout(timeout).json(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => {
+                let code = r.status();
+                last = format!(
+                    "{url} answered {code}: {}",
+                    r.text().await.unwrap_or_default().chars().take(200).collect::<String>()
+                );
+                // A client error will not get better by retrying.
+                if code.is_client_error() && code.as_u16() != 429 {
+                    return Err(last);
+                }
+            }
+            Err(e) => last = format!("{url}: {e}"),
+        }
+        if attempt < retries {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+    Err(last)
+}
+
+/// Appends lines to an NDJSON file (created with its directory).
+pub fn append_ndjson(path: &PathBuf, lines: &[Value]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(&l.to_string());
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes())?;
+    f.flush()
+}
