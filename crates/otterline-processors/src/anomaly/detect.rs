@@ -16,6 +16,9 @@ pub struct Baseline {
     pub var: f64,
     /// Windows folded in.
     pub n: u64,
+    /// One-sided CUSUMs of standardised residuals (upwards, downwards), for drifts and ramps.
+    pub cusum_up: f64,
+    pub cusum_down: f64,
 }
 
 impl Baseline {
@@ -29,6 +32,18 @@ impl Baseline {
             self.var = (1.0 - alpha) * (self.var + alpha * d * d);
         }
         self.n += 1;
+    }
+
+    /// Folds a standardised residual into the CUSUMs (allowance `k`); returns the larger.
+    pub fn cusum(&mut self, z: f64, k: f64) -> f64 {
+        self.cusum_up = (self.cusum_up + z - k).max(0.0);
+        self.cusum_down = (self.cusum_down - z - k).max(0.0);
+        self.cusum_up.max(self.cusum_down)
+    }
+
+    pub fn reset_cusum(&mut self) {
+        self.cusum_up = 0.0;
+        self.cusum_down = 0.0;
     }
 
     pub fn std(&self) -> f64 {

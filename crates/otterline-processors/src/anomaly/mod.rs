@@ -830,32 +830,52 @@ impl AnomalyProcessor {
                 cooldown: gc.cooldown_windows,
                 ..self.policy
             };
+            // The CUSUM is updated here, before the check borrows the baseline.
+            let drift = match self.states.get_mut(&(key.clone(), Kind::Metric)) {
+                Some(st) if st.baseline.n > 0 => {
+                    let z = (slog(x) - st.baseline.mean) / st.baseline.std().max(rel);
+                    st.baseline.cusum(z.clamp(-thr, thr), CUSUM_K)
+                }
+                _ => 0.0,
+            };
             if let Some(e) = self.step_with(&key, Kind::Metric, &info, t, true, policy, |b| {
                 // Judged on a symmetric log scale: bursty, heavy-tailed series (bytes, packets,
                 // request counts) look far more normal there, and relative changes matter most.
                 let y = slog(x);
                 let spread = b.std().max(rel);
                 let z = (y - b.mean) / spread;
-                let dev = b.n > 0 && z.abs() >= thr;
+                // A large residual now, or a run of moderate ones (a drift or a ramp that an
+                // adaptive baseline would otherwise follow).
+                let dev = b.n > 0 && (z.abs() >= thr || drift >= CUSUM_H);
+                let excess = (z.abs() / thr).max(drift / CUSUM_H);
                 let c = Check {
                     deviating: dev,
                     extreme: dev && z.abs() >= 2.0 * thr,
-                    calm: z.abs() < thr / 2.0,
-                    excess: z.abs() / thr,
+                    calm: z.abs() < thr / 2.0 && drift < CUSUM_H / 2.0,
+                    excess,
                     observed: x,
                     baseline: unslog(b.mean),
-                    threshold: unslog(b.mean + z.signum() * thr * spread),
+                    threshold: unslog(b.mean + thr * z.signum() * spread),
                     score: z,
                 };
                 // Learn from a winsorised value: outliers widen the spread, but slowly.
                 let learn = if b.n == 0 { y } else { y.clamp(b.mean - 3.0 * spread, b.mean + 3.0 * spread) };
                 (c, learn)
             }) {
+                if e.event_name == EVENT_RESOLVED {
+                    if let Some(st) = self.states.get_mut(&(key.clone(), Kind::Metric)) {
+                        st.baseline.reset_cusum();
+                    }
+                }
                 out.push(e);
             }
         }
     }
 }
+
+/// CUSUM allowance and decision threshold, in standardised residuals.
+const CUSUM_K: f64 = 0.5;
+const CUSUM_H: f64 = 10.0;
 
 /// Symmetric log: sign(x)·ln(1 + |x|).
 fn slog(x: f64) -> f64 {
@@ -1492,6 +1512,109 @@ mod tests {
             "{}",
             attr_s(r, "otterline.anomaly.suggestion")
         );
+    }
+
+    /// Deterministic standard normal samples (xorshift + Box–Muller).
+    fn normals(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed.max(1);
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 1_000_000 + 1) as f64 / 1_000_001.0
+        };
+        (0..n).map(|_| (-2.0 * next().ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()).collect()
+    }
+
+    /// Feeds a gauge series (one value per minute) and returns the indices where episodes start.
+    fn gauge_episodes(values: &[f64]) -> Vec<usize> {
+        use otterline_core::pdata::metrics::{Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+        use otterline_core::pdata::ExportMetricsServiceRequest;
+        let mut p = AnomalyProcessor::new(AnomalyConfig::default());
+        let mut starts = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let m = Metric {
+                name: "queue.depth".into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: vec![NumberDataPoint {
+                        time_unix_nano: T0 + i as u64 * W,
+                        value: Some(number_data_point::Value::AsDouble(*v)),
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            p.process(
+                Batch::Metrics(ExportMetricsServiceRequest {
+                    resource_metrics: vec![ResourceMetrics {
+                        scope_metrics: vec![ScopeMetrics { metrics: vec![m], ..Default::default() }],
+                        ..Default::default()
+                    }],
+                }),
+                &mut out,
+            );
+            for b in out {
+                if let Batch::Logs(l) = b {
+                    if l.resource_logs
+                        .iter()
+                        .flat_map(|r| &r.scope_logs)
+                        .flat_map(|s| &s.log_records)
+                        .any(|r| r.event_name == EVENT && attr_s(r, "otterline.anomaly.state") == "firing")
+                    {
+                        starts.push(i);
+                    }
+                }
+            }
+        }
+        starts
+    }
+
+    fn noisy(n: usize, level: f64, sd: f64, seed: u64) -> Vec<f64> {
+        normals(n, seed).into_iter().map(|z| level + sd * z).collect()
+    }
+
+    #[test]
+    fn generic_series_detection_delays() {
+        // (name, series, where the anomaly starts, the largest acceptable delay)
+        let mut spike = noisy(300, 100.0, 2.0, 1);
+        spike[200] = 200.0;
+        let mut up = noisy(300, 100.0, 2.0, 2);
+        up[200..].iter_mut().for_each(|v| *v += 50.0);
+        let mut down = noisy(300, 100.0, 2.0, 3);
+        down[200..].iter_mut().for_each(|v| *v -= 50.0);
+        let mut ramp = noisy(400, 100.0, 2.0, 4);
+        ramp[200..].iter_mut().enumerate().for_each(|(i, v)| *v += 2.0 * i as f64);
+        // Noise from 1 % to 40 % of the level. (The spread floor is 5 % of the level on the log
+        // scale, so noise that stays within about ±25 % of a quiet series is never flagged.)
+        let mut variance = noisy(400, 100.0, 1.0, 5);
+        variance[200..].iter_mut().zip(normals(200, 55)).for_each(|(v, z)| *v = (100.0 + 40.0 * z).max(1.0));
+        let mut flat = vec![5.0; 300];
+        flat[250] = 50.0;
+        for (name, series, start, max_delay) in [
+            ("spike", spike, 200, 0),
+            ("level shift up", up, 200, 1),
+            ("level shift down", down, 200, 1),
+            ("ramp", ramp, 200, 20),
+            ("variance change", variance, 200, 30),
+            ("flat with a rare spike", flat, 250, 0),
+        ] {
+            let eps = gauge_episodes(&series);
+            let first = eps.first().copied().unwrap_or_else(|| panic!("{name}: not detected"));
+            assert!(first >= start, "{name}: false alert at {first} before the anomaly at {start} ({eps:?})");
+            assert!(first - start <= max_delay, "{name}: detected {} windows late", first - start);
+        }
+    }
+
+    #[test]
+    fn no_anomaly_series_stay_quiet() {
+        for seed in 10..15 {
+            let eps = gauge_episodes(&noisy(2000, 100.0, 5.0, seed));
+            assert!(eps.is_empty(), "seed {seed}: {eps:?}");
+        }
+        assert!(gauge_episodes(&[0.0; 500]).is_empty(), "an all-zero series");
+        // All-zero error rate on steady traffic: no error-rate alerts.
+        assert!(run(&vec![Traffic { error_frac: 0.0, ..STEADY }; 60]).is_empty());
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub fn encode(
             cooldown_left: st.tracker.cooldown,
             last_window_unix_nano: st.last_window,
             window_nanos: st.window_ns,
+            cusum_up: st.baseline.cusum_up,
+            cusum_down: st.baseline.cusum_down,
             open_episode: st.tracker.episode.as_ref().map(|e| pb::Episode {
                 id: e.id,
                 started_at_unix_nano: e.started_at,
@@ -125,7 +127,13 @@ pub fn decode(msg: pb::AnomalyState, now: u64, alpha: f64) -> Option<Restored> {
                 })
             });
         }
-        let mut baseline = Baseline { mean: d.mean, var: d.variance, n: d.windows_learned };
+        let mut baseline = Baseline {
+            mean: d.mean,
+            var: d.variance,
+            n: d.windows_learned,
+            cusum_up: d.cusum_up,
+            cusum_down: d.cusum_down,
+        };
         if d.window_nanos > 0 {
             baseline.decay(elapsed as f64 / d.window_nanos as f64, alpha);
         }
