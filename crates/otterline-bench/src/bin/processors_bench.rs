@@ -142,6 +142,19 @@ fn main() {
     let series = agg.active_series();
     let rss = status_kib(std::process::id(), "VmHWM").unwrap_or(0);
 
+    // The anomaly processor's memory for the same 10K series: their window's aggregates.
+    let mut metrics = Vec::new();
+    agg.shutdown(&mut metrics);
+    let mut anomaly = otterline_processors::anomaly::AnomalyProcessor::new(Default::default());
+    let before_anomaly = live_bytes();
+    // Clones go in and are freed; the originals stay, so the delta is what the processor keeps.
+    for m in &metrics {
+        let mut out = Vec::new();
+        anomaly.process(m.clone(), &mut out);
+    }
+    let anomaly_held = live_bytes().saturating_sub(before_anomaly);
+    let tracked = anomaly.tracked();
+
     println!("spans                               {total:.0} ({} requests of {})", args.requests, args.spans);
     println!("protobuf decode (baseline)          {:.0} spans/s", total / decode_s);
     println!(
@@ -151,5 +164,6 @@ fn main() {
     );
     println!("active series                       {series}");
     println!("memory per 10K active series        {:.1} MiB ({:.0} bytes/series, 20 spans each; live heap held by the processor)", held as f64 / 1048576.0 * 10_000.0 / series as f64, held as f64 / series as f64);
+    println!("anomaly state                       {tracked} detector states for {series} series: {:.0} bytes/series ({:.1} MiB per 10K)", anomaly_held as f64 / series as f64, anomaly_held as f64 / 1048576.0 * 10_000.0 / series as f64);
     println!("process peak RSS                    {:.1} MiB", rss as f64 / 1024.0);
 }
