@@ -261,9 +261,46 @@ pub enum Kind {
     Throughput,
     Metric,
     Budget,
+    /// The baseline of mean latency; it feeds the `Latency` episode, never one of its own.
+    MeanLatency,
 }
 
 impl Kind {
+    /// Every kind, in `index` order.
+    pub const ALL: [Kind; 10] = [
+        Kind::Latency,
+        Kind::ErrorRate,
+        Kind::CostPerCall,
+        Kind::TokensPerCall,
+        Kind::Quality,
+        Kind::Satisfaction,
+        Kind::Throughput,
+        Kind::Metric,
+        Kind::Budget,
+        Kind::MeanLatency,
+    ];
+
+    /// Position in [`Kind::ALL`]; the exhaustive match makes a new variant a compile error
+    /// here, and the test `kinds_are_all_listed` makes forgetting `ALL` a test failure.
+    pub fn index(self) -> usize {
+        match self {
+            Kind::Latency => 0,
+            Kind::ErrorRate => 1,
+            Kind::CostPerCall => 2,
+            Kind::TokensPerCall => 3,
+            Kind::Quality => 4,
+            Kind::Satisfaction => 5,
+            Kind::Throughput => 6,
+            Kind::Metric => 7,
+            Kind::Budget => 8,
+            Kind::MeanLatency => 9,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Latency => "latency",
@@ -275,6 +312,7 @@ impl Kind {
             Kind::Throughput => "throughput",
             Kind::Metric => "metric",
             Kind::Budget => "budget",
+            Kind::MeanLatency => "mean_latency",
         }
     }
 }
@@ -544,24 +582,46 @@ impl AnomalyProcessor {
     fn judge_frame(&mut self, key: &str, info: Arc<SeriesInfo>, end: u64, f: &Frame, out: &mut Vec<LogRecord>) {
         let d = self.cfg.detectors.clone();
         if d.latency.enabled && f.p95_weight > 0.0 {
+            let lc = d.latency.clone();
+            // One latency verdict on a log scale: z-score with a spread floor and a minimum effect.
+            let judge = |v: f64, b: &Baseline| -> (bool, f64, f64, f64) {
+                let base = b.mean.exp();
+                let z = zscore(v.max(1e-9).ln(), b, 0.0, lc.spread_floor);
+                let ratio = v / base.max(1e-12);
+                let dev = b.n > 0 && z >= lc.z_threshold && ratio >= lc.min_ratio;
+                (dev, (ratio / lc.min_ratio).min(z / lc.z_threshold).max(0.0), base, z)
+            };
+            // The mean has its own baseline; a deviation of the mean counts for the episode too.
+            let mean = f.mean_weighted / f.p95_weight;
+            let mean_verdict = {
+                let st = self.states.entry((key.to_string(), Kind::MeanLatency)).or_default();
+                let v = judge(mean, &st.baseline);
+                if !v.0 && st.last_window < end {
+                    st.baseline.update(mean.max(1e-9).ln(), self.cfg.alpha);
+                }
+                st.last_window = end;
+                v
+            };
             let p95 = f.p95_weighted / f.p95_weight;
             let x = p95.max(1e-9).ln();
-            let lc = d.latency.clone();
             if let Some(e) = self.step(key, Kind::Latency, &info, end, |b| {
-                let base = b.mean.exp();
-                let z = zscore(x, b, 0.0, lc.spread_floor);
+                let (p_dev, p_excess, base, z) = judge(p95, b);
+                let (m_dev, m_excess, m_base, m_z) = mean_verdict;
+                // Report whichever deviates more (p95 unless only the mean does).
+                let use_mean = m_dev && (!p_dev || m_excess > p_excess);
+                let (observed, baseline, excess, score) =
+                    if use_mean { (mean, m_base, m_excess, m_z) } else { (p95, base, p_excess, z) };
+                let dev = p_dev || m_dev;
                 let ratio = p95 / base.max(1e-12);
-                let dev = b.n > 0 && z >= lc.z_threshold && ratio >= lc.min_ratio;
-                let excess = (ratio / lc.min_ratio).min(z / lc.z_threshold).max(0.0);
                 let c = Check {
                     deviating: dev,
                     extreme: dev && excess >= 2.0,
                     calm: b.n == 0 || ratio < 1.0 + (lc.min_ratio - 1.0) / 2.0,
                     excess,
-                    observed: p95,
-                    baseline: base,
-                    threshold: base * lc.min_ratio,
-                    score: z,
+                    observed,
+                    baseline,
+                    threshold: baseline * lc.min_ratio,
+                    score,
                 };
                 (c, x)
             }) {
@@ -932,6 +992,7 @@ fn suggestion(kind: Kind, info: &SeriesInfo, c: &Check, started: &str) -> String
     let who = info.label();
     let times = if c.baseline.abs() > 1e-12 { c.observed / c.baseline } else { 0.0 };
     match kind {
+        Kind::MeanLatency => format!("mean latency of {who} is {times:.1}× its baseline ({}s vs {}s) since {started}; check provider latency, prompt size or retries", fmt_num(c.observed), fmt_num(c.baseline)),
         Kind::Latency => format!("p95 of {who} is {times:.1}× its baseline ({}s vs {}s) since {started}; check provider latency, prompt size or retries", fmt_num(c.observed), fmt_num(c.baseline)),
         Kind::ErrorRate => format!("error rate of {who} is {:.1}% (baseline {:.1}%) since {started}; check provider status, rate limits and recent deploys", c.observed * 100.0, c.baseline * 100.0),
         Kind::CostPerCall => format!("cost per call of {who} is {times:.1}× its baseline (${} vs ${}) since {started}; check for a model switch, longer prompts or outputs", fmt_num(c.observed), fmt_num(c.baseline)),
@@ -1615,6 +1676,15 @@ mod tests {
         assert!(gauge_episodes(&[0.0; 500]).is_empty(), "an all-zero series");
         // All-zero error rate on steady traffic: no error-rate alerts.
         assert!(run(&vec![Traffic { error_frac: 0.0, ..STEADY }; 60]).is_empty());
+    }
+
+    #[test]
+    fn kinds_are_all_listed() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+            assert_eq!(Kind::parse(k.as_str()), Some(*k));
+        }
+        assert_eq!(Kind::ALL.iter().map(|k| k.index()).max(), Some(Kind::ALL.len() - 1));
     }
 
     #[test]

@@ -20,17 +20,6 @@ use super::{Kind, SeriesInfo, State};
 /// Version of the saved format this code writes and reads.
 pub const VERSION: u32 = 1;
 
-const KINDS: [Kind; 8] = [
-    Kind::Latency,
-    Kind::ErrorRate,
-    Kind::CostPerCall,
-    Kind::TokensPerCall,
-    Kind::Quality,
-    Kind::Satisfaction,
-    Kind::Throughput,
-    Kind::Metric,
-];
-
 fn check_to(c: &Check) -> pb::Check {
     pb::Check {
         deviating: c.deviating,
@@ -117,7 +106,7 @@ pub fn decode(msg: pb::AnomalyState, now: u64, alpha: f64) -> Option<Restored> {
     let mut states = HashMap::new();
     let mut infos = HashMap::new();
     for d in msg.detectors {
-        let Some(kind) = KINDS.iter().copied().find(|k| k.as_str() == d.kind) else { continue };
+        let Some(kind) = Kind::parse(&d.kind) else { continue };
         if let Some(i) = &d.identity {
             infos.entry(d.series_key.clone()).or_insert_with(|| {
                 Arc::new(SeriesInfo {
