@@ -76,7 +76,7 @@ impl ErrorRule {
             return false;
         };
         match (&self.equals, self.at_least) {
-            (Some(e), _) => render(v) == *e,
+            (Some(e), _) => otterline_core::pdata::value_text(v) == *e,
             (None, Some(min)) => attr_f64(&span.attributes, &self.attribute).is_some_and(|x| x >= min),
             (None, None) => true,
         }
@@ -221,16 +221,6 @@ impl Series {
     }
 }
 
-fn render(v: &any_value::Value) -> String {
-    match v {
-        any_value::Value::StringValue(s) => s.clone(),
-        any_value::Value::IntValue(i) => i.to_string(),
-        any_value::Value::DoubleValue(d) => d.to_string(),
-        any_value::Value::BoolValue(b) => b.to_string(),
-        _ => String::new(),
-    }
-}
-
 const KINDS: [&str; 6] = ["unspecified", "internal", "server", "client", "producer", "consumer"];
 
 pub struct AggregateProcessor {
@@ -309,7 +299,7 @@ impl AggregateProcessor {
                 true
             }
             Some(v) => {
-                buf.push_str(&render(&v));
+                buf.push_str(&otterline_core::pdata::value_text(&v));
                 true
             }
             None => false,

@@ -362,16 +362,6 @@ struct Rule {
     per_byte: Option<PerByte>,
 }
 
-fn render(v: &any_value::Value) -> String {
-    match v {
-        any_value::Value::StringValue(s) => s.clone(),
-        any_value::Value::IntValue(i) => i.to_string(),
-        any_value::Value::DoubleValue(d) => d.to_string(),
-        any_value::Value::BoolValue(b) => b.to_string(),
-        _ => String::new(),
-    }
-}
-
 impl Rule {
     fn matches(&self, span: &Span) -> bool {
         if let Some(re) = &self.span_name {
@@ -381,7 +371,7 @@ impl Rule {
         }
         self.attributes.iter().all(|(k, m)| match attr(&span.attributes, k) {
             Some(v) => {
-                let s = render(v);
+                let s = otterline_core::pdata::value_text(v);
                 match m {
                     Matcher::Literal(l) => &s == l,
                     Matcher::Regex(re) => re.is_match(&s),

@@ -175,6 +175,19 @@ pub fn metric_point_count(m: &metrics::Metric) -> usize {
     }
 }
 
+/// A scalar attribute value as text (strings as they are, numbers and booleans formatted);
+/// empty for bytes, arrays and kvlists. For grouping keys, labels and messages.
+pub fn value_text(v: &common::any_value::Value) -> String {
+    use common::any_value::Value as V;
+    match v {
+        V::StringValue(s) => s.clone(),
+        V::IntValue(i) => i.to_string(),
+        V::DoubleValue(d) => d.to_string(),
+        V::BoolValue(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// The `service.name` resource attribute, if it is a string.
 pub fn service_name(resource: Option<&resource::Resource>) -> Option<&str> {
     resource.and_then(|r| {

@@ -385,13 +385,7 @@ pub struct AnomalyProcessor {
 }
 
 fn value_of(v: &Option<any_value::Value>) -> String {
-    match v {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        _ => String::new(),
-    }
+    v.as_ref().map(otterline_core::pdata::value_text).unwrap_or_default()
 }
 
 fn num(p: &otterline_core::pdata::metrics::NumberDataPoint) -> Option<f64> {
