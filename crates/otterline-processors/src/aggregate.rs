@@ -746,26 +746,12 @@ mod tests {
             .collect()
     }
 
-    fn ints(m: &Metric) -> Vec<i64> {
-        let pts = match &m.data {
-            Some(metric::Data::Sum(s)) => &s.data_points,
-            Some(metric::Data::Gauge(g)) => &g.data_points,
-            _ => panic!(),
-        };
-        pts.iter()
-            .map(|p| match p.value {
-                Some(number_data_point::Value::AsInt(i)) => i,
-                Some(number_data_point::Value::AsDouble(d)) => d as i64,
-                None => 0,
-            })
-            .collect()
-    }
-
+    /// The values of a sum or gauge, as f64.
     fn doubles(m: &Metric) -> Vec<f64> {
         let pts = match &m.data {
             Some(metric::Data::Sum(s)) => &s.data_points,
             Some(metric::Data::Gauge(g)) => &g.data_points,
-            _ => panic!(),
+            _ => panic!("{} is not a sum or gauge", m.name),
         };
         pts.iter()
             .map(|p| match p.value {
@@ -774,6 +760,11 @@ mod tests {
                 None => f64::NAN,
             })
             .collect()
+    }
+
+    /// The same, for integer counters.
+    fn ints(m: &Metric) -> Vec<i64> {
+        doubles(m).into_iter().map(|v| v as i64).collect()
     }
 
     #[test]
