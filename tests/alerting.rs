@@ -227,3 +227,60 @@ service:
     assert!(table.contains("3 entries; 1 fired, 1 resolved"), "{table}");
     assert_eq!(common::read_text(&inst.path().join("alerts.ndjson")).lines().count(), 3);
 }
+
+#[test]
+fn email_over_smtp_to_a_real_server() {
+    // aiosmtpd (from the test venv) stores every message it receives in a maildir.
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let port = free_port();
+    let mut smtp = Command::new(common::python())
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the SMTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
+exporters:
+  alert:
+    email: {{host: 127.0.0.1, port: {port}, tls: none, from: "Otterline <otterline@example.com>", to: [oncall@example.com], min_severity: medium}}
+    group_wait: 0s
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    logs: {{receivers: [otlp], exporters: [alert]}}
+"#
+    );
+    let mut inst = Instance::start(&config);
+    post_event(&inst, event("firing", "low", 3)); // below min_severity: no email
+    post_event(&inst, event("firing", "high", 4));
+    post_event(&inst, event("resolved", "high", 4));
+    let messages = || -> Vec<String> {
+        std::fs::read_dir(maildir.join("new"))
+            .map(|rd| rd.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect())
+            .unwrap_or_default()
+    };
+    wait_for("two emails", || messages().len() == 2);
+    assert!(inst.terminate().success());
+    let mut all = messages();
+    all.sort_by_key(|m| m.contains("resolved:"));
+    assert!(all[0].contains("Subject: [Otterline] HIGH 1 anomaly on support-agent"), "{}", all[0]);
+    assert!(
+        all[0].contains("To: oncall@example.com")
+            && all[0].contains("[HIGH] latency fired support-agent / chat gpt-4o"),
+        "{}",
+        all[0]
+    );
+    assert!(all[1].contains("Subject: [Otterline] resolved: 1 anomaly on support-agent"), "{}", all[1]);
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+}

@@ -112,6 +112,81 @@ fn default_resend() -> Duration {
     Duration::from_secs(60)
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on localhost.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default = "default_timeout", with = "otterline_core::units::duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub min_severity: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// Subject and plain-text body of the email for a group of alerts of one service.
+pub fn email_message(service: &str, items: &[Item]) -> (String, String) {
+    let resolved = items.iter().all(|i| i.reason == Reason::Resolved);
+    let top = items.iter().map(|i| severity_rank(&i.alert.severity)).max().unwrap_or(0);
+    let subject = format!(
+        "[Otterline] {}{} on {service}",
+        if resolved { "resolved: ".to_string() } else { format!("{} ", crate::model::SEVERITIES[top].to_uppercase()) },
+        plural(items.len(), "anomaly", "anomalies")
+    );
+    let body: Vec<String> = items.iter().map(line).collect();
+    (subject, body.join("\n") + "\n")
+}
+
+/// Sends one email over SMTP.
+pub async fn send_email(cfg: &EmailConfig, subject: &str, body: &str) -> Result<(), String> {
+    use lettre::message::{header::ContentType, Mailbox};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let from: Mailbox = cfg.from.parse().map_err(|e| format!("invalid from address {:?}: {e}", cfg.from))?;
+    let mut builder = Message::builder().from(from).subject(subject).header(ContentType::TEXT_PLAIN);
+    for to in &cfg.to {
+        builder = builder.to(to.parse::<Mailbox>().map_err(|e| format!("invalid to address {to:?}: {e}"))?);
+    }
+    let msg = builder.body(body.to_string()).map_err(|e| format!("cannot build the email: {e}"))?;
+    let mut transport = match cfg.tls {
+        SmtpTls::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host).map_err(|e| e.to_string())?
+        }
+        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host).map_err(|e| e.to_string())?,
+        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+    }
+    .port(cfg.port)
+    .timeout(Some(cfg.timeout));
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        transport = transport.credentials(Credentials::new(u.clone(), p.clone()));
+    }
+    transport.build().send(msg).await.map(|_| ()).map_err(|e| format!("SMTP {}:{}: {e}", cfg.host, cfg.port))
+}
+
 /// Passes severities at or above the minimum.
 pub fn passes(min: &Option<String>, severity: &str) -> bool {
     min.as_deref().is_none_or(|m| severity_rank(severity) >= severity_rank(m))

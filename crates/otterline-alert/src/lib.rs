@@ -36,7 +36,9 @@ use otterline_core::config::ConfigError;
 use otterline_core::health::ComponentHealth;
 use otterline_core::{Batch, Signal, SignalSet};
 
-use channels::{passes, AlertmanagerConfig, ConsoleConfig, FileConfig, Item, Reason, SlackConfig, WebhookConfig};
+use channels::{
+    passes, AlertmanagerConfig, ConsoleConfig, EmailConfig, FileConfig, Item, Reason, SlackConfig, WebhookConfig,
+};
 use model::{severity_rank, Alert, SEVERITIES};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +49,7 @@ pub struct AlertConfig {
     pub webhook: Option<WebhookConfig>,
     pub slack: Option<SlackConfig>,
     pub alertmanager: Option<AlertmanagerConfig>,
+    pub email: Option<EmailConfig>,
     pub history_path: Option<PathBuf>,
     /// Alerts of one service arriving within this time are sent as one message.
     #[serde(with = "otterline_core::units::duration")]
@@ -64,6 +67,7 @@ impl Default for AlertConfig {
             webhook: None,
             slack: None,
             alertmanager: None,
+            email: None,
             history_path: None,
             group_wait: Duration::from_secs(5),
             max_per_minute: 30,
@@ -98,8 +102,19 @@ impl ExporterFactory for AlertExporterFactory {
             && cfg.webhook.is_none()
             && cfg.slack.is_none()
             && cfg.alertmanager.is_none()
+            && cfg.email.is_none()
         {
-            return Err(ctx.error("", "configure at least one channel: console, file, webhook, slack or alertmanager"));
+            return Err(
+                ctx.error("", "configure at least one channel: console, file, webhook, slack, alertmanager or email")
+            );
+        }
+        if let Some(e) = &cfg.email {
+            if e.to.is_empty() {
+                return Err(ctx.error("email", "`to` needs at least one address"));
+            }
+            if e.username.is_some() != e.password.is_some() {
+                return Err(ctx.error("email", "give both `username` and `password`, or neither"));
+            }
         }
         let sev_ok = |s: &Option<String>| s.as_deref().is_none_or(|x| SEVERITIES.contains(&x));
         for (key, min) in [
@@ -108,6 +123,7 @@ impl ExporterFactory for AlertExporterFactory {
             ("webhook", cfg.webhook.as_ref().and_then(|c| c.min_severity.clone())),
             ("slack", cfg.slack.as_ref().and_then(|c| c.min_severity.clone())),
             ("alertmanager", cfg.alertmanager.as_ref().and_then(|c| c.min_severity.clone())),
+            ("email", cfg.email.as_ref().and_then(|c| c.min_severity.clone())),
         ] {
             if !sev_ok(&min) {
                 return Err(ctx.error(key, format!("min_severity must be one of {}", SEVERITIES.join(", "))));
@@ -301,6 +317,24 @@ impl AlertExporter {
                 let lines: Vec<serde_json::Value> = sel.iter().map(|i| json!({"reason": i.reason.as_str(), "time_to_resolve_s": i.time_to_resolve_s, "alert": i.alert})).collect();
                 if let Err(e) = channels::append_ndjson(&f.path, &lines) {
                     tracing::error!(exporter = %self.name, file = %f.path.display(), error = %e, "cannot write alerts");
+                }
+            }
+        }
+        if let Some(m) = self.cfg.email.clone() {
+            let sel = pick(&m.min_severity);
+            if !sel.is_empty() {
+                if self.allow("email") {
+                    let (subject, body) = channels::email_message(service, &sel);
+                    match channels::send_email(&m, &subject, &body).await {
+                        Ok(()) => self.count("email_sent", 1),
+                        Err(e) => {
+                            self.count("email_failed", 1);
+                            tracing::error!(exporter = %self.name, error = %e, "email delivery failed");
+                        }
+                    }
+                } else {
+                    self.count("rate_limited", 1);
+                    tracing::warn!(exporter = %self.name, "email rate limit reached; notification not sent (kept in the history)");
                 }
             }
         }
