@@ -13,6 +13,7 @@ pub fn registry() -> Registry {
         // processors
         .processor(otterline_processors::AggregateProcessorFactory)
         .processor(otterline_processors::AnomalyProcessorFactory)
+        .processor(otterline_processors::BatchProcessorFactory)
         .processor(otterline_processors::CostProcessorFactory)
         // exporters
         .exporter(otterline_alert::AlertExporterFactory)

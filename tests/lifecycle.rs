@@ -298,3 +298,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn batch_processor_merges_requests_through_the_real_pipeline() {
+    let config = r#"
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:{{HTTP}}"}
+processors:
+  batch: {send_batch_size: 1000, timeout: 2s}
+exporters:
+  json: {path: "{{DIR}}/json"}
+extensions:
+  health_check: {endpoint: "127.0.0.1:{{HEALTH}}"}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: [json]}
+"#;
+    let mut inst = Instance::start(config);
+    let client = reqwest::blocking::Client::new();
+    for tag in 0..5 {
+        assert_eq!(post(&client, inst.http, request(tag, 10).encode_to_vec()).status().as_u16(), 200);
+    }
+    // Held by the batch processor (50 < 1000, 2 s timeout); SIGTERM flushes it.
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let batches = inst.json_batches(otterline_core::Signal::Traces);
+    assert_eq!(batches.len(), 1, "five requests became one batch");
+    assert_eq!(batches[0].item_count(), 50);
+    assert_eq!(batches[0].resource_count(), 5);
+}

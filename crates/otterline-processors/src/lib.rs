@@ -3,14 +3,17 @@
 //! - [`cost`]: the USD cost of each span (LLM token pricing and non-LLM rules).
 //! - [`aggregate`]: per-window RED metrics with percentiles, tokens, cost, quality and
 //!   satisfaction per service / operation / model / … as OTLP metrics.
+//! - [`batch`]: Collector-style batching per signal (size, timeout, max size).
 //! - [`budget`]: static limits (latency, error rate, cost, tokens) shared by `anomaly` and archive checks.
 //! - [`anomaly`]: per-series baselines over metrics; anomaly episodes as OTLP log events.
 
 pub mod aggregate;
 pub mod anomaly;
+pub mod batch;
 pub mod budget;
 pub mod cost;
 
 pub use aggregate::AggregateProcessorFactory;
 pub use anomaly::AnomalyProcessorFactory;
+pub use batch::BatchProcessorFactory;
 pub use cost::CostProcessorFactory;
