@@ -403,6 +403,10 @@ impl AggregateProcessor {
         let limit =
             if all { i64::MAX } else { self.watermark.saturating_sub(self.lateness_ns).saturating_sub(self.window_ns) };
         let starts: Vec<i64> = self.open.range(..=limit).map(|(s, _)| *s).collect();
+        if starts.is_empty() {
+            // Nothing closed: nothing to emit and no reason to look for idle series.
+            return;
+        }
         for start in starts {
             if let Some(series) = self.open.remove(&start) {
                 if let Some(b) = self.emit(start, series) {

@@ -539,8 +539,9 @@ impl CostProcessor {
         let mut cost = None;
         let mut category = None;
         if let Some(t) = tokens(&span.attributes) {
-            let model = model(&span.attributes).map(str::to_string);
-            match model.as_deref().and_then(|m| self.price(m)) {
+            // The memo is probed with the borrowed name: no allocation per span.
+            let priced = model(&span.attributes).and_then(|m| self.price(m));
+            match priced {
                 Some(p) => {
                     cost = Some(llm_cost(&p, &t));
                     category = Some("llm".to_string());
@@ -550,7 +551,7 @@ impl CostProcessor {
                 None => {
                     set_attr(&mut span.attributes, ATTR_UNPRICED, any_value::Value::BoolValue(true));
                     tally.unpriced += 1;
-                    let m = model.unwrap_or_else(|| "(no model attribute)".into());
+                    let m = model(&span.attributes).unwrap_or("(no model attribute)").to_string();
                     let n = self.warned.entry(m.clone()).or_insert(0);
                     *n += 1;
                     if *n == 1 || n.is_power_of_two() {
