@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use otterline_core::config::{
-    self, ComponentDecl, ComponentRef, Config, Diagnostics, LoadOptions, LogEncoding, Source,
+    self, ComponentDecl, ComponentRef, Config, Diagnostics, LoadOptions, LogEncoding, MetricsTelemetry, Source,
 };
 use otterline_core::health::HealthRegistry;
 use otterline_core::registry::Registry;
@@ -312,8 +312,28 @@ fn run_service(
         let source = if paths.is_empty() { DEFAULT_CONFIG_NAME.to_string() } else { paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") };
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, pipelines = ?svc.pipeline_names(), "Starting otterline");
         let health = Arc::new(HealthRegistry::default());
+        // Self-metrics: on by default for `run`, only when configured for `replay`.
+        let default_address = progress.is_none().then_some(MetricsTelemetry::DEFAULT_ADDRESS);
+        let metrics_stop = CancellationToken::new();
+        let mut metrics_task = None;
+        if let Some(address) = config.service.telemetry.metrics.resolved(default_address) {
+            match otterline_extensions::self_metrics::start(&address, health.clone(), metrics_stop.clone()).await {
+                Ok((local, task)) => {
+                    tracing::info!(endpoint = %local, "self-metrics listening on /metrics");
+                    metrics_task = Some(tokio::spawn(task));
+                }
+                Err(e) => {
+                    tracing::error!("cannot serve self-metrics: {e} (set service.telemetry.metrics.address, or `level: none` to turn it off)");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let bar = progress.map(|p| tokio::spawn(show_progress(p)));
         let result = svc.run(health, shutdown).await;
+        metrics_stop.cancel();
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         if let Some(bar) = bar {
             bar.abort();
             let _ = bar.await;

@@ -15,11 +15,15 @@ pub fn registry() -> Registry {
         .processor(otterline_processors::AnomalyProcessorFactory)
         .processor(otterline_processors::BatchProcessorFactory)
         .processor(otterline_processors::CostProcessorFactory)
+        .processor(otterline_processors::MemoryLimiterProcessorFactory)
         // exporters
         .exporter(otterline_alert::AlertExporterFactory)
         .exporter(otterline_exporters::DebugExporterFactory)
         .exporter(otterline_exporters::JsonExporterFactory)
         .exporter(otterline_exporters::NopExporterFactory)
+        .exporter(otterline_forward::OtlpGrpcExporterFactory::OTLP)
+        .exporter(otterline_forward::OtlpGrpcExporterFactory::OTLP_GRPC)
+        .exporter(otterline_forward::OtlpHttpExporterFactory)
         .exporter(otterline_parquet::ParquetExporterFactory)
         // extensions
         .extension(otterline_extensions::HealthCheckFactory)

@@ -96,7 +96,7 @@ fn unknown_component_type() {
         .replace("exporters: [debug]", "exporters: [debug, kafka/out]");
     expect_errors(
         &text,
-        &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: alert, debug, json, nop, parquet"],
+        &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: alert, debug, json, nop, otlp, otlp_grpc, otlp_http, parquet"],
     );
 }
 
@@ -149,6 +149,45 @@ fn bad_values() {
         o.stderr
     );
     assert!(o.stderr.contains(&format!("{f}:4:3: exporters.json.path: `path` is required")), "{}", o.stderr);
+}
+
+#[test]
+fn forwarding_memory_and_telemetry_settings_name_their_key() {
+    let text = r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+processors:
+  memory_limiter:
+    check_interval: 1s
+exporters:
+  otlp:
+    compression: gzip
+  otlp_http:
+    endpoint: "collector:4318"
+  otlp/tls:
+    endpoint: "collector:4317"
+    tls: {ca_file: /nonexistent/ca.pem}
+  otlp/retry:
+    endpoint: "collector:4317"
+    retry_on_failure: {multiplier: 0.5}
+service:
+  telemetry:
+    metrics: {address: "nowhere"}
+  pipelines:
+    traces: {receivers: [otlp], processors: [memory_limiter], exporters: [otlp, otlp_http, otlp/tls, otlp/retry]}
+"#;
+    expect_errors(
+        text,
+        &[
+            "21:24: service.telemetry.metrics.address: endpoint \"nowhere\" needs a port",
+            "7:5: processors.memory_limiter.limit_mib: set limit_mib (or limit_percentage of the container's memory limit)",
+            "10:5: exporters.otlp.endpoint: set the upstream's address, e.g. `endpoint: collector.example:4317`",
+            "12:15: exporters.otlp_http.endpoint: \"collector:4318\" needs a scheme: write http://collector:4318 or https://collector:4318",
+            "15:20: exporters.otlp/tls.tls.ca_file: cannot read /nonexistent/ca.pem",
+            "18:36: exporters.otlp/retry.retry_on_failure.multiplier: must be at least 1",
+        ],
+    );
 }
 
 #[test]

@@ -211,7 +211,14 @@ fn a_port_in_use_fails_start_up_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::fill(common::BASIC, port, common::free_port(), common::free_port(), dir.path());
     std::fs::write(dir.path().join("c.yaml"), config).unwrap();
-    let out = Command::new(BIN).arg("--config").arg(dir.path().join("c.yaml")).output().unwrap();
+    let (telemetry, _) = common::telemetry_config(dir.path());
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("c.yaml"))
+        .arg("--config")
+        .arg(telemetry)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -299,9 +299,12 @@ fn kill_9_while_writing_leaves_only_readable_files() {
         inst.path(),
     );
     std::fs::write(inst.path().join("again.yaml"), config).unwrap();
+    let (telemetry, _) = common::telemetry_config(inst.path());
     let again = Command::new(BIN)
         .arg("--config")
         .arg(inst.path().join("again.yaml"))
+        .arg("--config")
+        .arg(telemetry)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

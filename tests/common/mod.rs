@@ -51,7 +51,19 @@ pub struct Instance {
     pub grpc: u16,
     pub http: u16,
     pub health: u16,
+    /// Self-metrics (`/metrics`) port.
+    pub metrics: u16,
     pub dir: tempfile::TempDir,
+}
+
+/// Writes `telemetry.yaml` (self-metrics on a free loopback port, instead of the default
+/// 8888 that parallel tests would share) into `dir`; pass it as a second `--config`.
+pub fn telemetry_config(dir: &Path) -> (PathBuf, u16) {
+    let port = free_port();
+    let path = dir.join("telemetry.yaml");
+    std::fs::write(&path, format!("service:\n  telemetry:\n    metrics:\n      address: \"127.0.0.1:{port}\"\n"))
+        .expect("write telemetry.yaml");
+    (path, port)
 }
 
 impl Instance {
@@ -67,10 +79,11 @@ impl Instance {
         let config = fill(template, grpc, http, health, dir.path());
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
+        let (telemetry, metrics) = telemetry_config(dir.path());
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(&config_path).current_dir(dir.path());
+        cmd.arg("--config").arg(&config_path).arg("--config").arg(telemetry).current_dir(dir.path());
         let child = spawn(cmd, dir.path(), env);
-        let inst = Instance { child: Some(child), grpc, http, health, dir };
+        let inst = Instance { child: Some(child), grpc, http, health, metrics, dir };
         inst.wait_healthy();
         inst
     }
@@ -79,17 +92,18 @@ impl Instance {
     pub fn start_default() -> Instance {
         crypto();
         let dir = tempfile::tempdir().expect("tempdir");
-        let (grpc, http, health) = (free_port(), free_port(), free_port());
+        let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
         let mut cmd = Command::new(BIN);
         cmd.current_dir(dir.path());
         let env = [
+            ("OTTERLINE_METRICS_ADDRESS", format!("127.0.0.1:{metrics}")),
             ("OTTERLINE_GRPC_ENDPOINT", format!("127.0.0.1:{grpc}")),
             ("OTTERLINE_HTTP_ENDPOINT", format!("127.0.0.1:{http}")),
             ("OTTERLINE_HEALTH_ENDPOINT", format!("127.0.0.1:{health}")),
         ];
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let child = spawn(cmd, dir.path(), &env);
-        let inst = Instance { child: Some(child), grpc, http, health, dir };
+        let inst = Instance { child: Some(child), grpc, http, health, metrics, dir };
         inst.wait_healthy();
         inst
     }
@@ -100,6 +114,16 @@ impl Instance {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The self-metrics text (`GET /metrics`).
+    pub fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics").map(|(_, b)| b).unwrap_or_default()
+    }
+
+    /// The value of one Prometheus sample, e.g. `otterline_exporter_dropped_items_total{exporter="otlp",signal="traces"}`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics_text(), series)
     }
 
     /// GET on the health endpoint: (status code, body).
@@ -184,6 +208,11 @@ pub fn fill(template: &str, grpc: u16, http: u16, health: u16, dir: &Path) -> St
         .replace("{{HTTP}}", &http.to_string())
         .replace("{{HEALTH}}", &health.to_string())
         .replace("{{DIR}}", &dir.display().to_string())
+}
+
+/// The value of `series` (name and labels exactly as rendered) in Prometheus text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A minimal HTTP/1.0 GET over loopback: (status, body).

@@ -134,7 +134,17 @@ impl BuildContext<'_> {
 
     /// An error about a key of this component's config (e.g. a semantic check after parsing).
     pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        let node = if key.is_empty() { None } else { self.config.get(key) };
+        // `key` may be dotted (`tls.ca_file`): point at the deepest part that is written.
+        let mut node = None;
+        if !key.is_empty() {
+            let mut cur = Some(self.config);
+            for part in key.split('.') {
+                cur = cur.and_then(|n| n.get(part));
+                if cur.is_some() {
+                    node = cur;
+                }
+            }
+        }
         let fallback = if self.config.is_null() { self.mark } else { &self.config.mark };
         let mark = node.map(|n| n.mark.clone()).unwrap_or_else(|| fallback.clone());
         let path = if key.is_empty() { self.path.clone() } else { format!("{}.{key}", self.path) };
@@ -181,8 +191,40 @@ pub enum Refusal {
     Full,
     #[error("Otterline is shutting down; retry against another instance or later")]
     ShuttingDown,
+    #[error("memory limit reached ({0}); retry later")]
+    MemoryLimit(String),
     #[error("no pipeline takes {0} from this receiver")]
     NoPipeline(Signal),
+}
+
+impl Refusal {
+    /// Whether the client should retry (everything but a missing pipeline).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Refusal::NoPipeline(_))
+    }
+}
+
+/// A switch a processor (`memory_limiter`) holds to make the receivers of its pipeline
+/// refuse new data with a retryable error; one relaxed atomic load per batch when open.
+#[derive(Debug)]
+pub struct Gate {
+    closed: std::sync::atomic::AtomicBool,
+    owner: String,
+}
+
+impl Gate {
+    pub fn new(owner: impl Into<String>) -> Gate {
+        Gate { closed: Default::default(), owner: owner.into() }
+    }
+    pub fn set_closed(&self, closed: bool) {
+        self.closed.store(closed, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
 }
 
 /// A receiver's way into its pipelines: routes each batch to every pipeline that
@@ -194,6 +236,8 @@ pub struct Output {
 
 struct OutputInner {
     routes: [Vec<mpsc::Sender<Batch>>; 3],
+    /// Admission gates of the pipelines each signal goes to.
+    gates: [Vec<Arc<Gate>>; 3],
     admission_timeout: Duration,
     health: Arc<ComponentHealth>,
 }
@@ -204,7 +248,20 @@ impl Output {
         admission_timeout: Duration,
         health: Arc<ComponentHealth>,
     ) -> Output {
-        Output { inner: Arc::new(OutputInner { routes, admission_timeout, health }) }
+        Output::with_gates(routes, Default::default(), admission_timeout, health)
+    }
+
+    pub fn with_gates(
+        routes: [Vec<mpsc::Sender<Batch>>; 3],
+        gates: [Vec<Arc<Gate>>; 3],
+        admission_timeout: Duration,
+        health: Arc<ComponentHealth>,
+    ) -> Output {
+        Output { inner: Arc::new(OutputInner { routes, gates, admission_timeout, health }) }
+    }
+
+    fn closed_gate(&self, signal: Signal) -> Option<&Gate> {
+        self.inner.gates[signal.index()].iter().find(|g| g.is_closed()).map(|g| g.as_ref())
     }
 
     /// Whether any pipeline takes `signal` from this receiver.
@@ -221,23 +278,27 @@ impl Output {
         if routes.is_empty() {
             return Err(Refusal::NoPipeline(signal));
         }
+        if let Some(g) = self.closed_gate(signal) {
+            let why = g.owner().to_string();
+            return self.refuse(signal, items, Refusal::MemoryLimit(why));
+        }
         let deadline = tokio::time::Instant::now() + self.inner.admission_timeout;
         let mut permits = Vec::with_capacity(routes.len());
         for tx in routes {
             let permit = match tx.try_reserve() {
                 Ok(p) => p,
-                Err(mpsc::error::TrySendError::Closed(())) => return self.refuse(items, Refusal::ShuttingDown),
+                Err(mpsc::error::TrySendError::Closed(())) => return self.refuse(signal, items, Refusal::ShuttingDown),
                 Err(mpsc::error::TrySendError::Full(())) => {
                     match tokio::time::timeout_at(deadline, tx.reserve()).await {
                         Ok(Ok(p)) => p,
-                        Ok(Err(_)) => return self.refuse(items, Refusal::ShuttingDown),
-                        Err(_) => return self.refuse(items, Refusal::Full),
+                        Ok(Err(_)) => return self.refuse(signal, items, Refusal::ShuttingDown),
+                        Err(_) => return self.refuse(signal, items, Refusal::Full),
                     }
                 }
             };
             permits.push(permit);
         }
-        self.dispatch(permits, batch, items);
+        self.dispatch(permits, batch, signal, items);
         Ok(())
     }
 
@@ -250,16 +311,19 @@ impl Output {
         if routes.is_empty() {
             return Err(Refusal::NoPipeline(signal));
         }
+        while self.closed_gate(signal).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let mut permits = Vec::with_capacity(routes.len());
         for tx in routes {
             permits.push(tx.reserve().await.map_err(|_| Refusal::ShuttingDown)?);
         }
-        self.dispatch(permits, batch, items);
+        self.dispatch(permits, batch, signal, items);
         Ok(())
     }
 
     /// Sends on reserved slots: one clone per extra pipeline, the original to the last.
-    fn dispatch(&self, mut permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch, items: u64) {
+    fn dispatch(&self, mut permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch, signal: Signal, items: u64) {
         let last = permits.pop();
         for p in permits {
             p.send(batch.clone());
@@ -267,11 +331,11 @@ impl Output {
         if let Some(p) = last {
             p.send(batch);
         }
-        self.inner.health.counters.add_accepted(items);
+        self.inner.health.counters.add_accepted(signal, items);
     }
 
-    fn refuse(&self, items: u64, r: Refusal) -> Result<(), Refusal> {
-        self.inner.health.counters.add_refused(items);
+    fn refuse(&self, signal: Signal, items: u64, r: Refusal) -> Result<(), Refusal> {
+        self.inner.health.counters.add_refused(signal, items);
         Err(r)
     }
 }
@@ -292,6 +356,12 @@ pub trait ProcessorFactory: Send + Sync {
 pub trait Processor: Send {
     /// Hands the processor its health entry (for its own counters); called once before data flows.
     fn attach(&mut self, _health: Arc<ComponentHealth>) {}
+
+    /// A gate that, while closed, makes the receivers of this pipeline refuse new data
+    /// (retryable). Only admission-control processors (`memory_limiter`) have one.
+    fn admission_gate(&self) -> Option<Arc<Gate>> {
+        None
+    }
 
     /// Consumes `batch` and pushes what continues down the pipeline to `out`:
     /// the batch itself (possibly changed), nothing, or more batches of any signal.
@@ -343,6 +413,13 @@ pub trait Exporter: Send {
     /// Exports one batch. Borrowed, so that a retry needs no copy.
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError>;
 
+    /// True for exporters that queue and deliver asynchronously and therefore count
+    /// `sent` and `dropped` themselves; otherwise the engine counts a successful
+    /// [`Exporter::export`] as sent.
+    fn counts_sent(&self) -> bool {
+        false
+    }
+
     /// How often [`Exporter::tick`] runs (flush intervals, rotation by age).
     fn tick_interval(&self) -> Option<Duration> {
         None
@@ -361,6 +438,9 @@ pub trait Exporter: Send {
 pub struct ExporterContext {
     pub id: ComponentId,
     pub health: Arc<ComponentHealth>,
+    /// Fires when the shutdown timeout is reached while draining: stop retrying, keep
+    /// what can be kept (a persistent queue), count the rest as dropped, and return.
+    pub abort: CancellationToken,
 }
 
 // ---------------------------------------------------------------------------

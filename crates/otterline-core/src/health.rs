@@ -4,13 +4,14 @@
 //! counters (atomics, bumped once per batch). The health endpoint and the logs
 //! read a [`Snapshot`].
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::component::ComponentKind;
+use crate::pdata::Signal;
 
 /// Where the service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,36 +47,69 @@ impl Status {
     }
 }
 
-/// Item counters of one component (items are spans, data points or log records).
+/// Item counters of one component, per signal (items are spans, data points or log records).
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Received and queued (receivers).
-    pub accepted: AtomicU64,
+    pub accepted: [AtomicU64; 3],
     /// Refused with a retryable error (receivers).
-    pub refused: AtomicU64,
+    pub refused: [AtomicU64; 3],
     /// Written or sent (exporters).
-    pub sent: AtomicU64,
+    pub sent: [AtomicU64; 3],
     /// Export attempts that failed and will be retried (exporters).
-    pub retried: AtomicU64,
+    pub retried: [AtomicU64; 3],
     /// Given up on, logged (exporters).
-    pub dropped: AtomicU64,
+    pub dropped: [AtomicU64; 3],
+}
+
+fn total(a: &[AtomicU64; 3]) -> u64 {
+    a.iter().map(|v| v.load(Ordering::Relaxed)).sum()
 }
 
 impl Counters {
-    pub fn add_accepted(&self, n: u64) {
-        self.accepted.fetch_add(n, Ordering::Relaxed);
+    pub fn add_accepted(&self, s: Signal, n: u64) {
+        self.accepted[s.index()].fetch_add(n, Ordering::Relaxed);
     }
-    pub fn add_refused(&self, n: u64) {
-        self.refused.fetch_add(n, Ordering::Relaxed);
+    pub fn add_refused(&self, s: Signal, n: u64) {
+        self.refused[s.index()].fetch_add(n, Ordering::Relaxed);
     }
-    pub fn add_sent(&self, n: u64) {
-        self.sent.fetch_add(n, Ordering::Relaxed);
+    pub fn add_sent(&self, s: Signal, n: u64) {
+        self.sent[s.index()].fetch_add(n, Ordering::Relaxed);
     }
-    pub fn add_retried(&self, n: u64) {
-        self.retried.fetch_add(n, Ordering::Relaxed);
+    pub fn add_retried(&self, s: Signal, n: u64) {
+        self.retried[s.index()].fetch_add(n, Ordering::Relaxed);
     }
-    pub fn add_dropped(&self, n: u64) {
-        self.dropped.fetch_add(n, Ordering::Relaxed);
+    pub fn add_dropped(&self, s: Signal, n: u64) {
+        self.dropped[s.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counts of one signal.
+    pub fn of(&self, s: Signal) -> SignalCounts {
+        let i = s.index();
+        let l = |a: &[AtomicU64; 3]| a[i].load(Ordering::Relaxed);
+        SignalCounts {
+            accepted: l(&self.accepted),
+            refused: l(&self.refused),
+            sent: l(&self.sent),
+            retried: l(&self.retried),
+            dropped: l(&self.dropped),
+        }
+    }
+}
+
+/// The counters of one component for one signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SignalCounts {
+    pub accepted: u64,
+    pub refused: u64,
+    pub sent: u64,
+    pub retried: u64,
+    pub dropped: u64,
+}
+
+impl SignalCounts {
+    pub fn is_zero(&self) -> bool {
+        *self == SignalCounts::default()
     }
 }
 
@@ -88,6 +122,8 @@ pub struct ComponentHealth {
     pub counters: Counters,
     /// Component-specific counts (e.g. `unpriced_spans`), bumped at most once per batch.
     extra: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Current values (queue sizes), each owned and updated lock-free by the component.
+    gauges: Mutex<Vec<(&'static str, Arc<AtomicI64>)>>,
 }
 
 impl ComponentHealth {
@@ -103,6 +139,23 @@ impl ComponentHealth {
         }
     }
 
+    /// A gauge named `key` (e.g. `queue_size`): the component keeps the handle and stores
+    /// into it; readers see the latest value.
+    pub fn gauge(&self, key: &'static str) -> Arc<AtomicI64> {
+        let g = Arc::new(AtomicI64::new(0));
+        if let Ok(mut list) = self.gauges.lock() {
+            list.push((key, g.clone()));
+        }
+        g
+    }
+
+    pub fn gauges(&self) -> std::collections::BTreeMap<String, i64> {
+        self.gauges
+            .lock()
+            .map(|l| l.iter().map(|(k, v)| (k.to_string(), v.load(Ordering::Relaxed))).collect())
+            .unwrap_or_default()
+    }
+
     /// The component-specific counters.
     pub fn extra(&self) -> std::collections::BTreeMap<String, u64> {
         self.extra.lock().map(|m| m.clone()).unwrap_or_default()
@@ -116,6 +169,7 @@ impl ComponentHealth {
             message: Mutex::new(String::new()),
             counters: Counters::default(),
             extra: Mutex::new(Default::default()),
+            gauges: Mutex::new(Vec::new()),
         }
     }
 
@@ -145,12 +199,14 @@ impl ComponentHealth {
             id: self.id.clone(),
             status: self.status(),
             message: self.message.lock().map(|m| m.clone()).unwrap_or_default(),
-            accepted: c.accepted.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            sent: c.sent.load(Ordering::Relaxed),
-            retried: c.retried.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
+            accepted: total(&c.accepted),
+            refused: total(&c.refused),
+            sent: total(&c.sent),
+            retried: total(&c.retried),
+            dropped: total(&c.dropped),
+            signals: Signal::ALL.iter().map(|s| (s.as_str(), c.of(*s))).filter(|(_, v)| !v.is_zero()).collect(),
             extra: self.extra(),
+            gauges: self.gauges(),
         }
     }
 }
@@ -233,6 +289,11 @@ pub struct ComponentSnapshot {
     pub sent: u64,
     pub retried: u64,
     pub dropped: u64,
+    /// The same counters per signal (signals with any count only).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub signals: std::collections::BTreeMap<&'static str, SignalCounts>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub extra: std::collections::BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gauges: std::collections::BTreeMap<String, i64>,
 }

@@ -8,6 +8,7 @@
 //! - [`registry`]: maps a YAML type name to a factory.
 //! - [`service`]: validates a config against a registry and runs its pipelines.
 //! - [`health`]: shared component status and counters, read by the health endpoint.
+//! - [`telemetry`]: self-metrics in the Prometheus text format, process RSS and CPU.
 //! - [`net`]: endpoint syntax and binding for servers.
 //! - [`fsutil`]: temp-then-rename files and leftover detection.
 //! - [`units`]: durations (`200ms`, `1h`, `90d`) and byte sizes.
@@ -20,6 +21,7 @@ pub mod net;
 pub mod pdata;
 pub mod registry;
 pub mod service;
+pub mod telemetry;
 pub mod time;
 pub mod units;
 

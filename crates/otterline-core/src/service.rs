@@ -243,7 +243,7 @@ impl Service {
         let exp_signals: Vec<SignalSet> = exporters.iter().map(|e| e.signals).collect();
         for BuiltExporter { id, mut exporter, .. } in exporters {
             let h = health.register(ComponentKind::Exporter, &id.to_string());
-            let ctx = ExporterContext { id: id.clone(), health: h.clone() };
+            let ctx = ExporterContext { id: id.clone(), health: h.clone(), abort: abort.clone() };
             if let Err(error) = exporter.start(&ctx).await {
                 ext_token.cancel();
                 return Err(RunError::Start { kind: ComponentKind::Exporter, id, error });
@@ -259,11 +259,13 @@ impl Service {
         let close_pipelines = CancellationToken::new();
         let mut pipe_senders = Vec::new();
         let mut pipe_tasks = Vec::new();
+        let mut pipe_gates: Vec<Vec<Arc<crate::component::Gate>>> = Vec::new();
         for p in pipelines {
             let h = health.register_named("pipeline", &p.name);
             h.set(Status::Ok, "");
             let (tx, rx) = mpsc::channel(queues.pipeline_size);
             pipe_senders.push((tx, p.signals));
+            pipe_gates.push(p.processors.iter().filter_map(|(_, proc_)| proc_.admission_gate()).collect());
             let mut processors = p.processors;
             for (id, proc_) in processors.iter_mut() {
                 let ph = health.register(ComponentKind::Processor, &format!("{id} ({})", p.name));
@@ -287,13 +289,15 @@ impl Service {
         for r in receivers {
             let h = health.register(ComponentKind::Receiver, &r.id.to_string());
             let mut routes: [Vec<mpsc::Sender<Batch>>; 3] = Default::default();
+            let mut gates: [Vec<Arc<crate::component::Gate>>; 3] = Default::default();
             for &pi in &r.pipelines {
                 let (tx, sigs) = &pipe_senders[pi];
                 for s in sigs.iter().filter(|s| r.signals.contains(*s)) {
                     routes[s.index()].push(tx.clone());
+                    gates[s.index()].extend(pipe_gates[pi].iter().cloned());
                 }
             }
-            let output = Output::new(routes, queues.admission_timeout, h.clone());
+            let output = Output::with_gates(routes, gates, queues.admission_timeout, h.clone());
             let ctx = ReceiverContext { id: r.id.clone(), output, shutdown: recv_token.clone(), health: h.clone() };
             match r.receiver.start(ctx).await {
                 Ok(task) => {
@@ -498,7 +502,7 @@ async fn deliver(pipeline: &str, exporters: &[ExporterRoute], out: &mut Vec<Batc
             let items = b.item_count() as u64;
             // Waits while the exporter's queue is full: this is the backpressure path.
             if t.tx.send(b).await.is_err() {
-                health.counters.add_dropped(items);
+                health.counters.add_dropped(signal, items);
                 error!(pipeline, items, "an exporter stopped early; a batch could not be delivered to it");
             }
         }
@@ -561,27 +565,30 @@ async fn export_with_retry(
     abort: &CancellationToken,
 ) {
     let items = batch.item_count() as u64;
+    let signal = batch.signal();
     let mut backoff = Duration::from_millis(100);
     loop {
         match exporter.export(&batch).await {
             Ok(()) => {
-                health.counters.add_sent(items);
+                if !exporter.counts_sent() {
+                    health.counters.add_sent(signal, items);
+                }
                 health.recover();
                 return;
             }
             Err(ExportError::Permanent(msg)) => {
-                health.counters.add_dropped(items);
+                health.counters.add_dropped(signal, items);
                 error!(exporter = %id, items, error = %msg, "export failed permanently; batch dropped");
                 return;
             }
             Err(ExportError::Retryable(msg)) => {
-                health.counters.add_retried(items);
+                health.counters.add_retried(signal, items);
                 health.set(Status::Degraded, msg.clone());
                 warn!(exporter = %id, items, error = %msg, retry_in = ?backoff, "export failed; will retry (new data is refused while the queue is full)");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = abort.cancelled() => {
-                        health.counters.add_dropped(items);
+                        health.counters.add_dropped(signal, items);
                         error!(exporter = %id, items, "gave up retrying at the shutdown timeout; batch dropped");
                         return;
                     }

@@ -506,6 +506,7 @@ mod tests {
             e2.start(&ExporterContext {
                 id: otterline_core::ComponentId::parse("json").unwrap(),
                 health: std::sync::Arc::new(otterline_core::health::ComponentHealth::new("exporter", "json".into())),
+                abort: Default::default(),
             })
             .await
             .unwrap();

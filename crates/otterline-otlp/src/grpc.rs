@@ -48,7 +48,7 @@ impl Handler {
 
 pub(crate) fn refusal_status(receiver: &str, r: Refusal) -> Status {
     match r {
-        Refusal::Full | Refusal::ShuttingDown => Status::with_error_details(
+        Refusal::Full | Refusal::ShuttingDown | Refusal::MemoryLimit(_) => Status::with_error_details(
             Code::Unavailable,
             format!("{receiver}: {r}"),
             ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),

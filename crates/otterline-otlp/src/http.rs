@@ -149,7 +149,7 @@ async fn receive(
     let (rejected, message) = validate(&mut batch);
     if batch.item_count() > 0 || rejected == 0 {
         shared.output.send(batch).await.map_err(|r| match r {
-            Refusal::Full | Refusal::ShuttingDown => {
+            Refusal::Full | Refusal::ShuttingDown | Refusal::MemoryLimit(_) => {
                 Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver))
             }
             Refusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),

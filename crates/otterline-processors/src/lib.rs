@@ -12,8 +12,10 @@ pub mod anomaly;
 pub mod batch;
 pub mod budget;
 pub mod cost;
+pub mod memory_limiter;
 
 pub use aggregate::AggregateProcessorFactory;
 pub use anomaly::AnomalyProcessorFactory;
-pub use batch::BatchProcessorFactory;
+pub use batch::{BatchConfig, BatchProcessor, BatchProcessorFactory};
 pub use cost::CostProcessorFactory;
+pub use memory_limiter::MemoryLimiterProcessorFactory;

@@ -80,6 +80,7 @@ fn main() {
         let hctx = ExporterContext {
             id: id.clone(),
             health: std::sync::Arc::new(ComponentHealth::new("exporter", "parquet".into())),
+            abort: Default::default(),
         };
         exporter.start(&hctx).await.expect("start");
         for b in &reqs {

@@ -124,6 +124,44 @@ impl PipelineDecl {
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub logs: LogsTelemetry,
+    pub metrics: MetricsTelemetry,
+}
+
+/// `service.telemetry.metrics`: Otterline's own metrics, Prometheus text on `/metrics`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsTelemetry {
+    /// `host:port`; unset means `127.0.0.1:8888` for `run` and off for `replay`; `""` turns it off.
+    pub address: Option<String>,
+    /// `none` turns the endpoint off; `basic`, `normal` and `detailed` (the Collector's levels) serve everything.
+    pub level: MetricsLevel,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsLevel {
+    None,
+    Basic,
+    #[default]
+    Normal,
+    Detailed,
+}
+
+impl MetricsTelemetry {
+    /// Default self-metrics address for a long-running collector.
+    pub const DEFAULT_ADDRESS: &'static str = "127.0.0.1:8888";
+
+    /// Where to serve, if at all; `default` is used when no address is configured.
+    pub fn resolved(&self, default: Option<&str>) -> Option<String> {
+        if self.level == MetricsLevel::None {
+            return None;
+        }
+        match self.address.as_deref().map(str::trim) {
+            Some("") => None,
+            Some(a) => Some(a.to_string()),
+            None => default.map(str::to_string),
+        }
+    }
 }
 
 /// `service.telemetry.logs`.
@@ -463,6 +501,13 @@ fn check_service(node: &Node, diags: &mut Diagnostics, opts: LoadOptions) -> Opt
         }),
         None => TelemetryConfig::default(),
     };
+    if let Some(addr) = telemetry.metrics.address.as_deref().filter(|a| !a.trim().is_empty()) {
+        if let Err(msg) = crate::net::parse_endpoint(addr) {
+            let key = node.get("telemetry").and_then(|t| t.get("metrics")).and_then(|m| m.get("address"));
+            let mark = key.map(|k| k.mark.clone()).unwrap_or_else(|| node.mark.clone());
+            diags.errors.push(ConfigError::at(&mark, "service.telemetry.metrics.address", msg));
+        }
+    }
     let queues = match node.get("queues") {
         Some(n) => from_node::<QueueConfig>(n, "service.queues").unwrap_or_else(|e| {
             diags.errors.push(e);

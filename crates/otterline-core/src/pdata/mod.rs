@@ -149,6 +149,26 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.resource_count() == 0
     }
+
+    /// The OTLP protobuf encoding of the export request.
+    pub fn encode_protobuf(&self) -> Vec<u8> {
+        use prost::Message;
+        match self {
+            Batch::Traces(r) => r.encode_to_vec(),
+            Batch::Metrics(r) => r.encode_to_vec(),
+            Batch::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// Decodes an OTLP protobuf export request of `signal`.
+    pub fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<Batch, prost::DecodeError> {
+        use prost::Message;
+        Ok(match signal {
+            Signal::Traces => Batch::Traces(ExportTraceServiceRequest::decode(bytes)?),
+            Signal::Metrics => Batch::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
+            Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(bytes)?),
+        })
+    }
 }
 
 pub fn span_count(r: &ExportTraceServiceRequest) -> usize {

@@ -1,0 +1,377 @@
+//! The forwarding exporters against real upstreams on loopback: an upstream that is down
+//! and comes back, SIGKILL with a persistent queue, permanent 400s, 10× overload under
+//! `memory_limiter`, and TLS with a CA (and client certificate) made in the test.
+//!
+//! Delivery is at least once; every test also counts duplicates, and in these scenarios
+//! (no response is lost) there are none.
+
+mod common;
+#[path = "common/upstream.rs"]
+mod upstream;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Instance};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use upstream::{make_pki, ServerTls, Upstream};
+
+/// `n` spans with unique ids derived from `tag`, named `<prefix>-…`, each with a `pad`-byte attribute.
+fn request(prefix: &str, tag: u64, n: usize, pad: usize) -> ExportTraceServiceRequest {
+    let filler = "x".repeat(pad);
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: tag.to_be_bytes().repeat(2),
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: format!("{prefix}-{tag}-{i}"),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_100_000_000,
+            attributes: if pad > 0 {
+                vec![KeyValue {
+                    key: "pad".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue(filler.clone())) }),
+                    ..Default::default()
+                }]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Posts until accepted, retrying 503s like an SDK would. Returns the refusals seen.
+fn post_until_accepted(client: &reqwest::blocking::Client, port: u16, body: Vec<u8>) -> u32 {
+    let mut refusals = 0;
+    loop {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/v1/traces"))
+            .header("Content-Type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .expect("post");
+        match r.status().as_u16() {
+            200 => return refusals,
+            503 => {
+                refusals += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            s => panic!("unexpected status {s}: {}", r.text().unwrap_or_default()),
+        }
+    }
+}
+
+const FORWARD: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:{{GRPC}}"}
+      http: {endpoint: "127.0.0.1:{{HTTP}}"}
+exporters:
+  EXPORTERS
+extensions:
+  health_check: {endpoint: "127.0.0.1:{{HEALTH}}"}
+service:
+  extensions: [health_check]
+  shutdown_timeout: 60s
+  pipelines:
+    traces: {receivers: [otlp], PROCESSORS exporters: [EXPORTER_IDS]}
+"#;
+
+fn forward_config(exporters: &str, ids: &str, processors: &str) -> String {
+    FORWARD.replace("EXPORTERS", exporters).replace("EXPORTER_IDS", ids).replace("PROCESSORS", processors)
+}
+
+fn series(name: &str, exporter: &str) -> String {
+    format!("otterline_exporter_{name}_items_total{{exporter=\"{exporter}\",signal=\"traces\"}}")
+}
+
+fn wait_metric(inst: &Instance, series: &str, want: f64, limit: Duration) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = inst.metric(series).unwrap_or(0.0);
+        if v >= want || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn upstream_down_then_up_every_span_is_delivered_once() {
+    let port = free_port();
+    let exporter = format!(
+        r#"otlp:
+    endpoint: "127.0.0.1:{port}"
+    tls: {{insecure: true}}
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms, max_elapsed_time: 120s}}
+    sending_queue: {{num_consumers: 4, queue_size: 1000}}"#
+    );
+    let mut inst = Instance::start(&forward_config(&exporter, "otlp", ""));
+    let client = reqwest::blocking::Client::new();
+    for tag in 1..=40u64 {
+        assert_eq!(post_until_accepted(&client, inst.http, request("down", tag, 100, 0).encode_to_vec()), 0);
+    }
+    // While the upstream is down: attempts fail and are retried, nothing is dropped.
+    let failed = wait_metric(&inst, &series("failed", "otlp"), 1.0, Duration::from_secs(10));
+    assert!(failed > 0.0, "{}", inst.metrics_text());
+    assert_eq!(inst.metric(&series("exported", "otlp")).unwrap_or(0.0), 0.0);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let up = Upstream::grpc(port, None, Duration::ZERO);
+    let got = up.received.wait_for(4000, Duration::from_secs(30));
+    assert_eq!(got, 4000, "every span arrives once the upstream is back");
+    let exported = wait_metric(&inst, &series("exported", "otlp"), 4000.0, Duration::from_secs(5));
+    assert_eq!(exported, 4000.0);
+    assert_eq!(inst.metric(&series("dropped", "otlp")).unwrap_or(0.0), 0.0);
+    let status = inst.terminate();
+    assert!(status.success(), "{}", inst.stderr());
+    eprintln!(
+        "down/up: delivered {got} of 4000 spans, {} duplicates, {failed} items in failed attempts",
+        up.received.duplicates()
+    );
+    assert_eq!(up.received.duplicates(), 0);
+}
+
+#[test]
+fn sigkill_with_a_persistent_queue_then_restart_delivers_the_queued_data() {
+    let port = free_port();
+    let storage = tempfile::tempdir().unwrap();
+    let exporter = format!(
+        r#"otlp:
+    endpoint: "127.0.0.1:{port}"
+    tls: {{insecure: true}}
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms, max_elapsed_time: 300s}}
+    sending_queue: {{num_consumers: 2, queue_size: 500, storage: "{}"}}"#,
+        storage.path().display()
+    );
+    let config = forward_config(&exporter, "otlp", "");
+    let mut first = Instance::start(&config);
+    let client = reqwest::blocking::Client::new();
+    for tag in 1..=30u64 {
+        post_until_accepted(&client, first.http, request("kill", tag, 100, 0).encode_to_vec());
+    }
+    let queue_dir = storage.path().join("otlp");
+    let records = || {
+        std::fs::read_dir(&queue_dir)
+            .map(|d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "otq")).count())
+            .unwrap_or(0)
+    };
+    // Accepted requests pass the (in-memory, bounded) pipeline queue within milliseconds;
+    // once in the sending queue they are on disk, fsynced.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records() < 30 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(records(), 30);
+    first.signal(libc::SIGKILL);
+    let status = first.wait(Duration::from_secs(10));
+    assert!(!status.success());
+    assert_eq!(records(), 30, "SIGKILL loses nothing that was queued");
+
+    let up = Upstream::grpc(port, None, Duration::ZERO);
+    let mut second = Instance::start(&config);
+    let got = up.received.wait_for(3000, Duration::from_secs(30));
+    assert_eq!(got, 3000, "the restarted instance resumes the queue");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(records(), 0, "acknowledged records are deleted");
+    assert!(second.stderr().contains("persistent sending queue resumes where it left off"), "{}", second.stderr());
+    assert!(second.terminate().success(), "{}", second.stderr());
+    eprintln!("SIGKILL: delivered {got} of 3000 spans after restart, {} duplicates", up.received.duplicates());
+    assert_eq!(up.received.duplicates(), 0);
+}
+
+#[test]
+fn http_400_drops_those_requests_counted_and_delivers_the_rest() {
+    let (up, rejected_requests) = Upstream::http_rejecting_poison(0);
+    let exporter = format!(
+        r#"otlp_http:
+    endpoint: "http://{}"
+    compression: zstd
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms}}
+    sending_queue: {{num_consumers: 2}}"#,
+        up.addr
+    );
+    let mut inst = Instance::start(&forward_config(&exporter, "otlp_http", ""));
+    let client = reqwest::blocking::Client::new();
+    for tag in 1..=25u64 {
+        let prefix = if tag % 5 == 0 { "poison" } else { "good" };
+        post_until_accepted(&client, inst.http, request(prefix, tag, 50, 0).encode_to_vec());
+    }
+    assert_eq!(up.received.wait_for(1000, Duration::from_secs(20)), 1000);
+    let dropped = wait_metric(&inst, &series("dropped", "otlp_http"), 250.0, Duration::from_secs(10));
+    assert_eq!(dropped, 250.0, "5 requests of 50 spans refused with 400 are dropped and counted");
+    assert_eq!(inst.metric(&series("exported", "otlp_http")), Some(1000.0));
+    // A 400 is not retried.
+    assert_eq!(rejected_requests.load(Ordering::Relaxed), 5);
+    assert_eq!(inst.metric(&series("failed", "otlp_http")).unwrap_or(0.0), 0.0);
+    assert!(inst.terminate().success());
+    let log = inst.stderr();
+    assert!(log.contains("refused a request permanently") && log.contains("400 Bad Request"), "{log}");
+    eprintln!(
+        "400s: delivered {} spans, dropped {dropped} (5 poisoned requests), {} duplicates",
+        up.received.unique(),
+        up.received.duplicates()
+    );
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn memory_limiter_keeps_rss_under_the_limit_at_10x_overload() {
+    // The upstream takes 100 ms per request: 2 consumers × 10/s × 500 spans = 10k spans/s.
+    let up = Upstream::grpc(0, None, Duration::from_millis(100));
+    let exporter = format!(
+        r#"otlp:
+    endpoint: "http://{}"
+    compression: none
+    sending_queue: {{num_consumers: 2, queue_size: 5000}}"#,
+        up.addr
+    );
+    let limiter = "memory_limiter: {check_interval: 50ms, limit_mib: 100, spike_limit_mib: 40}";
+    let config = forward_config(&exporter, "otlp", "processors: [memory_limiter],")
+        .replace("exporters:\n  otlp:", &format!("processors:\n  {limiter}\nexporters:\n  otlp:"));
+    let mut inst = Instance::start(&config);
+    let pid = inst.pid();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let offered = Arc::new(AtomicU64::new(0));
+    let memory_refusals = Arc::new(AtomicU64::new(0));
+    let other_refusals = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut threads = Vec::new();
+    for t in 0..6u64 {
+        let (accepted, offered, mem, other, port) =
+            (accepted.clone(), offered.clone(), memory_refusals.clone(), other_refusals.clone(), inst.http);
+        threads.push(std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let mut tag = (t + 1) * 1_000_000;
+            while Instant::now() < deadline {
+                tag += 1;
+                // ~150 KB per request.
+                let body = request("load", tag, 500, 250).encode_to_vec();
+                offered.fetch_add(500, Ordering::Relaxed);
+                let r = client
+                    .post(format!("http://127.0.0.1:{port}/v1/traces"))
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(body)
+                    .send()
+                    .expect("post");
+                match r.status().as_u16() {
+                    200 => {
+                        accepted.fetch_add(500, Ordering::Relaxed);
+                    }
+                    503 => {
+                        let st = tonic_types::Status::decode(r.bytes().unwrap()).expect("google.rpc.Status");
+                        if st.message.contains("memory limit reached") {
+                            mem.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            other.fetch_add(1, Ordering::Relaxed);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    s => panic!("unexpected status {s}"),
+                }
+            }
+        }));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let (acc, off) = (accepted.load(Ordering::Relaxed), offered.load(Ordering::Relaxed));
+    let (mem, other) = (memory_refusals.load(Ordering::Relaxed), other_refusals.load(Ordering::Relaxed));
+    let refused_metric =
+        inst.metric("otterline_receiver_refused_items_total{receiver=\"otlp\",signal=\"traces\"}").unwrap_or(0.0);
+    eprintln!(
+        "overload: offered {off} spans in 6 s ({:.1}x the upstream's 60k), accepted {acc}, refused requests: {mem} memory limit + {other} other, peak RSS {} KiB",
+        off as f64 / 60_000.0,
+        peak
+    );
+    assert!(off >= 10 * 60_000, "the load must be at least 10x what the upstream takes ({off} offered)");
+    assert!(mem > 0, "memory_limiter must refuse with a retryable error");
+    assert!(refused_metric > 0.0);
+    assert!(peak < 100 * 1024, "peak RSS {peak} KiB must stay under limit_mib (100 MiB)");
+    let status = inst.terminate();
+    assert!(status.success(), "{}", inst.stderr());
+    let got = up.received.wait_for(acc as usize, Duration::from_secs(5));
+    assert_eq!(got as u64, acc, "everything accepted is delivered");
+    assert_eq!(up.received.duplicates(), 0);
+}
+
+#[test]
+fn tls_with_a_ca_and_client_certificate_made_in_the_test() {
+    let pki = make_pki();
+    let certs = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = certs.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let (ca, cert, key) =
+        (write("ca.pem", &pki.ca_pem), write("client.pem", &pki.client_cert), write("client.key", &pki.client_key));
+    let up = Upstream::grpc(
+        0,
+        Some(ServerTls { cert_pem: pki.server_cert, key_pem: pki.server_key, client_ca_pem: Some(pki.ca_pem) }),
+        Duration::ZERO,
+    );
+    // `otlp/trusted` trusts the test CA and presents its client certificate; `otlp/untrusted`
+    // knows only the system roots, so its handshakes fail and it gives up after 1 s.
+    let exporters = format!(
+        r#"otlp/trusted:
+    endpoint: "{addr}"
+    tls: {{ca_file: "{ca}", cert_file: "{cert}", key_file: "{key}"}}
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms}}
+  otlp/untrusted:
+    endpoint: "https://{addr}"
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 200ms, max_elapsed_time: 1s}}"#,
+        addr = up.addr
+    );
+    let mut inst = Instance::start(&forward_config(&exporters, "otlp/trusted, otlp/untrusted", ""));
+    let client = reqwest::blocking::Client::new();
+    for tag in 1..=10u64 {
+        post_until_accepted(&client, inst.http, request("tls", tag, 100, 0).encode_to_vec());
+    }
+    assert_eq!(up.received.wait_for(1000, Duration::from_secs(20)), 1000);
+    assert_eq!(wait_metric(&inst, &series("exported", "otlp/trusted"), 1000.0, Duration::from_secs(5)), 1000.0);
+    let dropped = wait_metric(&inst, &series("dropped", "otlp/untrusted"), 1000.0, Duration::from_secs(20));
+    assert_eq!(dropped, 1000.0, "{}", inst.stderr());
+    assert_eq!(inst.metric(&series("exported", "otlp/untrusted")).unwrap_or(0.0), 0.0);
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    assert_eq!(up.received.duplicates(), 0);
+}
