@@ -253,9 +253,28 @@ fn every_shipped_pipeline_validates() {
     for e in std::fs::read_dir(format!("{root}/pipelines/examples")).unwrap() {
         files.push(e.unwrap().path());
     }
-    assert!(files.len() >= 3);
+    files.push(format!("{root}/examples/compose/gateway.yaml").into());
+    // The Kubernetes example's ConfigMap holds a config too.
+    let manifest = std::fs::read_to_string(format!("{root}/examples/kubernetes/sidecar.yaml")).unwrap();
+    let start = manifest.find("  config.yaml: |\n").expect("ConfigMap config.yaml") + "  config.yaml: |\n".len();
+    let embedded: String = manifest[start..]
+        .lines()
+        .take_while(|l| !l.starts_with("---"))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let k8s = dir.path().join("k8s-configmap.yaml");
+    std::fs::write(&k8s, embedded).unwrap();
+    files.push(k8s);
+    assert!(files.len() >= 5);
     for f in files {
-        let out = Command::new(BIN).arg("validate").arg("--config").arg(&f).output().unwrap();
+        let out = Command::new(BIN)
+            .arg("validate")
+            .arg("--config")
+            .arg(&f)
+            .env("UPSTREAM_ENDPOINT", "gateway:4317")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
     }
 }

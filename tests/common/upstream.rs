@@ -15,9 +15,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{Tra
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 
-/// Span ids (trace id + span id) accepted, with how many times each was accepted.
+/// Span ids (trace id + span id) accepted, with how many times each was accepted, and the
+/// last `x-tenant` header seen.
 #[derive(Default, Clone)]
-pub struct Received(Arc<Mutex<HashMap<Vec<u8>, u32>>>);
+pub struct Received(Arc<Mutex<HashMap<Vec<u8>, u32>>>, Arc<Mutex<Option<String>>>);
 
 impl Received {
     fn record(&self, req: &ExportTraceServiceRequest) {
@@ -31,6 +32,11 @@ impl Received {
                 }
             }
         }
+    }
+
+    /// The `x-tenant` header of the last request.
+    pub fn tenant(&self) -> Option<String> {
+        self.1.lock().unwrap().clone()
     }
 
     /// Distinct spans accepted.
@@ -56,7 +62,8 @@ impl Received {
 #[derive(Clone)]
 struct Traces {
     received: Received,
-    delay: Duration,
+    /// Milliseconds each request takes; changeable while running.
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[tonic::async_trait]
@@ -65,8 +72,12 @@ impl TraceService for Traces {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
+        let delay = self.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if let Some(t) = req.metadata().get("x-tenant").and_then(|v| v.to_str().ok()) {
+            *self.received.1.lock().unwrap() = Some(t.to_string());
         }
         self.received.record(req.get_ref());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
@@ -84,6 +95,7 @@ pub struct ServerTls {
 pub struct Upstream {
     pub received: Received,
     pub addr: SocketAddr,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -92,7 +104,8 @@ impl Upstream {
     /// An OTLP/gRPC trace server on `127.0.0.1:port` (0: any free port).
     pub fn grpc(port: u16, tls: Option<ServerTls>, delay: Duration) -> Upstream {
         let received = Received::default();
-        let svc = Traces { received: received.clone(), delay };
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(delay.as_millis() as u64));
+        let svc = Traces { received: received.clone(), delay_ms: delay_ms.clone() };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -125,7 +138,12 @@ impl Upstream {
             });
         });
         let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("upstream started");
-        Upstream { received, addr, stop: Some(stop_tx), thread: Some(thread) }
+        Upstream { received, addr, delay_ms, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    /// Changes how long the gRPC upstream takes per request.
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// An OTLP/HTTP trace server on `127.0.0.1:port`: 400 for requests with a span named
@@ -181,7 +199,8 @@ impl Upstream {
             });
         });
         let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("upstream started");
-        (Upstream { received, addr, stop: Some(stop_tx), thread: Some(thread) }, rejected_requests)
+        let delay_ms = Default::default();
+        (Upstream { received, addr, delay_ms, stop: Some(stop_tx), thread: Some(thread) }, rejected_requests)
     }
 }
 

@@ -3,13 +3,12 @@
 
 pub mod nab;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
@@ -111,42 +110,8 @@ pub fn encoded_trace_requests(count: usize, spans: usize) -> Vec<Bytes> {
     (0..count).map(|_| Bytes::from(trace_request(&mut rng, spans).encode_to_vec())).collect()
 }
 
-/// A tonic codec that sends pre-encoded protobuf bytes and returns the response bytes.
-#[derive(Clone, Copy, Default)]
-pub struct RawCodec;
-
-pub struct RawEncoder;
-pub struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
+/// Sends already-encoded bytes as they are (shared with the forwarding exporters).
+pub use otterline_forward::codec::RawCodec;
 
 /// CPU time (user + system) of a process, in seconds, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {

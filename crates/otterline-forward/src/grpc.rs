@@ -24,7 +24,9 @@ use otterline_core::SignalSet;
 use crate::codec::{export_path, partial_success, RawCodec};
 use crate::forwarder::{Forwarder, Outcome, Transport};
 use crate::queue::{Encoding, Request};
-use crate::settings::{check_common, Compression, QueueSettings, RetrySettings, TlsSettings};
+use crate::settings::{
+    check_common, effective_headers, Compression, Headers, QueueSettings, RetrySettings, TlsSettings,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,7 +34,7 @@ pub struct GrpcConfig {
     /// `host:port` (TLS unless `tls.insecure`), or `http://host:port` / `https://host:port`.
     pub endpoint: String,
     pub tls: TlsSettings,
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     pub compression: Compression,
     #[serde(with = "otterline_core::units::duration")]
     pub timeout: Duration,
@@ -79,7 +81,7 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
         check_common(ctx, cfg.timeout, &cfg.headers, &cfg.retry_on_failure, &cfg.sending_queue)?;
         let endpoint = endpoint(ctx, &cfg)?;
         let mut headers = Vec::new();
-        for (k, v) in &cfg.headers {
+        for (k, v) in effective_headers(&cfg.headers) {
             let key = AsciiMetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
                 .map_err(|e| ctx.error("headers", format!("{k:?}: {e}")))?;
             let value: AsciiMetadataValue =

@@ -20,7 +20,9 @@ use otterline_core::{Signal, SignalSet};
 use crate::codec::partial_success;
 use crate::forwarder::{Forwarder, Outcome, Transport};
 use crate::queue::{Encoding, Request};
-use crate::settings::{check_common, Compression, QueueSettings, RetrySettings, TlsSettings};
+use crate::settings::{
+    check_common, effective_headers, Compression, Headers, QueueSettings, RetrySettings, TlsSettings,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -40,7 +42,7 @@ pub struct HttpConfig {
     pub logs_endpoint: Option<String>,
     pub encoding: WireEncoding,
     pub tls: TlsSettings,
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     pub compression: Compression,
     #[serde(with = "otterline_core::units::duration")]
     pub timeout: Duration,
@@ -110,7 +112,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             );
         }
         let mut headers = HeaderMap::new();
-        for (k, v) in &cfg.headers {
+        for (k, v) in effective_headers(&cfg.headers) {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| ctx.error("headers", format!("{k:?}: {e}")))?;
             let value =
                 HeaderValue::from_str(v).map_err(|e| ctx.error("headers", format!("the value of {k:?}: {e}")))?;

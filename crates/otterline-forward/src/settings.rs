@@ -11,6 +11,14 @@ use otterline_core::component::BuildContext;
 use otterline_core::config::ConfigError;
 use otterline_processors::BatchConfig;
 
+/// `headers`: a value that is empty or null (an unset `${env:…}`) means "not sent".
+pub type Headers = BTreeMap<String, Option<String>>;
+
+/// The headers that are sent: those with a non-empty value.
+pub fn effective_headers(h: &Headers) -> impl Iterator<Item = (&str, &str)> {
+    h.iter().filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| (k.as_str(), v)))
+}
+
 /// `tls`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,15 +46,16 @@ pub struct TlsMaterial {
 impl TlsSettings {
     pub fn load(&self, ctx: &BuildContext<'_>) -> Result<TlsMaterial, ConfigError> {
         let read = |key: &str, p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, ConfigError> {
-            match p {
+            match p.as_ref().filter(|p| !p.as_os_str().is_empty()) {
                 None => Ok(None),
                 Some(p) => std::fs::read(p)
                     .map(Some)
                     .map_err(|e| ctx.error(&format!("tls.{key}"), format!("cannot read {}: {e}", p.display()))),
             }
         };
-        if self.cert_file.is_some() != self.key_file.is_some() {
-            let key = if self.cert_file.is_some() { "key_file" } else { "cert_file" };
+        let set = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+        if set(&self.cert_file) != set(&self.key_file) {
+            let key = if set(&self.cert_file) { "key_file" } else { "cert_file" };
             return Err(ctx.error("tls", format!("cert_file and key_file go together; add tls.{key}")));
         }
         Ok(TlsMaterial {
@@ -188,20 +197,20 @@ impl QueueBatch {
 pub fn check_common(
     ctx: &BuildContext<'_>,
     timeout: Duration,
-    headers: &BTreeMap<String, String>,
+    headers: &Headers,
     retry: &RetrySettings,
     queue: &QueueSettings,
 ) -> Result<(), ConfigError> {
     if timeout.is_zero() {
         return Err(ctx.error("timeout", "must be more than 0"));
     }
-    for (k, v) in headers {
+    for (k, v) in effective_headers(headers) {
         let ok_name = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !ok_name {
-            return Err(ctx.error("headers", format!("{k:?} is not a valid header name")));
+            return Err(ctx.error(&format!("headers.{k}"), format!("{k:?} is not a valid header name")));
         }
         if v.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-            return Err(ctx.error("headers", format!("the value of {k:?} has control characters")));
+            return Err(ctx.error(&format!("headers.{k}"), "the value has control characters"));
         }
     }
     if retry.enabled {
