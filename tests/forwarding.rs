@@ -231,16 +231,6 @@ fn http_400_drops_those_requests_counted_and_delivers_the_rest() {
     );
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn memory_limiter_keeps_rss_under_the_limit_at_10x_overload() {
     // While loaded, the upstream takes 200 ms per request and the exporter has one consumer:
@@ -311,7 +301,7 @@ fn memory_limiter_keeps_rss_under_the_limit_at_10x_overload() {
     // Load for at least 6 s, and until the limiter has refused for a while (at most 30 s).
     let mut refusing_since = None;
     loop {
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(common::rss_kib(pid));
         let elapsed = started.elapsed();
         if refusing_since.is_none() && memory_refusals.load(Ordering::Relaxed) > 0 {
             refusing_since = Some(Instant::now());
@@ -326,7 +316,7 @@ fn memory_limiter_keeps_rss_under_the_limit_at_10x_overload() {
     for t in threads {
         t.join().unwrap();
     }
-    peak = peak.max(rss_kib(pid));
+    peak = peak.max(common::rss_kib(pid));
     let secs = started.elapsed().as_secs_f64();
     let (acc, off) = (accepted.load(Ordering::Relaxed), offered.load(Ordering::Relaxed));
     let (mem, other) = (memory_refusals.load(Ordering::Relaxed), other_refusals.load(Ordering::Relaxed));

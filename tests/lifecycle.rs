@@ -41,16 +41,6 @@ fn post(client: &reqwest::blocking::Client, port: u16, body: Vec<u8>) -> reqwest
         .expect("post")
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 const SLOW: &str = r#"
 receivers:
   otlp:
@@ -181,7 +171,7 @@ fn overload_gets_retryable_refusals_with_bounded_memory_and_no_loss() {
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(rss_kib(pid));
+                peak = peak.max(common::rss_kib(pid));
                 std::thread::sleep(Duration::from_millis(50));
             }
             peak

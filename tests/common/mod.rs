@@ -210,6 +210,17 @@ pub fn fill(template: &str, grpc: u16, http: u16, health: u16, dir: &Path) -> St
         .replace("{{DIR}}", &dir.display().to_string())
 }
 
+/// Resident memory of a process, in KiB (`VmRSS` of `/proc/<pid>/status`; 0 when gone).
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The value of `series` (name and labels exactly as rendered) in Prometheus text.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())

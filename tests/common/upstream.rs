@@ -106,39 +106,31 @@ impl Upstream {
         let received = Received::default();
         let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(delay.as_millis() as u64));
         let svc = Traces { received: received.clone(), delay_ms: delay_ms.clone() };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind upstream");
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let mut builder = tonic::transport::Server::builder();
-                if let Some(t) = tls {
-                    let mut cfg = tonic::transport::ServerTlsConfig::new()
-                        .identity(tonic::transport::Identity::from_pem(t.cert_pem, t.key_pem));
-                    if let Some(ca) = t.client_ca_pem {
-                        cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-                    }
-                    builder = builder.tls_config(cfg).expect("server TLS");
+        let (addr, stop, thread) = serve(port, move |listener, stop_rx| async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(t) = tls {
+                let mut cfg = tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(t.cert_pem, t.key_pem));
+                if let Some(ca) = t.client_ca_pem {
+                    cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(ca));
                 }
-                builder
-                    .add_service(
-                        TraceServiceServer::new(svc)
-                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-                            .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
-                            .max_decoding_message_size(64 << 20),
-                    )
-                    .serve_with_incoming_shutdown(incoming, async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .expect("upstream server");
-            });
+                builder = builder.tls_config(cfg).expect("server TLS");
+            }
+            builder
+                .add_service(
+                    TraceServiceServer::new(svc)
+                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                        .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+                        .max_decoding_message_size(64 << 20),
+                )
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("upstream server");
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("upstream started");
-        Upstream { received, addr, delay_ms, stop: Some(stop_tx), thread: Some(thread) }
+        Upstream { received, addr, delay_ms, stop: Some(stop), thread: Some(thread) }
     }
 
     /// Changes how long the gRPC upstream takes per request.
@@ -182,26 +174,41 @@ impl Upstream {
                 (StatusCode::OK, ExportTraceServiceResponse::default().encode_to_vec())
             }
         };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind upstream");
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().route("/v1/traces", post(handler));
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
+        let (addr, stop, thread) = serve(port, move |listener, stop_rx| async move {
+            let app = axum::Router::new().route("/v1/traces", post(handler));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("upstream server");
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("upstream started");
         let delay_ms = Default::default();
-        (Upstream { received, addr, delay_ms, stop: Some(stop_tx), thread: Some(thread) }, rejected_requests)
+        (Upstream { received, addr, delay_ms, stop: Some(stop), thread: Some(thread) }, rejected_requests)
     }
+}
+
+type Stop = tokio::sync::oneshot::Sender<()>;
+
+/// Runs `server` on its own runtime thread with a listener on `127.0.0.1:port`; returns the
+/// bound address, the stop sender, and the thread.
+fn serve<F, Fut>(port: u16, server: F) -> (SocketAddr, Stop, std::thread::JoinHandle<()>)
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind upstream");
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            server(listener, stop_rx).await;
+        });
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("upstream started");
+    (addr, stop_tx, thread)
 }
 
 impl Drop for Upstream {
