@@ -1,5 +1,6 @@
 //! The `otterline` binary: command line, logging, signals, and the run loop.
 
+mod analytics_cli;
 mod registry;
 
 use std::path::PathBuf;
@@ -47,6 +48,17 @@ enum Command {
     Replay(ReplayArgs),
     /// Print the alert history (fired, escalated, resolved, time to resolve).
     Alerts(AlertsArgs),
+    /// SQL over a Parquet archive (tables spans, metrics, logs), as a table, CSV or JSON.
+    Query(analytics_cli::QueryArgs),
+    /// A report over a Parquet archive: daily, weekly, monthly, cost, bottleneck, quality, satisfaction, errors.
+    Report(analytics_cli::ReportArgs),
+    /// Budgets over a Parquet archive (a CI gate).
+    Budget {
+        #[command(subcommand)]
+        command: analytics_cli::BudgetCommand,
+    },
+    /// A/B comparison of two variants of an attribute (duration, cost, tokens or quality).
+    Compare(analytics_cli::CompareArgs),
 }
 
 #[derive(clap::Args)]
@@ -108,6 +120,10 @@ fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::Replay(args) => replay(&cli.config, &args),
         Command::Alerts(args) => alerts(&args),
+        Command::Query(args) => analytics_cli::query(&args),
+        Command::Report(args) => analytics_cli::report(&args),
+        Command::Budget { command } => analytics_cli::budget(&command),
+        Command::Compare(args) => analytics_cli::compare(&args),
     }
 }
 
