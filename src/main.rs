@@ -1,5 +1,6 @@
 //! The `otterline` binary: command line, logging, signals, and the run loop.
 
+#[cfg(feature = "analytics")]
 mod analytics_cli;
 mod registry;
 
@@ -49,15 +50,19 @@ enum Command {
     /// Print the alert history (fired, escalated, resolved, time to resolve).
     Alerts(AlertsArgs),
     /// SQL over a Parquet archive (tables spans, metrics, logs), as a table, CSV or JSON.
+    #[cfg(feature = "analytics")]
     Query(analytics_cli::QueryArgs),
     /// A report over a Parquet archive: daily, weekly, monthly, cost, bottleneck, quality, satisfaction, errors.
+    #[cfg(feature = "analytics")]
     Report(analytics_cli::ReportArgs),
     /// Budgets over a Parquet archive (a CI gate).
+    #[cfg(feature = "analytics")]
     Budget {
         #[command(subcommand)]
         command: analytics_cli::BudgetCommand,
     },
     /// A/B comparison of two variants of an attribute (duration, cost, tokens or quality).
+    #[cfg(feature = "analytics")]
     Compare(analytics_cli::CompareArgs),
 }
 
@@ -120,9 +125,13 @@ fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::Replay(args) => replay(&cli.config, &args),
         Command::Alerts(args) => alerts(&args),
+        #[cfg(feature = "analytics")]
         Command::Query(args) => analytics_cli::query(&args),
+        #[cfg(feature = "analytics")]
         Command::Report(args) => analytics_cli::report(&args),
+        #[cfg(feature = "analytics")]
         Command::Budget { command } => analytics_cli::budget(&command),
+        #[cfg(feature = "analytics")]
         Command::Compare(args) => analytics_cli::compare(&args),
     }
 }

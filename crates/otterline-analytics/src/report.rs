@@ -139,30 +139,43 @@ fn key_expr(by: &[String]) -> String {
     }
 }
 
-/// Daily values of `value_sql` per key: (days in order, key → value per day).
-async fn daily(
-    archive: &Archive,
-    key: &str,
-    value_sql: &str,
-    filter: &str,
-) -> Result<(Vec<String>, BTreeMap<String, Vec<Option<f64>>>), AnalyticsError> {
+/// Days in order, and per metric: key → value per day.
+type Daily = (Vec<String>, Vec<BTreeMap<String, Vec<Option<f64>>>>);
+
+/// Daily values of several aggregates per key, in one scan.
+async fn daily_many(archive: &Archive, key: &str, values_sql: &[&str], filter: &str) -> Result<Daily, AnalyticsError> {
+    let cols: Vec<String> = values_sql.iter().enumerate().map(|(i, v)| format!("{v} AS v{i}")).collect();
     let sql = format!(
-        "SELECT to_char(date_trunc('day', start_time), '%Y-%m-%d') AS day, {key} AS k, {value_sql} AS v \
-         FROM spans WHERE {filter} GROUP BY 1, 2 ORDER BY 1, 2"
+        "SELECT to_char(date_trunc('day', start_time), '%Y-%m-%d') AS day, {key} AS k, {} \
+         FROM spans WHERE {filter} GROUP BY 1, 2 ORDER BY 1, 2",
+        cols.join(", ")
     );
     let found = rows(archive, &sql).await?;
     let mut days: Vec<String> = found.iter().map(|r| text(r, "day")).collect();
     days.sort();
     days.dedup();
     let index: BTreeMap<&str, usize> = days.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
-    let mut by_key: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    let mut out: Vec<BTreeMap<String, Vec<Option<f64>>>> = vec![BTreeMap::new(); values_sql.len()];
     for r in &found {
-        let v = num(r, "v");
         let Some(&i) = index.get(text(r, "day").as_str()) else { continue };
-        let slot = by_key.entry(text(r, "k")).or_insert_with(|| vec![None; days.len()]);
-        slot[i] = v.is_finite().then_some(v);
+        for (m, by_key) in out.iter_mut().enumerate() {
+            let v = num(r, &format!("v{m}"));
+            let slot = by_key.entry(text(r, "k")).or_insert_with(|| vec![None; days.len()]);
+            slot[i] = v.is_finite().then_some(v);
+        }
     }
-    Ok((days, by_key))
+    Ok((days, out))
+}
+
+/// Daily values of one aggregate per key.
+async fn daily(
+    archive: &Archive,
+    key: &str,
+    value_sql: &str,
+    filter: &str,
+) -> Result<(Vec<String>, BTreeMap<String, Vec<Option<f64>>>), AnalyticsError> {
+    let (days, mut many) = daily_many(archive, key, &[value_sql], filter).await?;
+    Ok((days, many.pop().unwrap_or_default()))
 }
 
 /// Trend of one daily series; `sum` says whether the forecast is a total over `horizon` days.
@@ -353,10 +366,19 @@ async fn summary(archive: &Archive, kind: Kind, key: &str, by: &str, r: &mut Rep
     let mut t = table(&per_key, &["k", "calls", "error_rate", "p95_ms", "cost_usd", "tokens"]);
     t.columns[0] = by.to_string();
     let mut trends = Vec::new();
-    let (days, cost_by) = daily(archive, key, "sum(cost)", "TRUE").await?;
-    let (_, calls_by) = daily(archive, key, "CAST(count(*) AS DOUBLE)", "TRUE").await?;
-    let (_, p95_by) = daily(archive, key, "approx_percentile_cont(duration_ms, 0.95)", "TRUE").await?;
-    let (_, err_by) = daily(archive, key, "avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END)", "TRUE").await?;
+    let (days, series) = daily_many(
+        archive,
+        key,
+        &[
+            "sum(cost)",
+            "CAST(count(*) AS DOUBLE)",
+            "approx_percentile_cont(duration_ms, 0.95)",
+            "avg(CASE WHEN is_error THEN 1.0 ELSE 0.0 END)",
+        ],
+        "TRUE",
+    )
+    .await?;
+    let [cost_by, calls_by, p95_by, err_by] = <[_; 4]>::try_from(series).unwrap_or_default();
     for (k, v) in &cost_by {
         trends.extend(trend(k, "cost_usd", v, false, true, h));
     }

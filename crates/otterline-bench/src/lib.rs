@@ -113,6 +113,19 @@ pub fn encoded_trace_requests(count: usize, spans: usize) -> Vec<Bytes> {
 /// Sends already-encoded bytes as they are (shared with the forwarding exporters).
 pub use otterline_forward::codec::RawCodec;
 
+/// The real `parquet` exporter with its default settings, writing under `root`, started.
+pub async fn parquet_exporter(root: &std::path::Path) -> Box<dyn otterline_core::component::Exporter> {
+    use otterline_core::component::{BuildContext, ExporterContext, ExporterFactory};
+    let node = otterline_core::config::yaml::parse("bench", &format!("path: \"{}\"", root.display())).expect("config");
+    let id = otterline_core::ComponentId::parse("parquet").expect("id");
+    let ctx = BuildContext { id: &id, config: &node, path: "exporters.parquet".into(), mark: &node.mark };
+    let mut exporter = otterline_parquet::exporter::ParquetExporterFactory.build(&ctx).expect("build");
+    let health = otterline_core::health::ComponentHealth::new("exporter", "parquet".into());
+    let hctx = ExporterContext { id, health: std::sync::Arc::new(health), abort: Default::default() };
+    exporter.start(&hctx).await.expect("start");
+    exporter
+}
+
 /// CPU time (user + system) of a process, in seconds, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -9,11 +9,8 @@
 use std::time::Instant;
 
 use clap::Parser;
-use otterline_core::component::ExporterContext;
-use otterline_core::health::ComponentHealth;
-use otterline_core::{Batch, ComponentId, Signal, SignalSet};
+use otterline_core::{Batch, Signal, SignalSet};
 use otterline_parquet::archive::{self, Selection, SignalReader};
-use otterline_parquet::exporter::ParquetExporterFactory;
 use prost::Message;
 
 #[derive(Parser)]
@@ -66,23 +63,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("archive");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let node = otterline_core::config::yaml::parse("bench", &format!("path: \"{}\"", root.display())).expect("config");
-    let id = ComponentId::parse("parquet").expect("id");
-    let ctx = otterline_core::component::BuildContext {
-        id: &id,
-        config: &node,
-        path: "exporters.parquet".into(),
-        mark: &node.mark,
-    };
-    let mut exporter = otterline_core::component::ExporterFactory::build(&ParquetExporterFactory, &ctx).expect("build");
     let t = Instant::now();
     rt.block_on(async {
-        let hctx = ExporterContext {
-            id: id.clone(),
-            health: std::sync::Arc::new(ComponentHealth::new("exporter", "parquet".into())),
-            abort: Default::default(),
-        };
-        exporter.start(&hctx).await.expect("start");
+        let mut exporter = otterline_bench::parquet_exporter(&root).await;
         for b in &reqs {
             exporter.export(b).await.expect("export");
         }
