@@ -58,6 +58,11 @@ pub fn encode(batch: &Batch, encoding: Encoding) -> Bytes {
     }
 }
 
+/// `batch` as a queue request in `encoding` (encoded once, here).
+fn request(batch: &Batch, encoding: Encoding) -> Request {
+    Request { signal: batch.signal(), items: batch.item_count() as u64, encoding, payload: encode(batch, encoding) }
+}
+
 /// A request in `want` encoding (persistent records written under another setting are transcoded).
 fn in_encoding(req: Request, want: Encoding) -> Result<Request, String> {
     if req.encoding == want {
@@ -203,13 +208,7 @@ impl<T: Transport> Exporter for Forwarder<T> {
         match self.batcher.as_mut() {
             None => {
                 let shared = self.shared()?.clone();
-                let encoding = shared.transport.encoding();
-                let req = Request {
-                    signal: batch.signal(),
-                    items: batch.item_count() as u64,
-                    encoding,
-                    payload: encode(batch, encoding),
-                };
+                let req = request(batch, shared.transport.encoding());
                 self.submit(&shared, req).await
             }
             Some(b) => {
