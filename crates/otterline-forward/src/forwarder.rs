@@ -139,9 +139,7 @@ impl<T: Transport> Forwarder<T> {
             if b.is_empty() {
                 continue;
             }
-            let req =
-                Request { signal: b.signal(), items: b.item_count() as u64, encoding, payload: encode(&b, encoding) };
-            self.submit(&shared, req).await?;
+            self.submit(&shared, request(&b, encoding)).await?;
         }
         Ok(())
     }
