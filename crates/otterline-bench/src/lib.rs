@@ -4,8 +4,15 @@
 pub mod nab;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
@@ -82,21 +89,99 @@ pub fn trace_request(rng: &mut Rng, spans: usize) -> ExportTraceServiceRequest {
         .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", s(service)),
-                    kv("service.version", s("1.4.2")),
-                    kv("deployment.environment", s("production")),
-                ],
+            resource: resource(service),
+            scope_spans: vec![ScopeSpans { scope: scope(), spans, schema_url: String::new() }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn resource(service: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![
+            kv("service.name", s(service)),
+            kv("service.version", s("1.4.2")),
+            kv("deployment.environment", s("production")),
+        ],
+        ..Default::default()
+    })
+}
+
+fn scope() -> Option<InstrumentationScope> {
+    Some(InstrumentationScope {
+        name: "opentelemetry-instrumentation-openai".into(),
+        version: "0.52b0".into(),
+        ..Default::default()
+    })
+}
+
+/// One metrics request of `points` data points: the GenAI client metrics
+/// (`gen_ai.client.operation.duration` histograms, `gen_ai.client.token.usage` sums)
+/// with model, operation and token-type attributes, as an instrumented app exports them.
+pub fn metrics_request(rng: &mut Rng, points: usize) -> ExportMetricsServiceRequest {
+    let service = SERVICES[(rng.next_u64() % SERVICES.len() as u64) as usize];
+    let now = 1_763_874_000_000_000_000u64 + rng.next_u64() % 1_000_000_000_000;
+    let attrs = |rng: &mut Rng| {
+        let model = MODELS[(rng.next_u64() % MODELS.len() as u64) as usize];
+        vec![
+            kv("gen_ai.operation.name", s(OPERATIONS[(rng.next_u64() % OPERATIONS.len() as u64) as usize])),
+            kv("gen_ai.provider.name", s(if model.starts_with("gpt") { "openai" } else { "anthropic" })),
+            kv("gen_ai.request.model", s(model)),
+            kv("gen_ai.token.type", s(if rng.next_u64().is_multiple_of(2) { "input" } else { "output" })),
+            kv("server.address", s("api.example.com")),
+        ]
+    };
+    let bounds = vec![0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+    let hist_points = (0..points / 2)
+        .map(|_| {
+            let counts: Vec<u64> = (0..=bounds.len()).map(|_| rng.next_u64() % 20).collect();
+            HistogramDataPoint {
+                attributes: attrs(rng),
+                start_time_unix_nano: now - 60_000_000_000,
+                time_unix_nano: now,
+                count: counts.iter().sum(),
+                sum: Some((rng.next_u64() % 10_000) as f64 / 10.0),
+                bucket_counts: counts,
+                explicit_bounds: bounds.clone(),
                 ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "opentelemetry-instrumentation-openai".into(),
-                    version: "0.52b0".into(),
-                    ..Default::default()
-                }),
-                spans,
+            }
+        })
+        .collect();
+    let sum_points = (0..points - points / 2)
+        .map(|_| NumberDataPoint {
+            attributes: attrs(rng),
+            start_time_unix_nano: now - 60_000_000_000,
+            time_unix_nano: now,
+            value: Some(number_data_point::Value::AsInt((rng.next_u64() % 100_000) as i64)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource(service),
+            scope_metrics: vec![ScopeMetrics {
+                scope: scope(),
+                metrics: vec![
+                    Metric {
+                        name: "gen_ai.client.operation.duration".into(),
+                        unit: "s".into(),
+                        data: Some(metric::Data::Histogram(Histogram {
+                            data_points: hist_points,
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "gen_ai.client.token.usage".into(),
+                        unit: "{token}".into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points: sum_points,
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    },
+                ],
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
@@ -104,10 +189,103 @@ pub fn trace_request(rng: &mut Rng, spans: usize) -> ExportTraceServiceRequest {
     }
 }
 
-/// `count` distinct requests, encoded once.
-pub fn encoded_trace_requests(count: usize, spans: usize) -> Vec<Bytes> {
+/// One logs request of `records` log records: GenAI events and application logs with
+/// trace context, severity and ~6 attributes each.
+pub fn logs_request(rng: &mut Rng, records: usize) -> ExportLogsServiceRequest {
+    let service = SERVICES[(rng.next_u64() % SERVICES.len() as u64) as usize];
+    let now = 1_763_874_000_000_000_000u64 + rng.next_u64() % 1_000_000_000_000;
+    let trace_id = [rng.next_u64().to_be_bytes(), rng.next_u64().to_be_bytes()].concat();
+    let log_records = (0..records)
+        .map(|i| {
+            let model = MODELS[(rng.next_u64() % MODELS.len() as u64) as usize];
+            let error = rng.next_u64().is_multiple_of(40);
+            LogRecord {
+                time_unix_nano: now + i as u64 * 1_000_000,
+                observed_time_unix_nano: now + i as u64 * 1_000_000 + 500_000,
+                severity_number: if error { SeverityNumber::Error as i32 } else { SeverityNumber::Info as i32 },
+                severity_text: if error { "ERROR".into() } else { "INFO".into() },
+                body: Some(AnyValue {
+                    value: Some(s(if error {
+                        "provider returned 429: rate limited, retrying in 2s"
+                    } else {
+                        "completion finished"
+                    })),
+                }),
+                attributes: vec![
+                    kv("event.name", s("gen_ai.client.inference.operation.details")),
+                    kv("gen_ai.request.model", s(model)),
+                    kv("gen_ai.usage.input_tokens", any_value::Value::IntValue((rng.next_u64() % 4000) as i64)),
+                    kv("gen_ai.usage.output_tokens", any_value::Value::IntValue((rng.next_u64() % 800) as i64)),
+                    kv("user.id", s(&format!("user-{}", rng.next_u64() % 500))),
+                    kv("session.id", s(&format!("session-{}", rng.next_u64() % 5000))),
+                ],
+                trace_id: trace_id.clone(),
+                span_id: rng.next_u64().to_be_bytes().to_vec(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource(service),
+            scope_logs: vec![ScopeLogs { scope: scope(), log_records, schema_url: String::new() }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// A signal the load generator sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadSignal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl LoadSignal {
+    /// The OTLP/gRPC method path and the OTLP/HTTP path.
+    pub fn paths(self) -> (&'static str, &'static str) {
+        match self {
+            LoadSignal::Traces => ("/opentelemetry.proto.collector.trace.v1.TraceService/Export", "/v1/traces"),
+            LoadSignal::Metrics => ("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", "/v1/metrics"),
+            LoadSignal::Logs => ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", "/v1/logs"),
+        }
+    }
+
+    /// Items (spans, data points, log records) rejected according to an encoded
+    /// `Export…ServiceResponse`.
+    pub fn rejected(self, response: &[u8]) -> Result<i64, prost::DecodeError> {
+        Ok(match self {
+            LoadSignal::Traces => {
+                ExportTraceServiceResponse::decode(response)?.partial_success.map_or(0, |p| p.rejected_spans)
+            }
+            LoadSignal::Metrics => {
+                ExportMetricsServiceResponse::decode(response)?.partial_success.map_or(0, |p| p.rejected_data_points)
+            }
+            LoadSignal::Logs => {
+                ExportLogsServiceResponse::decode(response)?.partial_success.map_or(0, |p| p.rejected_log_records)
+            }
+        })
+    }
+}
+
+/// `count` distinct requests of `items` items each, encoded once.
+pub fn encoded_requests(signal: LoadSignal, count: usize, items: usize) -> Vec<Bytes> {
     let mut rng = Rng::new(42);
-    (0..count).map(|_| Bytes::from(trace_request(&mut rng, spans).encode_to_vec())).collect()
+    (0..count)
+        .map(|_| {
+            Bytes::from(match signal {
+                LoadSignal::Traces => trace_request(&mut rng, items).encode_to_vec(),
+                LoadSignal::Metrics => metrics_request(&mut rng, items).encode_to_vec(),
+                LoadSignal::Logs => logs_request(&mut rng, items).encode_to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// `count` distinct trace requests, encoded once.
+pub fn encoded_trace_requests(count: usize, spans: usize) -> Vec<Bytes> {
+    encoded_requests(LoadSignal::Traces, count, spans)
 }
 
 /// Sends already-encoded bytes as they are (shared with the forwarding exporters).

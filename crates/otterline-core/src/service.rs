@@ -401,7 +401,8 @@ impl Service {
 }
 
 struct ExporterRoute {
-    tx: mpsc::Sender<Batch>,
+    /// Exporters only read batches, so fan-out shares one batch between them.
+    tx: mpsc::Sender<Arc<Batch>>,
     signals: SignalSet,
 }
 
@@ -493,15 +494,11 @@ async fn deliver(pipeline: &str, exporters: &[ExporterRoute], out: &mut Vec<Batc
             continue;
         }
         let signal = batch.signal();
-        let targets: Vec<&ExporterRoute> = exporters.iter().filter(|e| e.signals.contains(signal)).collect();
-        let n = targets.len();
-        let mut batch = Some(batch);
-        for (i, t) in targets.into_iter().enumerate() {
-            let b = if i + 1 == n { batch.take() } else { batch.clone() };
-            let Some(b) = b else { break };
-            let items = b.item_count() as u64;
+        let items = batch.item_count() as u64;
+        let batch = Arc::new(batch);
+        for t in exporters.iter().filter(|e| e.signals.contains(signal)) {
             // Waits while the exporter's queue is full: this is the backpressure path.
-            if t.tx.send(b).await.is_err() {
+            if t.tx.send(batch.clone()).await.is_err() {
                 health.counters.add_dropped(signal, items);
                 error!(pipeline, items, "an exporter stopped early; a batch could not be delivered to it");
             }
@@ -513,7 +510,7 @@ async fn deliver(pipeline: &str, exporters: &[ExporterRoute], out: &mut Vec<Batc
 async fn exporter_task(
     id: ComponentId,
     mut exporter: Box<dyn Exporter>,
-    mut rx: mpsc::Receiver<Batch>,
+    mut rx: mpsc::Receiver<Arc<Batch>>,
     health: Arc<ComponentHealth>,
     abort: CancellationToken,
 ) {
@@ -560,7 +557,7 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
 async fn export_with_retry(
     id: &ComponentId,
     exporter: &mut dyn Exporter,
-    batch: Batch,
+    batch: Arc<Batch>,
     health: &ComponentHealth,
     abort: &CancellationToken,
 ) {

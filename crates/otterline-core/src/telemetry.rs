@@ -27,6 +27,64 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * page_size())
 }
 
+static RELEASE_FREE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how [`release_free_memory`] returns freed heap to the OS. The binary calls this
+/// once with its global allocator's own routine; without it, glibc's `malloc_trim` is used.
+pub fn set_release_free_memory(release: fn()) {
+    let _ = RELEASE_FREE_MEMORY.set(release);
+}
+
+/// Returns freed heap pages to the OS so that they stop counting as resident memory.
+pub fn release_free_memory() {
+    if let Some(release) = RELEASE_FREE_MEMORY.get() {
+        return release();
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages back to the OS.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Tells the kernel to reclaim the pages of this process's own executable that are
+/// mapped now (`MADV_PAGEOUT`), and returns how many bytes of resident memory that freed.
+///
+/// Called once after start-up: the code and tables that parsing the config, building the
+/// components and starting them touched (plus the kernel's fault-around neighbours) are not
+/// needed again, and an idle sidecar then holds only what it actually runs. Pages that are
+/// used later fault back in from the file (or the page cache). Clean file pages only: the
+/// heap, stacks and written data are untouched. Off with `OTTERLINE_KEEP_STARTUP_PAGES=1`.
+pub fn release_startup_pages() -> u64 {
+    if std::env::var_os("OTTERLINE_KEEP_STARTUP_PAGES").is_some() {
+        return 0;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let before = resident_bytes().unwrap_or(0);
+        let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return 0 };
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return 0 };
+        for line in maps.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+            let path = f.nth(3).map(std::path::Path::new);
+            if path != Some(exe.as_path()) || perms.contains('w') {
+                continue;
+            }
+            let Some((a, b)) = range.split_once('-') else { continue };
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
+            // SAFETY: advice on a read-only file mapping of our own executable; the kernel
+            // re-reads a reclaimed page from the file on its next access, so no data is lost.
+            unsafe {
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_PAGEOUT);
+            }
+        }
+        before.saturating_sub(resident_bytes().unwrap_or(0))
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// User + system CPU time of this process, in seconds, from `/proc/self/stat`.
 pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;

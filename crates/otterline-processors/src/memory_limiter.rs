@@ -6,7 +6,7 @@
 //! `check_interval`. Hard limit = `limit_mib` (or `limit_percentage` of the cgroup's memory
 //! limit, or of physical memory without one); soft limit = hard − `spike_limit_mib` (or
 //! `spike_limit_percentage`; default 20 % of the hard limit). Above the soft limit the
-//! pipeline's admission gate closes and freed heap is returned to the OS (`malloc_trim`),
+//! pipeline's admission gate closes and freed heap is returned to the OS (the allocator's trim),
 //! so that RSS can fall back; below it, the gate opens again. Data already accepted keeps
 //! flowing: this processor never drops anything, it passes every batch through.
 
@@ -180,7 +180,7 @@ impl Checker {
         let Some(mut rss) = resident_bytes() else { return };
         if rss > self.limits.soft {
             // Freed heap may still count as resident: give it back before deciding.
-            trim_heap();
+            otterline_core::telemetry::release_free_memory();
             rss = resident_bytes().unwrap_or(rss);
         }
         self.rss_gauge.store(rss as i64, Ordering::Relaxed);
@@ -198,14 +198,6 @@ impl Checker {
                 info!(rss_mib, soft_limit_mib = soft_mib, "memory back below the soft limit; accepting data again");
             }
         }
-    }
-}
-
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages back to the OS.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
