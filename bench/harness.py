@@ -263,7 +263,10 @@ def median(rows, key):
 
 
 def fmt(v, spec):
-    return format(v, spec) if v is not None else "-"
+    if v is not None:
+        return format(v, spec)
+    width = spec.split(".")[0]
+    return "-".rjust(int(width)) if width.isdigit() else "-"
 
 
 def main():

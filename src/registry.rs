@@ -10,11 +10,13 @@ pub fn registry() -> Registry {
         // receivers
         .receiver(otterline_otlp::OtlpReceiverFactory)
         .receiver(otterline_parquet::ParquetReceiverFactory::default())
+        .receiver(otterline_hostmetrics::HostMetricsReceiverFactory)
         // processors
         .processor(otterline_processors::AggregateProcessorFactory)
         .processor(otterline_processors::AnomalyProcessorFactory)
         .processor(otterline_processors::BatchProcessorFactory)
         .processor(otterline_processors::CostProcessorFactory)
+        .processor(otterline_processors::HealthProcessorFactory)
         .processor(otterline_processors::MemoryLimiterProcessorFactory)
         // exporters
         .exporter(otterline_alert::AlertExporterFactory)
