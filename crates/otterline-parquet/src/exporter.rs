@@ -2,13 +2,14 @@
 //!
 //! Rows go to `<path>/<signal>/date=YYYY-MM-DD/hour=HH/<signal>-<stamp>-<pid>-<seq>.parquet`,
 //! partitioned by the item's own timestamp (span start, data point time, log time).
-//! Each partition being written has an open file that buffers its rows in memory.
+//! Each partition being written has an open file that buffers its rows in memory, encoded
+//! as Arrow chunks as they arrive (one per batch).
 //! A file is closed when it reaches `max_rows_per_file` rows or `max_file_size`
 //! (uncompressed OTLP size), when it has been open `flush_interval`, when more
 //! than `max_open_files` partitions are open (oldest first), and at shutdown.
 //!
-//! Closing sorts the rows by time, encodes them to Parquet in memory (zstd by
-//! default, dictionary encoding, page statistics) and writes the bytes under a
+//! Closing sorts the rows by time and encodes them to Parquet in memory one row group at
+//! a time (zstd by default, dictionary encoding, page statistics) and writes the bytes under a
 //! hidden temp name that is renamed when complete. If that write fails (disk
 //! full, permissions), the encoded file stays in memory and is retried; while it
 //! is pending, new batches are refused with a retryable error, so backpressure
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::ArrowWriter;
@@ -143,8 +145,12 @@ fn writer_properties(cfg: &ParquetConfig) -> Result<Arc<WriterProperties>, Strin
     ))
 }
 
+/// A partition's file while it is open: its rows already encoded as Arrow chunks (one per
+/// incoming batch), which hold a fraction of the memory of the decoded spans, plus each
+/// row's timestamp for the sort at close.
 struct OpenFile {
-    rows: Rows,
+    chunks: Vec<RecordBatch>,
+    ts: Vec<i64>,
     bytes: usize,
     opened: Instant,
 }
@@ -179,39 +185,55 @@ impl ParquetExporter {
         ParquetExporter { root, cfg, props, name, open: HashMap::new(), pending: VecDeque::new(), last_retention: None }
     }
 
-    /// Appends a batch's rows to the open files of their partitions (no I/O).
+    /// Encodes a batch's rows and appends them to the open files of their partitions (no I/O).
     fn append(&mut self, batch: &Batch) -> Result<(), ExportError> {
         let signal = batch.signal();
         let flat = rows::flatten(batch);
         let per_row_bytes = batch.encoded_len() / flat.len().max(1);
-        let mut touched: Vec<i64> = Vec::new();
-        macro_rules! distribute {
+        let mut by_hour: Vec<(i64, Rows)> = Vec::new();
+        macro_rules! split {
             ($rows:expr, $variant:ident) => {
                 for r in $rows {
                     let hour = r.ts.div_euclid(HOUR_NS);
-                    let f = self.open.entry((signal, hour)).or_insert_with(|| OpenFile {
-                        rows: Rows::$variant(Vec::new()),
-                        bytes: 0,
-                        opened: Instant::now(),
-                    });
-                    if let Rows::$variant(v) = &mut f.rows {
+                    let i = match by_hour.iter().position(|(h, _)| *h == hour) {
+                        Some(i) => i,
+                        None => {
+                            by_hour.push((hour, Rows::$variant(Vec::new())));
+                            by_hour.len() - 1
+                        }
+                    };
+                    if let Rows::$variant(v) = &mut by_hour[i].1 {
                         v.push(r);
-                    }
-                    f.bytes += per_row_bytes;
-                    if !touched.contains(&hour) {
-                        touched.push(hour);
                     }
                 }
             };
         }
         match flat {
-            Rows::Spans(v) => distribute!(v, Spans),
-            Rows::Points(v) => distribute!(v, Points),
-            Rows::Logs(v) => distribute!(v, Logs),
+            Rows::Spans(v) => split!(v, Spans),
+            Rows::Points(v) => split!(v, Points),
+            Rows::Logs(v) => split!(v, Logs),
+        }
+        let mut touched: Vec<i64> = Vec::new();
+        for (hour, part) in by_hour {
+            let chunk = codec::encode(&part).map_err(|e| {
+                // Only a bug can get here (the schema is ours); say so loudly and count it.
+                tracing::error!(exporter = %self.name, rows = part.len(), error = %e, "cannot encode rows as Parquet; they are dropped");
+                ExportError::Permanent(format!("{} {} could not be encoded as Parquet: {e}", part.len(), signal.item_name()))
+            })?;
+            let f = self.open.entry((signal, hour)).or_insert_with(|| OpenFile {
+                chunks: Vec::new(),
+                ts: Vec::new(),
+                bytes: 0,
+                opened: Instant::now(),
+            });
+            f.ts.extend(part.timestamps());
+            f.bytes += per_row_bytes * part.len();
+            f.chunks.push(chunk);
+            touched.push(hour);
         }
         for hour in touched {
             let full = self.open.get(&(signal, hour)).is_some_and(|f| {
-                f.rows.len() >= self.cfg.max_rows_per_file || f.bytes as u64 >= self.cfg.max_file_size.0
+                f.ts.len() >= self.cfg.max_rows_per_file || f.bytes as u64 >= self.cfg.max_file_size.0
             });
             if full {
                 self.close((signal, hour))?;
@@ -236,7 +258,7 @@ impl ParquetExporter {
     /// Encodes an open file and queues it for writing.
     fn close(&mut self, key: (Signal, i64)) -> Result<(), ExportError> {
         let Some(f) = self.open.remove(&key) else { return Ok(()) };
-        let n = f.rows.len();
+        let n = f.ts.len();
         let (signal, hour) = key;
         let name = format!(
             "{}-{}-{}-{:05}.parquet",
@@ -246,7 +268,7 @@ impl ParquetExporter {
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
-        match encode_file(f.rows, &self.props) {
+        match write_parquet(&f.chunks, &f.ts, &self.props) {
             Ok(data) => {
                 self.pending.push_back(Encoded { path, data, rows: n });
                 Ok(())
@@ -315,19 +337,38 @@ impl ParquetExporter {
 }
 
 /// Sorts rows by time and encodes them as one Parquet file in memory.
-pub fn encode_file(mut rows: Rows, props: &Arc<WriterProperties>) -> Result<Vec<u8>, String> {
-    match &mut rows {
-        Rows::Spans(v) => v.sort_by_key(|r| r.ts),
-        Rows::Points(v) => v.sort_by_key(|r| r.ts),
-        Rows::Logs(v) => v.sort_by_key(|r| r.ts),
+pub fn encode_file(rows: Rows, props: &Arc<WriterProperties>) -> Result<Vec<u8>, String> {
+    let chunk = codec::encode(&rows).map_err(|e| e.to_string())?;
+    write_parquet(&[chunk], &rows.timestamps().collect::<Vec<_>>(), props)
+}
+
+/// Sorts the rows of encoded chunks by `ts` (stable: arrival order breaks ties) and writes
+/// them as one Parquet file in memory, one row group at a time, so that only the chunks and
+/// one sorted row group are held at once.
+fn write_parquet(chunks: &[RecordBatch], ts: &[i64], props: &Arc<WriterProperties>) -> Result<Vec<u8>, String> {
+    let Some(first) = chunks.first() else { return Err("no rows to write".into()) };
+    let schema = first.schema();
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(ts.len());
+    for (c, chunk) in chunks.iter().enumerate() {
+        order.extend((0..chunk.num_rows()).map(|r| (c, r)));
     }
-    let batch = codec::encode(&rows).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some((**props).clone())).map_err(|e| e.to_string())?;
-    for (k, v) in batch.schema().metadata() {
+    if order.len() != ts.len() {
+        return Err(format!("{} rows but {} timestamps", order.len(), ts.len()));
+    }
+    let mut by_time: Vec<u32> = (0..ts.len() as u32).collect();
+    by_time.sort_by_key(|&i| ts[i as usize]);
+    let order: Vec<(usize, usize)> = by_time.into_iter().map(|i| order[i as usize]).collect();
+    let refs: Vec<&RecordBatch> = chunks.iter().collect();
+    let group = props.max_row_group_row_count().unwrap_or(order.len()).max(1);
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some((**props).clone())).map_err(|e| e.to_string())?;
+    for (k, v) in schema.metadata() {
         w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(k.clone(), v.clone()));
     }
-    w.write(&batch).map_err(|e| e.to_string())?;
+    for slice in order.chunks(group) {
+        let rg = arrow::compute::interleave_record_batch(&refs, slice).map_err(|e| e.to_string())?;
+        w.write(&rg).map_err(|e| e.to_string())?;
+    }
     w.close().map_err(|e| e.to_string())?;
     Ok(out)
 }

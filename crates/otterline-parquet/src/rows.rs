@@ -102,6 +102,15 @@ pub enum Rows {
 }
 
 impl Rows {
+    /// Each row's timestamp, in order.
+    pub fn timestamps(&self) -> Box<dyn Iterator<Item = i64> + '_> {
+        match self {
+            Rows::Spans(v) => Box::new(v.iter().map(|r| r.ts)),
+            Rows::Points(v) => Box::new(v.iter().map(|r| r.ts)),
+            Rows::Logs(v) => Box::new(v.iter().map(|r| r.ts)),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Rows::Spans(r) => r.len(),
