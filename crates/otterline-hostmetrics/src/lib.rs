@@ -246,18 +246,13 @@ impl Scraper {
                 .collect();
             host.push(gauge("system.cpu.utilization", "1", "CPU time in use, per logical CPU, 0 to 1.", points));
             let n = self.system.cpus().len() as i64;
-            host.push(int_gauge(
-                "system.cpu.logical.count",
-                "{cpu}",
-                "Logical CPUs.",
-                vec![int_point(now, 0, n, vec![])],
-            ));
+            host.push(gauge("system.cpu.logical.count", "{cpu}", "Logical CPUs.", vec![int_point(now, 0, n, vec![])]));
         }
         if on.memory {
             self.system.refresh_memory();
             let (total, used, free) =
                 (self.system.total_memory(), self.system.used_memory(), self.system.free_memory());
-            host.push(int_sum(
+            host.push(sum(
                 "system.memory.usage",
                 "By",
                 "Memory in use and free.",
@@ -267,7 +262,7 @@ impl Scraper {
                     int_point(now, 0, free as i64, vec![kv_str("system.memory.state", "free".into())]),
                 ],
             ));
-            host.push(int_sum(
+            host.push(sum(
                 "system.memory.limit",
                 "By",
                 "Total memory.",
@@ -313,7 +308,7 @@ impl Scraper {
                     ));
                 }
             }
-            host.push(int_sum("system.disk.io", "By", "Bytes read from and written to each disk.", true, points));
+            host.push(sum("system.disk.io", "By", "Bytes read from and written to each disk.", true, points));
         }
         if on.filesystem {
             let (mut usage, mut util) = (Vec::new(), Vec::new());
@@ -335,7 +330,7 @@ impl Scraper {
                 usage.push(int_point(now, 0, free as i64, attrs(Some("free"))));
                 util.push(point(now, 0, used as f64 / total as f64, attrs(None)));
             }
-            host.push(int_sum("system.filesystem.usage", "By", "Filesystem space used and free.", false, usage));
+            host.push(sum("system.filesystem.usage", "By", "Filesystem space used and free.", false, usage));
             host.push(gauge("system.filesystem.utilization", "1", "Share of filesystem space used, 0 to 1.", util));
         }
         if on.network {
@@ -355,9 +350,9 @@ impl Scraper {
                 errors.push(int_point(now, self.boot_ns, n.total_errors_on_received() as i64, attrs("receive")));
                 errors.push(int_point(now, self.boot_ns, n.total_errors_on_transmitted() as i64, attrs("transmit")));
             }
-            host.push(int_sum("system.network.io", "By", "Bytes received and sent per interface.", true, io));
-            host.push(int_sum("system.network.packets", "{packet}", "Packets received and sent.", true, packets));
-            host.push(int_sum("system.network.errors", "{error}", "Receive and send errors.", true, errors));
+            host.push(sum("system.network.io", "By", "Bytes received and sent per interface.", true, io));
+            host.push(sum("system.network.packets", "{packet}", "Packets received and sent.", true, packets));
+            host.push(sum("system.network.errors", "{error}", "Receive and send errors.", true, errors));
         }
         let mut resource_metrics = Vec::new();
         if !host.is_empty() {
@@ -382,14 +377,14 @@ impl Scraper {
                         "Otterline's share of all CPUs since the last scrape, 0 to 1.",
                         vec![point(now, 0, (p.cpu_usage() as f64 / 100.0 / cpus).clamp(0.0, 1.0), vec![])],
                     ),
-                    int_sum(
+                    sum(
                         "process.memory.usage",
                         "By",
                         "Otterline's resident memory.",
                         false,
                         vec![int_point(now, 0, p.memory() as i64, vec![])],
                     ),
-                    int_sum(
+                    sum(
                         "process.memory.virtual",
                         "By",
                         "Otterline's virtual memory.",
@@ -475,10 +470,6 @@ fn gauge(name: &str, unit: &str, description: &str, data_points: Vec<NumberDataP
     metric_of(name, unit, description, metric::Data::Gauge(Gauge { data_points }))
 }
 
-fn int_gauge(name: &str, unit: &str, description: &str, data_points: Vec<NumberDataPoint>) -> Metric {
-    gauge(name, unit, description, data_points)
-}
-
 fn sum(name: &str, unit: &str, description: &str, monotonic: bool, data_points: Vec<NumberDataPoint>) -> Metric {
     metric_of(
         name,
@@ -490,10 +481,6 @@ fn sum(name: &str, unit: &str, description: &str, monotonic: bool, data_points: 
             is_monotonic: monotonic,
         }),
     )
-}
-
-fn int_sum(name: &str, unit: &str, description: &str, monotonic: bool, data_points: Vec<NumberDataPoint>) -> Metric {
-    sum(name, unit, description, monotonic, data_points)
 }
 
 #[cfg(test)]

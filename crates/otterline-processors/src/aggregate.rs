@@ -459,7 +459,7 @@ impl AggregateProcessor {
     }
 }
 
-fn kv_str(k: &str, v: &str) -> KeyValue {
+pub(crate) fn kv_str(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),

@@ -36,14 +36,16 @@ use serde::Deserialize;
 
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::config::ConfigError;
-use otterline_core::pdata::common::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use otterline_core::pdata::common::{InstrumentationScope, KeyValue};
 use otterline_core::pdata::metrics::{
     metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
 };
 use otterline_core::pdata::{service_name, ExportMetricsServiceRequest};
 use otterline_core::Batch;
 
+use crate::aggregate::kv_str;
 use crate::anomaly::{EVENT, EVENT_RESOLVED};
+use crate::cost::{attr_i64, attr_str};
 
 /// Both ends of a linear sub-score: 100 at `good`, 0 at `bad` (either order).
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -238,15 +240,7 @@ impl HealthProcessor {
         }
         let s = |k: &str| attr_str(&r.attributes, k).unwrap_or_default();
         let service = attr_str(&r.attributes, "service.name").unwrap_or(resource_service).to_string();
-        let id = r
-            .attributes
-            .iter()
-            .find(|kv| kv.key == "otterline.anomaly.episode_id")
-            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                any_value::Value::IntValue(i) => Some(*i),
-                _ => None,
-            })
-            .unwrap_or(0);
+        let id = attr_i64(&r.attributes, "otterline.anomaly.episode_id").unwrap_or(0);
         let (series, kind) = (s("otterline.anomaly.series").to_string(), s("otterline.anomaly.type").to_string());
         let st = self.services.entry(service).or_default();
         let resolved = r.event_name == EVENT_RESOLVED;
@@ -332,13 +326,13 @@ impl HealthProcessor {
             }
             let sub = self.sub_scores(st, &w);
             let score = sub.weighted(&self.cfg.weights);
-            let svc_attr = (!name.is_empty()).then(|| kv_s("service.name", &name));
+            let svc_attr = (!name.is_empty()).then(|| kv_str("service.name", &name));
             let mut attrs: Vec<KeyValue> = svc_attr.iter().cloned().collect();
-            attrs.push(kv_s("otterline.health.status", status(score, &self.cfg.thresholds)));
+            attrs.push(kv_str("otterline.health.status", status(score, &self.cfg.thresholds)));
             scores.push(gauge_point(end, score, attrs));
             for (f, v) in FACTORS.iter().zip(sub.0) {
                 let mut a: Vec<KeyValue> = svc_attr.iter().cloned().collect();
-                a.push(kv_s("otterline.health.factor", f));
+                a.push(kv_str("otterline.health.factor", f));
                 subs.push(gauge_point(end, v, a));
             }
             let weight = (w.calls as f64).max(1.0);
@@ -358,7 +352,7 @@ impl HealthProcessor {
             scores.push(gauge_point(
                 end,
                 overall,
-                vec![kv_s("otterline.health.status", status(overall, &self.cfg.thresholds))],
+                vec![kv_str("otterline.health.status", status(overall, &self.cfg.thresholds))],
             ));
         }
         let metrics = vec![
@@ -384,21 +378,6 @@ impl HealthProcessor {
                 schema_url: String::new(),
             }],
         }
-    }
-}
-
-fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s.as_str()),
-        _ => None,
-    })
-}
-
-fn kv_s(key: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
-        ..Default::default()
     }
 }
 
@@ -490,6 +469,7 @@ impl ProcessorFactory for HealthProcessorFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otterline_core::pdata::common::{any_value, AnyValue};
     use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
     use otterline_core::pdata::ExportLogsServiceRequest;
 
@@ -543,10 +523,10 @@ mod tests {
 
     fn event(name: &str, kind: &str, severity: &str, id: i64, mode: Option<&str>) -> Batch {
         let mut attributes = vec![
-            kv_s("otterline.anomaly.type", kind),
-            kv_s("otterline.anomaly.severity", severity),
-            kv_s("otterline.anomaly.series", "chat/gpt-4o"),
-            kv_s("service.name", "chat"),
+            kv_str("otterline.anomaly.type", kind),
+            kv_str("otterline.anomaly.severity", severity),
+            kv_str("otterline.anomaly.series", "chat/gpt-4o"),
+            kv_str("service.name", "chat"),
             KeyValue {
                 key: "otterline.anomaly.episode_id".into(),
                 value: Some(AnyValue { value: Some(any_value::Value::IntValue(id)) }),
@@ -554,7 +534,7 @@ mod tests {
             },
         ];
         if let Some(m) = mode {
-            attributes.push(kv_s("otterline.budget.mode", m));
+            attributes.push(kv_str("otterline.budget.mode", m));
         }
         Batch::Logs(ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
@@ -702,7 +682,7 @@ mod tests {
         let req = otterline_core::pdata::ExportTraceServiceRequest {
             resource_spans: vec![otterline_core::pdata::trace::ResourceSpans {
                 resource: Some(otterline_core::pdata::resource::Resource {
-                    attributes: vec![kv_s("service.name", "chat")],
+                    attributes: vec![kv_str("service.name", "chat")],
                     ..Default::default()
                 }),
                 scope_spans: vec![otterline_core::pdata::trace::ScopeSpans { spans, ..Default::default() }],
