@@ -164,6 +164,7 @@ def otterline_default(work, name):
         "OTTERLINE_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
         "OTTERLINE_HTTP_ENDPOINT": f"127.0.0.1:{http}",
         "OTTERLINE_HEALTH_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "OTTERLINE_DASHBOARD_ENDPOINT": f"127.0.0.1:{free_port()}",
         "OTTERLINE_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
         "OTTERLINE_DATA_DIR": os.path.join(work, f"{name}-data"),
     }

@@ -28,5 +28,6 @@ pub fn registry() -> Registry {
         .exporter(otterline_forward::OtlpHttpExporterFactory)
         .exporter(otterline_parquet::ParquetExporterFactory)
         // extensions
+        .extension(otterline_dashboard::DashboardFactory)
         .extension(otterline_extensions::HealthCheckFactory)
 }

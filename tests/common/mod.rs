@@ -53,6 +53,8 @@ pub struct Instance {
     pub health: u16,
     /// Self-metrics (`/metrics`) port.
     pub metrics: u16,
+    /// The dashboard's port (`{{DASHBOARD}}` in templates; the default pipeline's dashboard).
+    pub dashboard: u16,
     pub dir: tempfile::TempDir,
 }
 
@@ -75,35 +77,43 @@ impl Instance {
     pub fn start_with_env(template: &str, env: &[(&str, &str)]) -> Instance {
         crypto();
         let dir = tempfile::tempdir().expect("tempdir");
-        let (grpc, http, health) = (free_port(), free_port(), free_port());
-        let config = fill(template, grpc, http, health, dir.path());
+        let (grpc, http, health, dashboard) = (free_port(), free_port(), free_port(), free_port());
+        let config = fill(template, grpc, http, health, dir.path()).replace("{{DASHBOARD}}", &dashboard.to_string());
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let (telemetry, metrics) = telemetry_config(dir.path());
         let mut cmd = Command::new(BIN);
         cmd.arg("--config").arg(&config_path).arg("--config").arg(telemetry).current_dir(dir.path());
         let child = spawn(cmd, dir.path(), env);
-        let inst = Instance { child: Some(child), grpc, http, health, metrics, dir };
+        let inst = Instance { child: Some(child), grpc, http, health, metrics, dashboard, dir };
         inst.wait_healthy();
         inst
     }
 
     /// Starts the binary with no `--config` (the embedded default) in a temp working directory.
     pub fn start_default() -> Instance {
+        Self::start_default_with_env(&[])
+    }
+
+    /// The embedded default with extra environment (e.g. `OTTERLINE_WINDOW`).
+    pub fn start_default_with_env(extra: &[(&str, &str)]) -> Instance {
         crypto();
         let dir = tempfile::tempdir().expect("tempdir");
-        let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
+        let (grpc, http, health, metrics, dashboard) =
+            (free_port(), free_port(), free_port(), free_port(), free_port());
         let mut cmd = Command::new(BIN);
         cmd.current_dir(dir.path());
-        let env = [
+        let mut env = vec![
             ("OTTERLINE_METRICS_ADDRESS", format!("127.0.0.1:{metrics}")),
             ("OTTERLINE_GRPC_ENDPOINT", format!("127.0.0.1:{grpc}")),
             ("OTTERLINE_HTTP_ENDPOINT", format!("127.0.0.1:{http}")),
             ("OTTERLINE_HEALTH_ENDPOINT", format!("127.0.0.1:{health}")),
+            ("OTTERLINE_DASHBOARD_ENDPOINT", format!("127.0.0.1:{dashboard}")),
         ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let child = spawn(cmd, dir.path(), &env);
-        let inst = Instance { child: Some(child), grpc, http, health, metrics, dir };
+        let inst = Instance { child: Some(child), grpc, http, health, metrics, dashboard, dir };
         inst.wait_healthy();
         inst
     }

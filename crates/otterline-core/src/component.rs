@@ -462,6 +462,10 @@ pub trait Extension: Send {
 pub struct ExtensionContext {
     pub id: ComponentId,
     pub registry: Arc<HealthRegistry>,
+    /// The extension's own health entry.
+    pub health: Arc<ComponentHealth>,
+    /// Subscribe here (during `start`) to see what pipelines hand to their exporters.
+    pub taps: Arc<crate::tap::Taps>,
     pub shutdown: CancellationToken,
 }
 

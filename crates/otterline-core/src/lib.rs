@@ -7,7 +7,9 @@
 //! - [`component`]: the receiver / processor / exporter / extension traits and their factories.
 //! - [`registry`]: maps a YAML type name to a factory.
 //! - [`service`]: validates a config against a registry and runs its pipelines.
-//! - [`health`]: shared component status and counters, read by the health endpoint.
+//! - [`health`]: shared component status and counters, read by the health endpoint, and
+//!   the components' 0-100 assessment.
+//! - [`tap`]: read-only views of pipeline output for extensions (the dashboard).
 //! - [`telemetry`]: self-metrics in the Prometheus text format, process RSS and CPU.
 //! - [`net`]: endpoint syntax and binding for servers.
 //! - [`fsutil`]: temp-then-rename files and leftover detection.
@@ -21,6 +23,7 @@ pub mod net;
 pub mod pdata;
 pub mod registry;
 pub mod service;
+pub mod tap;
 pub mod telemetry;
 pub mod time;
 pub mod units;

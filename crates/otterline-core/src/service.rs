@@ -224,12 +224,24 @@ impl Service {
 
         // Extensions first, so the health endpoint reports start-up.
         let ext_token = CancellationToken::new();
+        let taps = Arc::new(crate::tap::Taps::default());
         let mut ext_tasks: Vec<(ComponentId, JoinHandle<Result<(), ComponentError>>)> = Vec::new();
         for (id, ext) in extensions {
-            let ctx = ExtensionContext { id: id.clone(), registry: health.clone(), shutdown: ext_token.clone() };
+            let h = health.register(ComponentKind::Extension, &id.to_string());
+            let ctx = ExtensionContext {
+                id: id.clone(),
+                registry: health.clone(),
+                health: h.clone(),
+                taps: taps.clone(),
+                shutdown: ext_token.clone(),
+            };
             match ext.start(ctx).await {
-                Ok(task) => ext_tasks.push((id, tokio::spawn(task))),
+                Ok(task) => {
+                    h.set(Status::Ok, "");
+                    ext_tasks.push((id, tokio::spawn(task)));
+                }
                 Err(error) => {
+                    h.set(Status::Failed, error.to_string());
                     ext_token.cancel();
                     return Err(RunError::Start { kind: ComponentKind::Extension, id, error });
                 }
@@ -250,6 +262,7 @@ impl Service {
             }
             h.set(Status::Ok, "");
             let (tx, rx) = mpsc::channel(queues.exporter_size);
+            h.set_queue_probe(queue_probe(&tx));
             exp_senders.push(tx);
             exp_tasks.push((id.clone(), tokio::spawn(exporter_task(id, exporter, rx, h, abort.clone()))));
         }
@@ -264,6 +277,7 @@ impl Service {
             let h = health.register_named("pipeline", &p.name);
             h.set(Status::Ok, "");
             let (tx, rx) = mpsc::channel(queues.pipeline_size);
+            h.set_queue_probe(queue_probe(&tx));
             pipe_senders.push((tx, p.signals));
             pipe_gates.push(p.processors.iter().filter_map(|(_, proc_)| proc_.admission_gate()).collect());
             let mut processors = p.processors;
@@ -277,10 +291,12 @@ impl Service {
                 .iter()
                 .map(|&i| ExporterRoute { tx: exp_senders[i].clone(), signals: exp_signals[i] })
                 .collect();
-            pipe_tasks.push(tokio::spawn(pipeline_task(p.name, rx, processors, routes, h, close_pipelines.clone())));
+            let route = Route { exporters: routes, taps: taps.for_pipeline(&p.name) };
+            pipe_tasks.push(tokio::spawn(pipeline_task(p.name, rx, processors, route, h, close_pipelines.clone())));
         }
-        // Only pipelines hold exporter senders from now on.
+        // Only pipelines hold exporter senders (and tap senders) from now on.
         drop(exp_senders);
+        taps.close();
 
         // Receivers last.
         let recv_token = CancellationToken::new();
@@ -406,12 +422,26 @@ struct ExporterRoute {
     signals: SignalSet,
 }
 
+/// Where a pipeline's output goes: its exporters (waiting for room) and the extensions'
+/// taps (never waiting).
+struct Route {
+    exporters: Vec<ExporterRoute>,
+    taps: Vec<crate::tap::Tap>,
+}
+
+/// Reads a bounded queue's fill through a weak sender, so the probe never keeps it open.
+fn queue_probe<T: Send + 'static>(tx: &mpsc::Sender<T>) -> crate::health::QueueProbe {
+    let weak = tx.downgrade();
+    let capacity = tx.max_capacity() as u64;
+    Box::new(move || weak.upgrade().map(|tx| (capacity - tx.capacity() as u64, capacity)))
+}
+
 /// Runs a pipeline's processors over its queue and hands results to its exporters.
 async fn pipeline_task(
     name: String,
     mut rx: mpsc::Receiver<Batch>,
     mut processors: Vec<(ComponentId, Box<dyn Processor>)>,
-    exporters: Vec<ExporterRoute>,
+    exporters: Route,
     health: Arc<ComponentHealth>,
     close: CancellationToken,
 ) {
@@ -488,7 +518,7 @@ fn run_chain(processors: &mut [(ComponentId, Box<dyn Processor>)], start: usize,
     out.append(&mut current);
 }
 
-async fn deliver(pipeline: &str, exporters: &[ExporterRoute], out: &mut Vec<Batch>, health: &ComponentHealth) {
+async fn deliver(pipeline: &str, route: &Route, out: &mut Vec<Batch>, health: &ComponentHealth) {
     for batch in out.drain(..) {
         if batch.is_empty() {
             continue;
@@ -496,7 +526,10 @@ async fn deliver(pipeline: &str, exporters: &[ExporterRoute], out: &mut Vec<Batc
         let signal = batch.signal();
         let items = batch.item_count() as u64;
         let batch = Arc::new(batch);
-        for t in exporters.iter().filter(|e| e.signals.contains(signal)) {
+        for tap in &route.taps {
+            tap.offer(&batch);
+        }
+        for t in route.exporters.iter().filter(|e| e.signals.contains(signal)) {
             // Waits while the exporter's queue is full: this is the backpressure path.
             if t.tx.send(batch.clone()).await.is_err() {
                 health.counters.add_dropped(signal, items);

@@ -3,7 +3,9 @@
 //! Answers 200 with `"status": "Server available"` while the service is ready,
 //! and 503 with `"Server not available"` while starting, draining or when a
 //! component failed — so orchestrators stop routing to a draining sidecar. The
-//! body also carries the phase and each component's status and item counters.
+//! body also carries the phase, each component's status and item counters, and `health`:
+//! every component scored 0-100 as up / degraded / down (queue fill, refusals, export
+//! failures; `HealthRegistry::assess`), the same model the dashboard shows.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use otterline_core::component::{BuildContext, ComponentError, Extension, ExtensionContext, ExtensionFactory, Task};
 use otterline_core::config::ConfigError;
-use otterline_core::health::{HealthRegistry, Snapshot};
+use otterline_core::health::{Assessment, HealthRegistry, Snapshot};
 use otterline_core::net::{bind, parse_endpoint};
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +68,7 @@ struct Body {
     uptime: String,
     #[serde(flatten)]
     snapshot: Snapshot,
+    health: Assessment,
 }
 
 async fn health(State(reg): State<Arc<HealthRegistry>>) -> impl IntoResponse {
@@ -77,6 +80,7 @@ async fn health(State(reg): State<Arc<HealthRegistry>>) -> impl IntoResponse {
         up_since: otterline_core::time::rfc3339(reg.started()),
         uptime: format!("{:.3}s", uptime.as_secs_f64()),
         snapshot,
+        health: reg.assess(),
     };
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let json = serde_json::to_string(&body).unwrap_or_else(|e| format!("{{\"status\":\"error\",\"message\":\"{e}\"}}"));

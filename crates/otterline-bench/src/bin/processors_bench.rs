@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use clap::Parser;
-use otterline_bench::{status_kib, trace_request, Rng};
+use otterline_bench::{live_bytes, status_kib, trace_request, Counting, Rng};
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::pdata::ExportTraceServiceRequest;
 use otterline_core::{Batch, ComponentId};
@@ -34,34 +34,8 @@ fn cost_processor() -> Box<dyn Processor> {
         .expect("cost")
 }
 
-/// Counts live heap bytes, so the memory figure is exact rather than an RSS estimate.
-struct Counting;
-
-static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
-        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
-        unsafe { std::alloc::System.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn live_bytes() -> usize {
-    LIVE.load(std::sync::atomic::Ordering::Relaxed)
-}
 
 fn main() {
     let args = Args::parse();
