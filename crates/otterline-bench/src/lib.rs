@@ -40,6 +40,10 @@ impl Rng {
         self.0 = x;
         x
     }
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 const SERVICES: &[&str] = &["rag-worker", "planner-agent", "support-bot", "summarizer"];

@@ -87,7 +87,7 @@ pub fn detect(rows: &[(NaiveDateTime, f64)], cfg: &AnomalyConfig) -> Vec<usize> 
     hits
 }
 
-/// `OTTERLINE_NAB_TRY="z=4,alpha=0.02,cooldown=30"` explores other settings; the reported
+/// `OTTERLINE_NAB_TRY="z=4,similar=2,cooldown=30"` explores other settings; the reported
 /// score is the default one unless it is set.
 fn config() -> AnomalyConfig {
     let mut c = AnomalyConfig::default();
@@ -98,6 +98,13 @@ fn config() -> AnomalyConfig {
             match k {
                 "z" => c.detectors.metrics.z_threshold = f,
                 "floor" => c.detectors.metrics.relative_floor = f,
+                "similar" => c.detectors.metrics.min_similar = f,
+                "memory" => c.detectors.metrics.memory_windows = f,
+                "similarity" => c.detectors.metrics.similarity = f,
+                "resolution" => c.detectors.metrics.resolution = f,
+                "smoothing" => c.detectors.metrics.smoothing = f,
+                "cells" => c.detectors.metrics.max_cells = f as usize,
+                "mwarmup" => c.detectors.metrics.warmup_windows = f as u64,
                 "alpha" => c.alpha = f,
                 "cooldown" => c.detectors.metrics.cooldown_windows = f as u32,
                 "warmup" => c.warmup_windows = f as u64,

@@ -139,5 +139,57 @@ fn main() {
     println!("active series                       {series}");
     println!("memory per 10K active series        {:.1} MiB ({:.0} bytes/series, 20 spans each; live heap held by the processor)", held as f64 / 1048576.0 * 10_000.0 / series as f64, held as f64 / series as f64);
     println!("anomaly state                       {tracked} detector states for {series} series: {:.0} bytes/series ({:.1} MiB per 10K)", anomaly_held as f64 / series as f64, anomaly_held as f64 / 1048576.0 * 10_000.0 / series as f64);
+    let (gauges, gauge_bytes, cells) = generic_metric_memory(1_000, 500);
+    println!("generic metric state                {gauges} gauge series after 500 noisy windows: {:.0} bytes/series ({cells:.1} histogram cells per series)", gauge_bytes as f64 / gauges as f64);
     println!("process peak RSS                    {:.1} MiB", rss as f64 / 1024.0);
+}
+
+/// Heap the anomaly processor holds for `series` client gauges after `windows` windows of
+/// noisy values (levels and noise differ per series), and the mean number of cells.
+fn generic_metric_memory(series: usize, windows: usize) -> (usize, usize, f64) {
+    use otterline_core::pdata::common::{any_value, AnyValue, KeyValue};
+    use otterline_core::pdata::metrics::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use otterline_core::pdata::ExportMetricsServiceRequest;
+    let mut rng = Rng::new(7);
+    let mut anomaly = otterline_processors::anomaly::AnomalyProcessor::new(Default::default());
+    let before = live_bytes();
+    let mut out = Vec::new();
+    for w in 0..windows {
+        let metrics = (0..series)
+            .map(|s| {
+                let level = 10.0 + (s % 97) as f64 * 10.0;
+                let noise = 0.01 + (s % 13) as f64 * 0.03;
+                let v = level * (1.0 + noise * (rng.next_f64() * 2.0 - 1.0));
+                Metric {
+                    name: "queue.depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![KeyValue {
+                                key: "queue".into(),
+                                value: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("q{s}"))) }),
+                                ..Default::default()
+                            }],
+                            time_unix_nano: 1_763_874_000_000_000_000 + w as u64 * 60_000_000_000,
+                            value: Some(number_data_point::Value::AsDouble(v)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let batch = Batch::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+                ..Default::default()
+            }],
+        });
+        anomaly.process(batch, &mut out);
+        out.clear();
+    }
+    out.shrink_to_fit();
+    let held = live_bytes().saturating_sub(before);
+    (series, held, anomaly.metric_cells() as f64 / series as f64)
 }

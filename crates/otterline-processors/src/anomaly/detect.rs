@@ -8,6 +8,12 @@
 //! calm windows (hysteresis: calm means well inside the threshold, not just under it);
 //! after it, `cooldown` windows pass before a new one may start; a deviation that lasts
 //! `accept_after` windows is taken as the new normal (the baseline jumps to it).
+//!
+//! A [`Density`] is a decayed histogram of a value with a bounded number of cells; it
+//! answers "how many comparable values has this series shown before?". [`MetricModel`]
+//! keeps two of them per generic metric series — of the value and of its short EWMA —
+//! so that both a never-seen value and a never-seen run of values stand out, while a
+//! series that is bursty by nature learns its bursts as normal.
 
 /// Exponentially weighted mean and variance.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -16,9 +22,6 @@ pub struct Baseline {
     pub var: f64,
     /// Windows folded in.
     pub n: u64,
-    /// One-sided CUSUMs of standardised residuals (upwards, downwards), for drifts and ramps.
-    pub cusum_up: f64,
-    pub cusum_down: f64,
 }
 
 impl Baseline {
@@ -32,18 +35,6 @@ impl Baseline {
             self.var = (1.0 - alpha) * (self.var + alpha * d * d);
         }
         self.n += 1;
-    }
-
-    /// Folds a standardised residual into the CUSUMs (allowance `k`); returns the larger.
-    pub fn cusum(&mut self, z: f64, k: f64) -> f64 {
-        self.cusum_up = (self.cusum_up + z - k).max(0.0);
-        self.cusum_down = (self.cusum_down - z - k).max(0.0);
-        self.cusum_up.max(self.cusum_down)
-    }
-
-    pub fn reset_cusum(&mut self) {
-        self.cusum_up = 0.0;
-        self.cusum_down = 0.0;
     }
 
     pub fn std(&self) -> f64 {
@@ -62,6 +53,154 @@ impl Baseline {
             let keep = (1.0 - alpha).powf(elapsed_windows);
             self.var /= keep.max(0.05);
         }
+    }
+}
+
+/// Settings of a [`Density`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DensityParams {
+    /// Width of a histogram cell, in the units of the value.
+    pub resolution: f64,
+    /// Values within this fraction of the long-run standard deviation (and at least the
+    /// neighbouring cells) count as comparable.
+    pub similarity: f64,
+    /// Weight left to a sample after one more sample (0.5 per half-life).
+    pub decay: f64,
+    /// Most cells kept; when full, the lightest is forgotten.
+    pub max_cells: usize,
+    /// EWMA weight of the long-run spread.
+    pub spread_alpha: f64,
+}
+
+/// Most cells on either side that a neighbourhood spans.
+const MAX_REACH: i32 = 30;
+
+/// A decayed histogram in O(`max_cells`) memory.
+///
+/// Weights are stored in units that grow by `1 / decay` per sample, so that learning
+/// touches one cell instead of decaying all of them; they are brought back to real counts
+/// (and cells that faded to nothing dropped) before the units overflow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Density {
+    /// (cell, weight in stored units), sorted by cell.
+    pub cells: Vec<(i32, f32)>,
+    /// The stored weight of a new sample.
+    pub unit: f64,
+    /// Sum of the weights, in stored units.
+    pub total: f64,
+    /// Long-run mean and variance of the value: the scale of "comparable".
+    pub spread: Baseline,
+}
+
+impl Density {
+    fn cell(y: f64, p: &DensityParams) -> i32 {
+        (y / p.resolution).floor().clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32
+    }
+
+    /// Decayed number of samples seen.
+    pub fn count(&self) -> f64 {
+        if self.unit > 0.0 {
+            self.total / self.unit
+        } else {
+            0.0
+        }
+    }
+
+    /// Decayed number of past samples comparable to `y`.
+    pub fn similar(&self, y: f64, p: &DensityParams) -> f64 {
+        if self.unit <= 0.0 || !y.is_finite() {
+            return 0.0;
+        }
+        let reach = ((p.similarity * self.spread.std() / p.resolution) as i32).clamp(1, MAX_REACH);
+        let c = Density::cell(y, p);
+        let lo = self.cells.partition_point(|&(k, _)| k < c.saturating_sub(reach));
+        let stored: f64 = self.cells[lo..]
+            .iter()
+            .take_while(|&&(k, _)| k <= c.saturating_add(reach))
+            .map(|&(_, w)| f64::from(w))
+            .sum();
+        stored / self.unit
+    }
+
+    pub fn learn(&mut self, y: f64, p: &DensityParams) {
+        if !y.is_finite() {
+            return;
+        }
+        self.unit = if self.unit <= 0.0 { 1.0 } else { self.unit / p.decay };
+        if self.unit > 1e30 {
+            self.renormalise();
+        }
+        self.spread.update(y, p.spread_alpha);
+        let c = Density::cell(y, p);
+        let w = self.unit as f32;
+        match self.cells.binary_search_by_key(&c, |&(k, _)| k) {
+            Ok(i) => self.cells[i].1 += w,
+            Err(i) => {
+                self.cells.insert(i, (c, w));
+                if self.cells.len() > p.max_cells.max(1) {
+                    if let Some(lightest) = (0..self.cells.len())
+                        .filter(|&j| j != i)
+                        .min_by(|&a, &b| self.cells[a].1.total_cmp(&self.cells[b].1))
+                    {
+                        self.total -= f64::from(self.cells[lightest].1);
+                        self.cells.remove(lightest);
+                    }
+                }
+            }
+        }
+        self.total += f64::from(w);
+    }
+
+    /// Brings the stored weights back to real counts; cells worth less than a thousandth
+    /// of a sample are dropped.
+    fn renormalise(&mut self) {
+        let unit = self.unit;
+        self.cells.retain_mut(|(_, w)| {
+            *w = (f64::from(*w) / unit) as f32;
+            *w >= 1e-3
+        });
+        self.total = self.cells.iter().map(|&(_, w)| f64::from(w)).sum();
+        self.unit = 1.0;
+    }
+}
+
+/// A generic metric series' model: densities of the value and of its short EWMA, and the
+/// last cumulative reading (to judge cumulative counters by their increase).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricModel {
+    pub point: Density,
+    pub smooth: Density,
+    /// Short EWMA of the value; `None` before the first value.
+    pub smoothed: Option<f64>,
+    /// Last cumulative (sum, count), for counters and cumulative histograms.
+    pub previous: Option<(f64, f64)>,
+}
+
+impl MetricModel {
+    /// Judges `y` against what came before, then learns it. Returns the decayed counts of
+    /// comparable past values and of comparable past smoothed values.
+    pub fn observe(&mut self, y: f64, smoothing: f64, p: &DensityParams) -> (f64, f64) {
+        let s = match self.smoothed {
+            Some(s) => s + smoothing * (y - s),
+            None => y,
+        };
+        self.smoothed = Some(s);
+        let seen = (self.point.similar(y, p), self.smooth.similar(s, p));
+        self.point.learn(y, p);
+        self.smooth.learn(s, p);
+        seen
+    }
+
+    /// Turns a cumulative (sum, count) reading into the mean of what was added since the
+    /// previous one (`None` for the first reading and after a reset).
+    pub fn delta(&mut self, sum: f64, count: f64) -> Option<f64> {
+        let prev = self.previous.replace((sum, count));
+        let (ps, pc) = prev?;
+        if sum < ps || count < pc {
+            return None; // the counter was reset
+        }
+        let dc = count - pc;
+        (dc > 0.0).then(|| (sum - ps) / dc)
     }
 }
 
@@ -352,6 +491,52 @@ mod tests {
         }
         assert!(matches!(&last, Some(Transition::Resolved(_, "accepted as the new normal"))), "{last:?}");
         assert_eq!(Tracker::accepted(&last), Some(1.0));
+    }
+
+    const P: DensityParams =
+        DensityParams { resolution: 0.05, similarity: 0.25, decay: 0.999, max_cells: 8, spread_alpha: 0.01 };
+
+    #[test]
+    fn density_counts_comparable_values_and_forgets_slowly() {
+        let mut d = Density::default();
+        for i in 0..100 {
+            d.learn(1.0 + 0.01 * (i % 3) as f64, &P);
+        }
+        // 100 samples, decayed by 0.999 per sample: Σ 0.999^k for k < 100.
+        let expect = (1.0 - 0.999f64.powi(100)) / 0.001;
+        assert!((d.count() - expect).abs() < 1e-3, "{}", d.count());
+        assert!((d.similar(1.01, &P) - expect).abs() < 1e-3);
+        // Two cells away is not comparable to values whose spread is this small.
+        assert_eq!(d.similar(1.2, &P), 0.0);
+        // Weights survive renormalisation.
+        let before = d.similar(1.0, &P);
+        d.renormalise();
+        assert!((d.similar(1.0, &P) - before).abs() < 1e-3);
+        // Never more than max_cells, the lightest forgotten first.
+        for i in 0..20 {
+            d.learn(10.0 + i as f64, &P);
+        }
+        assert_eq!(d.cells.len(), 8);
+        assert!(d.similar(1.0, &P) > 50.0, "the heavy cell stays");
+    }
+
+    #[test]
+    fn metric_model_sees_new_values_and_counter_increases() {
+        let mut m = MetricModel::default();
+        for i in 0..200 {
+            let (point, _) = m.observe(if i % 2 == 0 { 0.0 } else { 5.0 }, 0.15, &P);
+            if i >= 10 {
+                assert!(point > 3.0, "a bursty value seen before is comparable ({i}: {point})");
+            }
+        }
+        let (point, _) = m.observe(20.0, 0.15, &P);
+        assert!(point < 1.0, "a value never seen: {point}");
+        // Cumulative readings become the mean increase; a reset starts over.
+        assert_eq!(m.delta(10.0, 2.0), None);
+        assert_eq!(m.delta(16.0, 5.0), Some(2.0));
+        assert_eq!(m.delta(3.0, 1.0), None);
+        assert_eq!(m.delta(4.0, 2.0), Some(1.0));
+        assert_eq!(m.delta(4.0, 2.0), None, "nothing added");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! (a binomial test on counts, with an absolute floor and a minimum number of calls),
 //! cost and tokens per call (×1.5), quality and user satisfaction (a drop of 0.2 on a 0–1
 //! scale, 20 points on 0–100), and throughput (a drop to near zero, surges). Any other
-//! gauge, sum or histogram a client sends gets a two-sided z-score detector.
+//! gauge, sum or histogram a client sends is judged by how rarely the series has shown such
+//! a value, or such a short-run average, before ([`GenericConfig`], [`detect::MetricModel`]).
 //!
 //! Every detector shares the episode rules of [`detect::Tracker`] (warm-up, 2-of-3
 //! persistence, hysteresis, cooldown, acceptance of a lasting shift). Each episode start,
@@ -32,7 +33,7 @@ use otterline_core::pdata::resource::Resource;
 use otterline_core::pdata::ExportLogsServiceRequest;
 use otterline_core::Batch;
 
-use detect::{zscore, Baseline, Check, Policy, Tracker, Transition};
+use detect::{zscore, Baseline, Check, DensityParams, MetricModel, Policy, Tracker, Transition};
 
 pub const EVENT: &str = "otterline.anomaly";
 pub const EVENT_RESOLVED: &str = "otterline.anomaly.resolved";
@@ -118,12 +119,41 @@ impl Default for ThroughputConfig {
     }
 }
 
+/// The detector for every other gauge, sum or histogram.
+///
+/// It asks of each value how many comparable values the series has shown before (a count
+/// that fades with a half-life of `memory_windows`), and of the value's short average
+/// likewise. Fewer than `min_similar` of either is a deviation: a value never seen, or a run
+/// of values never seen together (a drift, a ramp, a burst that lasts); a never-seen value
+/// must also lie `z_threshold` spreads from the baseline. Values are judged on
+/// a symmetric log scale, so relative changes matter; "comparable" scales with the series'
+/// own long-run spread, so a series that is bursty by nature learns its bursts as normal.
+/// Cumulative counters are judged by their rate, cumulative histograms by the mean of what
+/// was added.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenericConfig {
     pub enabled: bool,
+    /// Fewer comparable past values than this is a deviation.
+    pub min_similar: f64,
+    /// Half-life of the memory of past values, in windows.
+    pub memory_windows: f64,
+    /// Comparable: within this fraction of the series' long-run standard deviation (on the
+    /// symmetric log scale), and at least within the neighbouring cells.
+    pub similarity: f64,
+    /// Cell width on the symmetric log scale (0.05 ≈ steps of 5 %).
+    pub resolution: f64,
+    /// EWMA weight of a new value in the short average.
+    pub smoothing: f64,
+    /// Most cells remembered per series and feature (memory bound).
+    pub max_cells: usize,
+    /// Windows a series is watched before it may alert.
+    pub warmup_windows: u64,
+    /// A never-seen value must also be this many spreads from the baseline (a z-score on
+    /// the symmetric log scale against the EWMA baseline), so that the tails of plain
+    /// noise do not alert; severity grows with z beyond it.
     pub z_threshold: f64,
-    /// Floor on the spread (of the symmetric log of the value).
+    /// Floor on that spread.
     pub relative_floor: f64,
     /// Arbitrary metrics are often single-sample spikes: by default one deviating
     /// sample starts an episode, and a longer cooldown keeps bursty series quiet.
@@ -136,6 +166,13 @@ impl Default for GenericConfig {
     fn default() -> Self {
         GenericConfig {
             enabled: true,
+            min_similar: 3.0,
+            memory_windows: 2000.0,
+            similarity: 0.25,
+            resolution: 0.05,
+            smoothing: 0.15,
+            max_cells: 128,
+            warmup_windows: 100,
             z_threshold: 5.0,
             relative_floor: 0.05,
             persistence_required: 1,
@@ -144,6 +181,39 @@ impl Default for GenericConfig {
         }
     }
 }
+
+impl GenericConfig {
+    fn density(&self) -> DensityParams {
+        DensityParams {
+            resolution: self.resolution,
+            similarity: self.similarity,
+            decay: 0.5f64.powf(1.0 / self.memory_windows),
+            max_cells: self.max_cells,
+            spread_alpha: LONG_RUN_ALPHA,
+        }
+    }
+
+    fn check(&self) -> Result<(), &'static str> {
+        let ok = self.min_similar > 0.0
+            && self.memory_windows >= 1.0
+            && self.similarity >= 0.0
+            && self.resolution > 0.0
+            && self.smoothing > 0.0
+            && self.smoothing <= 1.0
+            && self.max_cells >= 8
+            && self.persistence_required >= 1
+            && self.persistence_required <= self.persistence_windows
+            && self.persistence_windows <= 32;
+        if ok {
+            Ok(())
+        } else {
+            Err("detectors.metrics needs min_similar > 0, memory_windows ≥ 1, similarity ≥ 0, resolution > 0, 0 < smoothing ≤ 1, max_cells ≥ 8 and 1 ≤ persistence_required ≤ persistence_windows ≤ 32")
+        }
+    }
+}
+
+/// EWMA weight of the long-run spread that scales "comparable".
+const LONG_RUN_ALPHA: f64 = 0.005;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -235,12 +305,7 @@ impl ProcessorFactory for AnomalyProcessorFactory {
         {
             return Err(ctx.error("persistence_required", "needs 1 ≤ persistence_required ≤ persistence_windows ≤ 32"));
         }
-        let g = &cfg.detectors.metrics;
-        if g.persistence_required == 0 || g.persistence_required > g.persistence_windows || g.persistence_windows > 32 {
-            return Err(
-                ctx.error("detectors", "detectors.metrics needs 1 ≤ persistence_required ≤ persistence_windows ≤ 32")
-            );
-        }
+        cfg.detectors.metrics.check().map_err(|e| ctx.error("detectors", e))?;
         crate::budget::validate(&cfg.budgets).map_err(|e| ctx.error("budgets", e))?;
         if cfg.recovery_windows == 0 {
             return Err(ctx.error("recovery_windows", "must be at least 1"));
@@ -326,6 +391,8 @@ struct State {
     last_window: u64,
     /// The series' window length (ns), learned from consecutive windows.
     window_ns: u64,
+    /// Generic metrics only: what values the series has shown.
+    model: Option<Box<MetricModel>>,
 }
 
 /// A series and what identifies it in events.
@@ -515,6 +582,11 @@ impl AnomalyProcessor {
     /// Series currently tracked (one state per series and detector).
     pub fn tracked(&self) -> usize {
         self.states.len()
+    }
+
+    /// Histogram cells held by the generic-metric models (both features), for benchmarks.
+    pub fn metric_cells(&self) -> usize {
+        self.states.values().filter_map(|s| s.model.as_ref()).map(|m| m.point.cells.len() + m.smooth.cells.len()).sum()
     }
 
     fn info(&mut self, key: &str, service: &str, dims: &[(String, String)], metric: &str) -> Arc<SeriesInfo> {
@@ -835,101 +907,137 @@ impl AnomalyProcessor {
     }
 
     fn judge_generic(&mut self, metric: &Metric, service: &str, out: &mut Vec<LogRecord>) {
+        use otterline_core::pdata::metrics::AggregationTemporality;
         let gc = self.cfg.detectors.metrics.clone();
         if !gc.enabled {
             return;
         }
-        let points: Vec<(Vec<KeyValue>, u64, f64)> = match &metric.data {
-            Some(metric::Data::Gauge(g)) => {
-                g.data_points.iter().filter_map(|p| Some((p.attributes.clone(), p.time_unix_nano, num(p)?))).collect()
-            }
+        let cumulative = |t: i32| t == AggregationTemporality::Cumulative as i32;
+        let points: Vec<(&[KeyValue], u64, Reading)> = match &metric.data {
+            Some(metric::Data::Gauge(g)) => g
+                .data_points
+                .iter()
+                .filter_map(|p| Some((&p.attributes[..], p.time_unix_nano, Reading::Value(num(p)?))))
+                .collect(),
             Some(metric::Data::Sum(s)) => {
-                s.data_points.iter().filter_map(|p| Some((p.attributes.clone(), p.time_unix_nano, num(p)?))).collect()
+                let counter = s.is_monotonic && cumulative(s.aggregation_temporality);
+                s.data_points
+                    .iter()
+                    .filter_map(|p| {
+                        let v = num(p)?;
+                        // A counter's rate per second: its increase over the time between readings.
+                        let r = if counter {
+                            Reading::Cumulative { sum: v, count: p.time_unix_nano as f64 / 1e9 }
+                        } else {
+                            Reading::Value(v)
+                        };
+                        Some((&p.attributes[..], p.time_unix_nano, r))
+                    })
+                    .collect()
             }
             Some(metric::Data::Histogram(h)) => h
                 .data_points
                 .iter()
-                .filter(|p| p.count > 0)
-                .filter_map(|p| Some((p.attributes.clone(), p.time_unix_nano, p.sum? / p.count as f64)))
+                .filter_map(|p| {
+                    Some((
+                        &p.attributes[..],
+                        p.time_unix_nano,
+                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality)),
+                    ))
+                })
                 .collect(),
             Some(metric::Data::ExponentialHistogram(h)) => h
                 .data_points
                 .iter()
-                .filter(|p| p.count > 0)
-                .filter_map(|p| Some((p.attributes.clone(), p.time_unix_nano, p.sum? / p.count as f64)))
+                .filter_map(|p| {
+                    Some((
+                        &p.attributes[..],
+                        p.time_unix_nano,
+                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality)),
+                    ))
+                })
                 .collect(),
+            // Summaries are cumulative by definition.
             Some(metric::Data::Summary(s)) => s
                 .data_points
                 .iter()
-                .filter(|p| p.count > 0)
-                .map(|p| (p.attributes.clone(), p.time_unix_nano, p.sum / p.count as f64))
+                .map(|p| (&p.attributes[..], p.time_unix_nano, Reading::mean(p.sum, p.count, true)))
                 .collect(),
             None => Vec::new(),
         };
-        for (attrs, t, x) in points {
-            if !x.is_finite() {
-                continue;
-            }
+        let params = gc.density();
+        let policy = Policy {
+            warmup: gc.warmup_windows,
+            required: gc.persistence_required,
+            of: gc.persistence_windows,
+            cooldown: gc.cooldown_windows,
+            ..self.policy
+        };
+        for (attrs, t, reading) in points {
             let dims: Vec<(String, String)> = attrs
                 .iter()
                 .map(|kv| (kv.key.clone(), value_of(&kv.value.as_ref().and_then(|v| v.value.clone()))))
                 .collect();
             let key = format!("{}\u{1f}{service}\u{1f}{dims:?}", metric.name);
+            let st = self.states.entry((key.clone(), Kind::Metric)).or_default();
+            if t != 0 && t <= st.last_window {
+                continue; // already judged (a replayed or duplicated point)
+            }
+            let model = st.model.get_or_insert_with(Default::default);
+            let x = match reading {
+                Reading::Value(x) => Some(x),
+                Reading::Cumulative { sum, count } => model.delta(sum, count),
+            };
+            let Some(x) = x.filter(|x| x.is_finite()) else { continue };
+            let y = slog(x);
+            let (seen, seen_smooth) = model.observe(y, gc.smoothing, &params);
             let info = self.info(&key, service, &dims, &metric.name);
-            let thr = gc.z_threshold;
-            let rel = gc.relative_floor;
-            let policy = Policy {
-                required: gc.persistence_required,
-                of: gc.persistence_windows,
-                cooldown: gc.cooldown_windows,
-                ..self.policy
-            };
-            // The CUSUM is updated here, before the check borrows the baseline.
-            let drift = match self.states.get_mut(&(key.clone(), Kind::Metric)) {
-                Some(st) if st.baseline.n > 0 => {
-                    let z = (slog(x) - st.baseline.mean) / st.baseline.std().max(rel);
-                    st.baseline.cusum(z.clamp(-thr, thr), CUSUM_K)
-                }
-                _ => 0.0,
-            };
+            let (thr, rel, min) = (gc.z_threshold, gc.relative_floor, gc.min_similar);
             if let Some(e) = self.step_with(&key, Kind::Metric, &info, t, true, policy, |b| {
-                // Judged on a symmetric log scale: bursty, heavy-tailed series (bytes, packets,
-                // request counts) look far more normal there, and relative changes matter most.
-                let y = slog(x);
                 let spread = b.std().max(rel);
-                let z = (y - b.mean) / spread;
-                // A large residual now, or a run of moderate ones (a drift or a ramp that an
-                // adaptive baseline would otherwise follow).
-                let dev = b.n > 0 && (z.abs() >= thr || drift >= CUSUM_H);
-                let excess = (z.abs() / thr).max(drift / CUSUM_H);
+                let z = if b.n > 0 { (y - b.mean) / spread } else { 0.0 };
+                let dev = b.n > 0 && ((seen < min && z.abs() >= thr) || seen_smooth < min);
                 let c = Check {
                     deviating: dev,
-                    extreme: dev && z.abs() >= 2.0 * thr,
-                    calm: z.abs() < thr / 2.0 && drift < CUSUM_H / 2.0,
-                    excess,
+                    extreme: dev,
+                    calm: seen >= 3.0 * min && seen_smooth >= 3.0 * min,
+                    excess: if dev { (z.abs() / thr).max(1.0) } else { z.abs() / thr },
                     observed: x,
                     baseline: unslog(b.mean),
                     threshold: unslog(b.mean + thr * z.signum() * spread),
                     score: z,
                 };
-                // Learn from a winsorised value: outliers widen the spread, but slowly.
+                // The baseline (what events report as normal) learns from a winsorised value.
                 let learn = if b.n == 0 { y } else { y.clamp(b.mean - 3.0 * spread, b.mean + 3.0 * spread) };
                 (c, learn)
             }) {
-                if e.event_name == EVENT_RESOLVED {
-                    if let Some(st) = self.states.get_mut(&(key.clone(), Kind::Metric)) {
-                        st.baseline.reset_cusum();
-                    }
-                }
                 out.push(e);
             }
         }
     }
 }
 
-/// CUSUM allowance and decision threshold, in standardised residuals.
-const CUSUM_K: f64 = 0.5;
-const CUSUM_H: f64 = 10.0;
+/// One reading of a generic metric point.
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    /// A level, judged as it is.
+    Value(f64),
+    /// A running total: judged by `Δsum / Δcount` between readings.
+    Cumulative { sum: f64, count: f64 },
+}
+
+impl Reading {
+    /// A histogram's mean, of the window (delta) or of what was added since the last reading.
+    fn mean(sum: f64, count: u64, cumulative: bool) -> Reading {
+        if cumulative {
+            Reading::Cumulative { sum, count: count as f64 }
+        } else if count > 0 {
+            Reading::Value(sum / count as f64)
+        } else {
+            Reading::Value(f64::NAN)
+        }
+    }
+}
 
 /// Symmetric log: sign(x)·ln(1 + |x|).
 fn slog(x: f64) -> f64 {
@@ -995,7 +1103,7 @@ fn suggestion(kind: Kind, info: &SeriesInfo, c: &Check, started: &str) -> String
         Kind::Satisfaction => format!("user satisfaction of {who} dropped to {} from {} since {started}; review recent conversations and releases", fmt_num(c.observed), fmt_num(c.baseline)),
         Kind::Throughput if c.observed < c.baseline => format!("throughput of {who} fell to {} calls/s from {} since {started}; the service or its callers may be down", fmt_num(c.observed), fmt_num(c.baseline)),
         Kind::Throughput => format!("throughput of {who} surged to {} calls/s from {} since {started}; check for retry storms, loops or abuse", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Metric => format!("{} of {who} is {} against a baseline of {} since {started}", info.metric, fmt_num(c.observed), fmt_num(c.baseline)),
+        Kind::Metric => format!("{} of {who} is {} against a baseline of {} since {started}, a level it has rarely or never shown before; check what changed around then", info.metric, fmt_num(c.observed), fmt_num(c.baseline)),
         Kind::Budget => {
             let dim = |k: &str| info.dims.iter().find(|(dk, _)| dk == k).map(|(_, v)| v.clone()).unwrap_or_default();
             format!("budget {}: {} of {} is {} over its limit of {} since {started} ({} mode)", dim("otterline.budget.name"), dim("otterline.budget.metric"), dim("otterline.budget.scope"), fmt_num(c.observed), fmt_num(c.threshold), dim("otterline.budget.mode"))
@@ -1581,48 +1689,66 @@ mod tests {
         (0..n).map(|_| (-2.0 * next().ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()).collect()
     }
 
+    /// Feeds one metric; whether an episode started.
+    fn fires(p: &mut AnomalyProcessor, m: Metric) -> bool {
+        use otterline_core::pdata::metrics::{ResourceMetrics, ScopeMetrics};
+        use otterline_core::pdata::ExportMetricsServiceRequest;
+        let mut out = Vec::new();
+        p.process(
+            Batch::Metrics(ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics { metrics: vec![m], ..Default::default() }],
+                    ..Default::default()
+                }],
+            }),
+            &mut out,
+        );
+        out.iter().any(|b| match b {
+            Batch::Logs(l) => l
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .flat_map(|s| &s.log_records)
+                .any(|r| r.event_name == EVENT && attr_s(r, "otterline.anomaly.state") == "firing"),
+            _ => false,
+        })
+    }
+
+    fn point(i: usize, v: f64) -> otterline_core::pdata::metrics::NumberDataPoint {
+        otterline_core::pdata::metrics::NumberDataPoint {
+            time_unix_nano: T0 + i as u64 * W,
+            value: Some(number_data_point::Value::AsDouble(v)),
+            ..Default::default()
+        }
+    }
+
+    fn gauge(i: usize, v: f64) -> Metric {
+        use otterline_core::pdata::metrics::Gauge;
+        Metric {
+            name: "queue.depth".into(),
+            data: Some(metric::Data::Gauge(Gauge { data_points: vec![point(i, v)] })),
+            ..Default::default()
+        }
+    }
+
+    /// A cumulative monotonic counter reading.
+    fn counter(i: usize, total: f64) -> Metric {
+        use otterline_core::pdata::metrics::{AggregationTemporality, Sum};
+        Metric {
+            name: "requests".into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: vec![point(i, total)],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        }
+    }
+
     /// Feeds a gauge series (one value per minute) and returns the indices where episodes start.
     fn gauge_episodes(values: &[f64]) -> Vec<usize> {
-        use otterline_core::pdata::metrics::{Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics};
-        use otterline_core::pdata::ExportMetricsServiceRequest;
         let mut p = AnomalyProcessor::new(AnomalyConfig::default());
-        let mut starts = Vec::new();
-        for (i, v) in values.iter().enumerate() {
-            let m = Metric {
-                name: "queue.depth".into(),
-                data: Some(metric::Data::Gauge(Gauge {
-                    data_points: vec![NumberDataPoint {
-                        time_unix_nano: T0 + i as u64 * W,
-                        value: Some(number_data_point::Value::AsDouble(*v)),
-                        ..Default::default()
-                    }],
-                })),
-                ..Default::default()
-            };
-            let mut out = Vec::new();
-            p.process(
-                Batch::Metrics(ExportMetricsServiceRequest {
-                    resource_metrics: vec![ResourceMetrics {
-                        scope_metrics: vec![ScopeMetrics { metrics: vec![m], ..Default::default() }],
-                        ..Default::default()
-                    }],
-                }),
-                &mut out,
-            );
-            for b in out {
-                if let Batch::Logs(l) = b {
-                    if l.resource_logs
-                        .iter()
-                        .flat_map(|r| &r.scope_logs)
-                        .flat_map(|s| &s.log_records)
-                        .any(|r| r.event_name == EVENT && attr_s(r, "otterline.anomaly.state") == "firing")
-                    {
-                        starts.push(i);
-                    }
-                }
-            }
-        }
-        starts
+        (0..values.len()).filter(|&i| fires(&mut p, gauge(i, values[i]))).collect()
     }
 
     fn noisy(n: usize, level: f64, sd: f64, seed: u64) -> Vec<f64> {
@@ -1670,6 +1796,49 @@ mod tests {
         assert!(gauge_episodes(&[0.0; 500]).is_empty(), "an all-zero series");
         // All-zero error rate on steady traffic: no error-rate alerts.
         assert!(run(&vec![Traffic { error_frac: 0.0, ..STEADY }; 60]).is_empty());
+    }
+
+    #[test]
+    fn counters_are_judged_by_their_rate() {
+        // A counter growing by ~600 a minute (10/s) is steady, although every reading is new.
+        let rates: Vec<f64> = noisy(400, 10.0, 0.5, 21);
+        let mut p = AnomalyProcessor::new(AnomalyConfig::default());
+        let mut total = 0.0;
+        let mut starts = Vec::new();
+        for (i, r) in rates.iter().enumerate() {
+            // From window 300 on, the rate is ten times higher; at 350 the counter resets.
+            total = if i == 350 { 0.0 } else { total + 60.0 * r * if i >= 300 { 10.0 } else { 1.0 } };
+            if fires(&mut p, counter(i, total)) {
+                starts.push(i);
+            }
+        }
+        assert_eq!(starts.first(), Some(&300), "{starts:?}");
+        assert!(starts.iter().all(|&i| i >= 300), "{starts:?}");
+    }
+
+    #[test]
+    fn generic_metric_model_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AnomalyConfig { state_path: Some(dir.path().join("anomaly.pb")), ..Default::default() };
+        let health = Arc::new(ComponentHealth::new("processor", "anomaly".into()));
+        let values = noisy(300, 100.0, 2.0, 31);
+        let mut first = AnomalyProcessor::new(cfg.clone());
+        first.attach(health.clone());
+        for (i, v) in values.iter().enumerate().take(200) {
+            assert!(!fires(&mut first, gauge(i, *v)));
+        }
+        first.shutdown(&mut Vec::new());
+        drop(first);
+        let mut second = AnomalyProcessor::new(cfg);
+        second.attach(health);
+        // Normal values right after the restart are still familiar; a new level is not.
+        for (i, v) in values.iter().enumerate().skip(200).take(20) {
+            assert!(!fires(&mut second, gauge(i, *v)), "window {i}");
+        }
+        assert!(fires(&mut second, gauge(220, 160.0)));
+        // Control: a fresh processor is still warming up and says nothing.
+        let mut fresh = AnomalyProcessor::new(AnomalyConfig::default());
+        assert!((200..221).all(|i| !fires(&mut fresh, gauge(i, if i == 220 { 160.0 } else { values[i] }))));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use prost::Message;
 
 use otterline_proto::v1 as pb;
 
-use super::detect::{Baseline, Check, Episode, Severity, Tracker};
+use super::detect::{Baseline, Check, Density, Episode, MetricModel, Severity, Tracker};
 use super::{Kind, SeriesInfo, State};
 
 /// Version of the saved format this code writes and reads.
@@ -47,6 +47,50 @@ fn check_from(c: Option<pb::Check>) -> Check {
     }
 }
 
+fn density_to(d: &Density) -> pb::Density {
+    pb::Density {
+        cells: d.cells.iter().map(|&(c, _)| c).collect(),
+        weights: d.cells.iter().map(|&(_, w)| w).collect(),
+        unit: d.unit,
+        total: d.total,
+        spread_mean: d.spread.mean,
+        spread_variance: d.spread.var,
+        spread_n: d.spread.n,
+    }
+}
+
+fn density_from(d: Option<pb::Density>) -> Density {
+    let d = d.unwrap_or_default();
+    let mut cells: Vec<(i32, f32)> = d.cells.into_iter().zip(d.weights).filter(|(_, w)| w.is_finite()).collect();
+    cells.sort_by_key(|&(c, _)| c);
+    cells.dedup_by_key(|&mut (c, _)| c);
+    Density {
+        total: cells.iter().map(|&(_, w)| f64::from(w)).sum(),
+        cells,
+        unit: if d.unit.is_finite() && d.unit > 0.0 { d.unit } else { 0.0 },
+        spread: Baseline { mean: d.spread_mean, var: d.spread_variance, n: d.spread_n },
+    }
+}
+
+fn model_to(m: &MetricModel) -> pb::MetricModel {
+    pb::MetricModel {
+        point: Some(density_to(&m.point)),
+        smooth: Some(density_to(&m.smooth)),
+        smoothed: m.smoothed,
+        previous_sum: m.previous.map(|(s, _)| s),
+        previous_count: m.previous.map(|(_, c)| c).unwrap_or_default(),
+    }
+}
+
+fn model_from(m: pb::MetricModel) -> MetricModel {
+    MetricModel {
+        point: density_from(m.point),
+        smooth: density_from(m.smooth),
+        smoothed: m.smoothed,
+        previous: m.previous_sum.map(|s| (s, m.previous_count)),
+    }
+}
+
 /// The processor's memory as a message.
 pub fn encode(
     states: &HashMap<(String, Kind), State>,
@@ -72,8 +116,7 @@ pub fn encode(
             cooldown_left: st.tracker.cooldown,
             last_window_unix_nano: st.last_window,
             window_nanos: st.window_ns,
-            cusum_up: st.baseline.cusum_up,
-            cusum_down: st.baseline.cusum_down,
+            metric_model: st.model.as_deref().map(model_to),
             open_episode: st.tracker.episode.as_ref().map(|e| pb::Episode {
                 id: e.id,
                 started_at_unix_nano: e.started_at,
@@ -116,13 +159,7 @@ pub fn decode(msg: pb::AnomalyState, now: u64, alpha: f64) -> Option<Restored> {
                 })
             });
         }
-        let mut baseline = Baseline {
-            mean: d.mean,
-            var: d.variance,
-            n: d.windows_learned,
-            cusum_up: d.cusum_up,
-            cusum_down: d.cusum_down,
-        };
+        let mut baseline = Baseline { mean: d.mean, var: d.variance, n: d.windows_learned };
         if d.window_nanos > 0 {
             baseline.decay(elapsed as f64 / d.window_nanos as f64, alpha);
         }
@@ -140,7 +177,13 @@ pub fn decode(msg: pb::AnomalyState, now: u64, alpha: f64) -> Option<Restored> {
             Tracker { history: d.deviation_history, windows: d.windows_seen, episode, cooldown: d.cooldown_left };
         states.insert(
             (d.series_key, kind),
-            State { baseline, tracker, last_window: d.last_window_unix_nano, window_ns: d.window_nanos },
+            State {
+                baseline,
+                tracker,
+                last_window: d.last_window_unix_nano,
+                window_ns: d.window_nanos,
+                model: d.metric_model.map(|m| Box::new(model_from(m))),
+            },
         );
     }
     Some(Restored { states, infos, next_id: msg.next_episode_id })
