@@ -86,8 +86,6 @@ pub struct Density {
     pub cells: Vec<(i32, f32)>,
     /// The stored weight of a new sample.
     pub unit: f64,
-    /// Sum of the weights, in stored units.
-    pub total: f64,
     /// Long-run mean and variance of the value: the scale of "comparable".
     pub spread: Baseline,
 }
@@ -100,7 +98,7 @@ impl Density {
     /// Decayed number of samples seen.
     pub fn count(&self) -> f64 {
         if self.unit > 0.0 {
-            self.total / self.unit
+            self.cells.iter().map(|&(_, w)| f64::from(w)).sum::<f64>() / self.unit
         } else {
             0.0
         }
@@ -142,13 +140,11 @@ impl Density {
                         .filter(|&j| j != i)
                         .min_by(|&a, &b| self.cells[a].1.total_cmp(&self.cells[b].1))
                     {
-                        self.total -= f64::from(self.cells[lightest].1);
                         self.cells.remove(lightest);
                     }
                 }
             }
         }
-        self.total += f64::from(w);
     }
 
     /// Brings the stored weights back to real counts; cells worth less than a thousandth
@@ -159,7 +155,6 @@ impl Density {
             *w = (f64::from(*w) / unit) as f32;
             *w >= 1e-3
         });
-        self.total = self.cells.iter().map(|&(_, w)| f64::from(w)).sum();
         self.unit = 1.0;
     }
 }

@@ -942,7 +942,7 @@ impl AnomalyProcessor {
                     Some((
                         &p.attributes[..],
                         p.time_unix_nano,
-                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality)),
+                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality))?,
                     ))
                 })
                 .collect(),
@@ -953,7 +953,7 @@ impl AnomalyProcessor {
                     Some((
                         &p.attributes[..],
                         p.time_unix_nano,
-                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality)),
+                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality))?,
                     ))
                 })
                 .collect(),
@@ -961,7 +961,7 @@ impl AnomalyProcessor {
             Some(metric::Data::Summary(s)) => s
                 .data_points
                 .iter()
-                .map(|p| (&p.attributes[..], p.time_unix_nano, Reading::mean(p.sum, p.count, true)))
+                .filter_map(|p| Some((&p.attributes[..], p.time_unix_nano, Reading::mean(p.sum, p.count, true)?)))
                 .collect(),
             None => Vec::new(),
         };
@@ -1027,14 +1027,13 @@ enum Reading {
 }
 
 impl Reading {
-    /// A histogram's mean, of the window (delta) or of what was added since the last reading.
-    fn mean(sum: f64, count: u64, cumulative: bool) -> Reading {
+    /// A histogram's mean, of the window (delta) or of what was added since the last
+    /// reading; `None` for an empty delta window.
+    fn mean(sum: f64, count: u64, cumulative: bool) -> Option<Reading> {
         if cumulative {
-            Reading::Cumulative { sum, count: count as f64 }
-        } else if count > 0 {
-            Reading::Value(sum / count as f64)
+            Some(Reading::Cumulative { sum, count: count as f64 })
         } else {
-            Reading::Value(f64::NAN)
+            (count > 0).then(|| Reading::Value(sum / count as f64))
         }
     }
 }

@@ -52,7 +52,6 @@ fn density_to(d: &Density) -> pb::Density {
         cells: d.cells.iter().map(|&(c, _)| c).collect(),
         weights: d.cells.iter().map(|&(_, w)| w).collect(),
         unit: d.unit,
-        total: d.total,
         spread_mean: d.spread.mean,
         spread_variance: d.spread.var,
         spread_n: d.spread.n,
@@ -65,7 +64,6 @@ fn density_from(d: Option<pb::Density>) -> Density {
     cells.sort_by_key(|&(c, _)| c);
     cells.dedup_by_key(|&mut (c, _)| c);
     Density {
-        total: cells.iter().map(|&(_, w)| f64::from(w)).sum(),
         cells,
         unit: if d.unit.is_finite() && d.unit > 0.0 { d.unit } else { 0.0 },
         spread: Baseline { mean: d.spread_mean, var: d.spread_variance, n: d.spread_n },
