@@ -413,6 +413,13 @@ pub trait Exporter: Send {
     /// Exports one batch. Borrowed, so that a retry needs no copy.
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError>;
 
+    /// Exports one batch as the engine holds it: shared with the other exporters and
+    /// immutable, so an exporter that buffers batches (the Parquet archive) keeps a
+    /// reference instead of a copy. The engine calls this; it defaults to [`Exporter::export`].
+    async fn export_shared(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
+        self.export(batch).await
+    }
+
     /// True for exporters that queue and deliver asynchronously and therefore count
     /// `sent` and `dropped` themselves; otherwise the engine counts a successful
     /// [`Exporter::export`] as sent.

@@ -598,7 +598,7 @@ async fn export_with_retry(
     let signal = batch.signal();
     let mut backoff = Duration::from_millis(100);
     loop {
-        match exporter.export(&batch).await {
+        match exporter.export_shared(&batch).await {
             Ok(()) => {
                 if !exporter.counts_sent() {
                     health.counters.add_sent(signal, items);

@@ -6,11 +6,13 @@
 //! nested values (attribute maps, events, links, buckets) are flattened into one
 //! child array plus offsets, recursively.
 
+use std::borrow::Borrow;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, MapArray,
-    RecordBatch, StringArray, StructArray, TimestampNanosecondArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, BooleanBufferBuilder, BooleanBuilder, Float64Array,
+    Float64Builder, Int32Array, Int64Array, Int64Builder, ListArray, MapArray, RecordBatch, StringArray, StringBuilder,
+    StructArray, TimestampNanosecondArray, UInt32Array, UInt64Array,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{
@@ -297,52 +299,92 @@ fn nonzero_ts(v: u64) -> Option<i64> {
     (v != 0).then_some(v as i64)
 }
 
+/// A string column of lower-case hex ids, built without a string per id.
+fn hex_col<'a>(it: impl ExactSizeIterator<Item = Option<&'a [u8]>>) -> ArrayRef {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let n = it.len();
+    let mut b = StringBuilder::with_capacity(n, n * 32);
+    let mut buf = [0u8; 64];
+    for id in it {
+        match id {
+            Some(id) if id.len() <= 32 => {
+                for (i, x) in id.iter().enumerate() {
+                    buf[2 * i] = H[(x >> 4) as usize];
+                    buf[2 * i + 1] = H[(x & 15) as usize];
+                }
+                // Only ASCII hex digits were written.
+                b.append_value(std::str::from_utf8(&buf[..2 * id.len()]).unwrap_or_default());
+            }
+            Some(id) => b.append_value(hex(id)),
+            None => b.append_null(),
+        }
+    }
+    Arc::new(b.finish())
+}
+
 /// The typed struct of one attribute value (or log body).
 fn any_struct(values: &[Option<&AnyValue>]) -> Result<StructArray, ArrowError> {
     use any_value::Value as V;
     let n = values.len();
-    let mut ty = Vec::with_capacity(n);
-    let mut s: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut i = Vec::with_capacity(n);
-    let mut d = Vec::with_capacity(n);
-    let mut b = Vec::with_capacity(n);
-    let mut by: Vec<Option<&[u8]>> = Vec::with_capacity(n);
-    let mut valid = Vec::with_capacity(n);
+    let mut ty = StringBuilder::with_capacity(n, n * 6);
+    let mut s = StringBuilder::with_capacity(n, n * 16);
+    let mut i = Int64Builder::with_capacity(n);
+    let mut d = Float64Builder::with_capacity(n);
+    let mut b = BooleanBuilder::with_capacity(n);
+    let mut by = BinaryBuilder::with_capacity(n, 0);
+    let mut valid = BooleanBufferBuilder::new(n);
     for v in values {
-        valid.push(v.is_some());
-        let (t, sv, iv, dv, bv, yv) = match v.and_then(|v| v.value.as_ref()) {
-            None => (if v.is_some() { "empty" } else { "null" }, None, None, None, None, None),
-            Some(V::StringValue(x)) => ("string", Some(x.clone()), None, None, None, None),
-            Some(V::IntValue(x)) => ("int", None, Some(*x), None, None, None),
-            Some(V::DoubleValue(x)) => ("double", None, None, Some(*x), None, None),
-            Some(V::BoolValue(x)) => ("bool", None, None, None, Some(*x), None),
-            Some(V::BytesValue(x)) => ("bytes", None, None, None, None, Some(x.as_slice())),
-            Some(x @ V::ArrayValue(_)) => {
-                ("array", Some(json::encode_any_value(&AnyValue { value: Some(x.clone()) })), None, None, None, None)
+        valid.append(v.is_some());
+        let value = v.and_then(|v| v.value.as_ref());
+        ty.append_value(match value {
+            None if v.is_some() => "empty",
+            None => "null",
+            Some(V::StringValue(_)) => "string",
+            Some(V::IntValue(_)) => "int",
+            Some(V::DoubleValue(_)) => "double",
+            Some(V::BoolValue(_)) => "bool",
+            Some(V::BytesValue(_)) => "bytes",
+            Some(V::ArrayValue(_)) => "array",
+            Some(V::KvlistValue(_)) => "kvlist",
+            Some(V::StringValueStrindex(_)) => "strindex",
+        });
+        match value {
+            Some(V::StringValue(x)) => s.append_value(x),
+            // Arrays and kvlists are rare: their OTLP/JSON is built on its own.
+            Some(V::ArrayValue(_) | V::KvlistValue(_)) => {
+                s.append_value(v.map(json::encode_any_value).unwrap_or_default())
             }
-            Some(x @ V::KvlistValue(_)) => {
-                ("kvlist", Some(json::encode_any_value(&AnyValue { value: Some(x.clone()) })), None, None, None, None)
-            }
-            Some(V::StringValueStrindex(x)) => ("strindex", None, Some(*x as i64), None, None, None),
-        };
-        ty.push(t);
-        s.push(sv);
-        i.push(iv);
-        d.push(dv);
-        b.push(bv);
-        by.push(yv);
+            _ => s.append_null(),
+        }
+        match value {
+            Some(V::IntValue(x)) => i.append_value(*x),
+            Some(V::StringValueStrindex(x)) => i.append_value(*x as i64),
+            _ => i.append_null(),
+        }
+        match value {
+            Some(V::DoubleValue(x)) => d.append_value(*x),
+            _ => d.append_null(),
+        }
+        match value {
+            Some(V::BoolValue(x)) => b.append_value(*x),
+            _ => b.append_null(),
+        }
+        match value {
+            Some(V::BytesValue(x)) => by.append_value(x),
+            _ => by.append_null(),
+        }
     }
     StructArray::try_new(
         any_fields(),
         vec![
-            Arc::new(StringArray::from(ty)),
-            Arc::new(StringArray::from(s)),
-            Arc::new(Int64Array::from(i)),
-            Arc::new(Float64Array::from(d)),
-            Arc::new(BooleanArray::from(b)),
-            Arc::new(BinaryArray::from(by)),
+            Arc::new(ty.finish()),
+            Arc::new(s.finish()),
+            Arc::new(i.finish()),
+            Arc::new(d.finish()),
+            Arc::new(b.finish()),
+            Arc::new(by.finish()),
         ],
-        Some(NullBuffer::from(valid)),
+        Some(NullBuffer::new(valid.finish())),
     )
 }
 
@@ -391,8 +433,12 @@ fn opt_list_col(item: DataType, lens: Vec<Option<usize>>, values: ArrayRef) -> R
     )?))
 }
 
-fn item<T>(r: &Row<T>) -> &T {
-    &r.item
+fn span_of<S: Borrow<Span>>(r: &Row<S>) -> &Span {
+    r.item.borrow()
+}
+
+fn log_of<L: Borrow<LogRecord>>(r: &Row<L>) -> &LogRecord {
+    r.item.borrow()
 }
 
 fn res<T>(r: &Row<T>) -> Option<&Resource> {
@@ -485,19 +531,8 @@ fn context_columns<T>(rows: &[Row<T>]) -> Result<Vec<ArrayRef>, ArrowError> {
     ])
 }
 
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
-}
-
-fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match attr(attrs, key) {
-        Some(any_value::Value::StringValue(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn attr_i64(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    match attr(attrs, key) {
+fn value_i64(v: Option<&any_value::Value>) -> Option<i64> {
+    match v {
         Some(any_value::Value::IntValue(i)) => Some(*i),
         Some(any_value::Value::DoubleValue(d)) if d.fract() == 0.0 => Some(*d as i64),
         Some(any_value::Value::StringValue(s)) => s.parse().ok(),
@@ -505,8 +540,8 @@ fn attr_i64(attrs: &[KeyValue], key: &str) -> Option<i64> {
     }
 }
 
-fn attr_f64(attrs: &[KeyValue], key: &str) -> Option<f64> {
-    match attr(attrs, key) {
+fn value_f64(v: Option<&any_value::Value>) -> Option<f64> {
+    match v {
         Some(any_value::Value::DoubleValue(d)) => Some(*d),
         Some(any_value::Value::IntValue(i)) => Some(*i as f64),
         Some(any_value::Value::StringValue(s)) => s.parse().ok(),
@@ -530,45 +565,107 @@ fn enum_value(names: &[&str], s: &str) -> i32 {
 // Encoding: rows -> record batch
 // ---------------------------------------------------------------------------
 
-pub fn encode(rows: &Rows) -> Result<RecordBatch, ArrowError> {
+pub fn encode<S: Borrow<Span>, L: Borrow<LogRecord>>(rows: &Rows<S, L>) -> Result<RecordBatch, ArrowError> {
+    encode_range(rows, 0..rows.len())
+}
+
+/// Encodes the rows in `range` (which must lie within `rows`).
+pub fn encode_range<S: Borrow<Span>, L: Borrow<LogRecord>>(
+    rows: &Rows<S, L>,
+    range: std::ops::Range<usize>,
+) -> Result<RecordBatch, ArrowError> {
     match rows {
-        Rows::Spans(r) => encode_spans(r),
-        Rows::Points(r) => encode_points(r),
-        Rows::Logs(r) => encode_logs(r),
+        Rows::Spans(r) => encode_spans(&r[range]),
+        Rows::Points(r) => encode_points(&r[range]),
+        Rows::Logs(r) => encode_logs(&r[range]),
     }
 }
 
-fn encode_spans(rows: &[Row<Span>]) -> Result<RecordBatch, ArrowError> {
+/// A string column of enum names (`names[v]`, the number itself when out of range).
+fn enum_col(names: &[&str], values: impl ExactSizeIterator<Item = i32>) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(values.len(), values.len() * 6);
+    for v in values {
+        match usize::try_from(v).ok().and_then(|i| names.get(i)) {
+            Some(name) => b.append_value(name),
+            None => b.append_value(v.to_string()),
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// The GenAI attributes of one span that have their own columns, found in one pass.
+#[derive(Default)]
+struct GenAi<'a> {
+    strings: [Option<&'a str>; GENAI_STRING_COLUMNS.len()],
+    ints: [Option<i64>; GENAI_INT_COLUMNS.len()],
+    cost: Option<f64>,
+}
+
+impl<'a> GenAi<'a> {
+    fn of(attrs: &'a [KeyValue]) -> Self {
+        let mut g = GenAi::default();
+        // The first occurrence of a key decides, as a lookup would.
+        let mut seen = 0u32;
+        for kv in attrs {
+            if !kv.key.starts_with("gen_ai.") {
+                continue;
+            }
+            let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
+            let strings = GENAI_STRING_COLUMNS.iter().map(|(_, k)| *k);
+            let ints = GENAI_INT_COLUMNS.iter().map(|(_, k)| *k);
+            let Some(slot) = strings.chain(ints).chain([GENAI_COST_COLUMN.1]).position(|k| k == kv.key) else {
+                continue;
+            };
+            if seen & (1 << slot) != 0 {
+                continue;
+            }
+            seen |= 1 << slot;
+            let n = GENAI_STRING_COLUMNS.len();
+            if slot < n {
+                g.strings[slot] = match v {
+                    Some(any_value::Value::StringValue(s)) => Some(s),
+                    _ => None,
+                };
+            } else if slot < n + GENAI_INT_COLUMNS.len() {
+                g.ints[slot - n] = value_i64(v);
+            } else {
+                g.cost = value_f64(v);
+            }
+        }
+        g
+    }
+}
+
+fn encode_spans<S: Borrow<Span>>(rows: &[Row<S>]) -> Result<RecordBatch, ArrowError> {
     let mut cols: Vec<ArrayRef> = vec![
-        ts(rows.iter().map(|r| Some(item(r).start_time_unix_nano as i64))),
-        ts(rows.iter().map(|r| Some(item(r).end_time_unix_nano as i64))),
+        ts(rows.iter().map(|r| Some(span_of(r).start_time_unix_nano as i64))),
+        ts(rows.iter().map(|r| Some(span_of(r).end_time_unix_nano as i64))),
         Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| item(r).end_time_unix_nano as i64 - item(r).start_time_unix_nano as i64),
+            rows.iter().map(|r| span_of(r).end_time_unix_nano as i64 - span_of(r).start_time_unix_nano as i64),
         )),
-        utf8_owned(rows.iter().map(|r| Some(hex(&item(r).trace_id)))),
-        utf8_owned(rows.iter().map(|r| Some(hex(&item(r).span_id)))),
-        utf8_owned(rows.iter().map(|r| (!item(r).parent_span_id.is_empty()).then(|| hex(&item(r).parent_span_id)))),
-        utf8(rows.iter().map(|r| nonempty(&item(r).trace_state))),
-        u32s(rows.iter().map(|r| Some(item(r).flags))),
-        utf8(rows.iter().map(|r| Some(item(r).name.as_str()))),
-        utf8_owned(rows.iter().map(|r| Some(enum_name(&SPAN_KINDS, item(r).kind)))),
-        utf8_owned(rows.iter().map(|r| Some(enum_name(&STATUS_CODES, item(r).status.as_ref().map_or(0, |x| x.code))))),
-        utf8(rows.iter().map(|r| item(r).status.as_ref().and_then(|x| nonempty(&x.message)))),
+        hex_col(rows.iter().map(|r| Some(span_of(r).trace_id.as_slice()))),
+        hex_col(rows.iter().map(|r| Some(span_of(r).span_id.as_slice()))),
+        hex_col(rows.iter().map(|r| Some(span_of(r).parent_span_id.as_slice()).filter(|p| !p.is_empty()))),
+        utf8(rows.iter().map(|r| nonempty(&span_of(r).trace_state))),
+        u32s(rows.iter().map(|r| Some(span_of(r).flags))),
+        utf8(rows.iter().map(|r| Some(span_of(r).name.as_str()))),
+        enum_col(&SPAN_KINDS, rows.iter().map(|r| span_of(r).kind)),
+        enum_col(&STATUS_CODES, rows.iter().map(|r| span_of(r).status.as_ref().map_or(0, |x| x.code))),
+        utf8(rows.iter().map(|r| span_of(r).status.as_ref().and_then(|x| nonempty(&x.message)))),
     ];
     cols.extend(context_columns(rows)?);
-    for (_, key) in GENAI_STRING_COLUMNS {
-        cols.push(utf8(rows.iter().map(|r| attr_str(&item(r).attributes, key))));
+    let genai: Vec<GenAi<'_>> = rows.iter().map(|r| GenAi::of(&span_of(r).attributes)).collect();
+    for i in 0..GENAI_STRING_COLUMNS.len() {
+        cols.push(utf8(genai.iter().map(|g| g.strings[i])));
     }
-    for (_, key) in GENAI_INT_COLUMNS {
-        cols.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| attr_i64(&item(r).attributes, key)))));
+    for i in 0..GENAI_INT_COLUMNS.len() {
+        cols.push(Arc::new(Int64Array::from_iter(genai.iter().map(|g| g.ints[i]))));
     }
-    cols.push(Arc::new(Float64Array::from_iter(
-        rows.iter().map(|r| attr_f64(&item(r).attributes, GENAI_COST_COLUMN.1)),
-    )));
-    cols.push(attr_map(rows.iter().map(|r| Some(item(r).attributes.as_slice())))?);
-    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_attributes_count))));
+    cols.push(Arc::new(Float64Array::from_iter(genai.iter().map(|g| g.cost))));
+    cols.push(attr_map(rows.iter().map(|r| Some(span_of(r).attributes.as_slice())))?);
+    cols.push(u32s(rows.iter().map(|r| Some(span_of(r).dropped_attributes_count))));
 
-    let events: Vec<&span::Event> = rows.iter().flat_map(|r| &item(r).events).collect();
+    let events: Vec<&span::Event> = rows.iter().flat_map(|r| &span_of(r).events).collect();
     let ev = StructArray::try_new(
         event_fields(),
         vec![
@@ -581,17 +678,17 @@ fn encode_spans(rows: &[Row<Span>]) -> Result<RecordBatch, ArrowError> {
     )?;
     cols.push(list_col(
         DataType::Struct(event_fields()),
-        rows.iter().map(|r| item(r).events.len()).collect(),
+        rows.iter().map(|r| span_of(r).events.len()).collect(),
         Arc::new(ev),
     )?);
-    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_events_count))));
+    cols.push(u32s(rows.iter().map(|r| Some(span_of(r).dropped_events_count))));
 
-    let links: Vec<&span::Link> = rows.iter().flat_map(|r| &item(r).links).collect();
+    let links: Vec<&span::Link> = rows.iter().flat_map(|r| &span_of(r).links).collect();
     let lk = StructArray::try_new(
         link_fields(),
         vec![
-            utf8_owned(links.iter().map(|l| Some(hex(&l.trace_id)))),
-            utf8_owned(links.iter().map(|l| Some(hex(&l.span_id)))),
+            hex_col(links.iter().map(|l| Some(l.trace_id.as_slice()))),
+            hex_col(links.iter().map(|l| Some(l.span_id.as_slice()))),
             utf8(links.iter().map(|l| nonempty(&l.trace_state))),
             attr_map(links.iter().map(|l| Some(l.attributes.as_slice())))?,
             u32s(links.iter().map(|l| Some(l.dropped_attributes_count))),
@@ -601,31 +698,31 @@ fn encode_spans(rows: &[Row<Span>]) -> Result<RecordBatch, ArrowError> {
     )?;
     cols.push(list_col(
         DataType::Struct(link_fields()),
-        rows.iter().map(|r| item(r).links.len()).collect(),
+        rows.iter().map(|r| span_of(r).links.len()).collect(),
         Arc::new(lk),
     )?);
-    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_links_count))));
-    cols.push(Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(item(r).status.is_some())))));
+    cols.push(u32s(rows.iter().map(|r| Some(span_of(r).dropped_links_count))));
+    cols.push(Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(span_of(r).status.is_some())))));
     RecordBatch::try_new(schema(Signal::Traces), cols)
 }
 
-fn encode_logs(rows: &[Row<LogRecord>]) -> Result<RecordBatch, ArrowError> {
-    let bodies: Vec<Option<&AnyValue>> = rows.iter().map(|r| item(r).body.as_ref()).collect();
+fn encode_logs<L: Borrow<LogRecord>>(rows: &[Row<L>]) -> Result<RecordBatch, ArrowError> {
+    let bodies: Vec<Option<&AnyValue>> = rows.iter().map(|r| log_of(r).body.as_ref()).collect();
     let mut cols: Vec<ArrayRef> = vec![
         ts(rows.iter().map(|r| Some(r.ts))),
-        ts(rows.iter().map(|r| nonzero_ts(item(r).time_unix_nano))),
-        ts(rows.iter().map(|r| nonzero_ts(item(r).observed_time_unix_nano))),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| item(r).severity_number))),
-        utf8(rows.iter().map(|r| nonempty(&item(r).severity_text))),
+        ts(rows.iter().map(|r| nonzero_ts(log_of(r).time_unix_nano))),
+        ts(rows.iter().map(|r| nonzero_ts(log_of(r).observed_time_unix_nano))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| log_of(r).severity_number))),
+        utf8(rows.iter().map(|r| nonempty(&log_of(r).severity_text))),
         Arc::new(any_struct(&bodies)?),
-        utf8_owned(rows.iter().map(|r| (!item(r).trace_id.is_empty()).then(|| hex(&item(r).trace_id)))),
-        utf8_owned(rows.iter().map(|r| (!item(r).span_id.is_empty()).then(|| hex(&item(r).span_id)))),
-        utf8(rows.iter().map(|r| nonempty(&item(r).event_name))),
+        hex_col(rows.iter().map(|r| Some(log_of(r).trace_id.as_slice()).filter(|x| !x.is_empty()))),
+        hex_col(rows.iter().map(|r| Some(log_of(r).span_id.as_slice()).filter(|x| !x.is_empty()))),
+        utf8(rows.iter().map(|r| nonempty(&log_of(r).event_name))),
     ];
     cols.extend(context_columns(rows)?);
-    cols.push(attr_map(rows.iter().map(|r| Some(item(r).attributes.as_slice())))?);
-    cols.push(u32s(rows.iter().map(|r| Some(item(r).dropped_attributes_count))));
-    cols.push(u32s(rows.iter().map(|r| Some(item(r).flags))));
+    cols.push(attr_map(rows.iter().map(|r| Some(log_of(r).attributes.as_slice())))?);
+    cols.push(u32s(rows.iter().map(|r| Some(log_of(r).dropped_attributes_count))));
+    cols.push(u32s(rows.iter().map(|r| Some(log_of(r).flags))));
     RecordBatch::try_new(schema(Signal::Logs), cols)
 }
 
@@ -722,8 +819,8 @@ fn encode_points(rows: &[Row<MetricPoint>]) -> Result<RecordBatch, ArrowError> {
                 Some(exemplar::Value::AsInt(i)) => Some(i),
                 _ => None,
             }))),
-            utf8_owned(ex.iter().map(|e| (!e.trace_id.is_empty()).then(|| hex(&e.trace_id)))),
-            utf8_owned(ex.iter().map(|e| (!e.span_id.is_empty()).then(|| hex(&e.span_id)))),
+            hex_col(ex.iter().map(|e| Some(e.trace_id.as_slice()).filter(|x| !x.is_empty()))),
+            hex_col(ex.iter().map(|e| Some(e.span_id.as_slice()).filter(|x| !x.is_empty()))),
             attr_map(ex.iter().map(|e| Some(e.filtered_attributes.as_slice())))?,
         ],
         None,

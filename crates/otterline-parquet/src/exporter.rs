@@ -2,14 +2,17 @@
 //!
 //! Rows go to `<path>/<signal>/date=YYYY-MM-DD/hour=HH/<signal>-<stamp>-<pid>-<seq>.parquet`,
 //! partitioned by the item's own timestamp (span start, data point time, log time).
-//! Each partition being written has an open file that buffers its rows in memory, encoded
-//! as Arrow chunks as they arrive (one per batch).
+//! Each partition being written has an open file that holds the batches with rows in it:
+//! the pipeline's own shared, immutable batches, kept by reference and not copied (they
+//! take less memory than their Arrow encoding would).
 //! A file is closed when it reaches `max_rows_per_file` rows or `max_file_size`
 //! (uncompressed OTLP size), when it has been open `flush_interval`, when more
 //! than `max_open_files` partitions are open (oldest first), and at shutdown.
 //!
-//! Closing sorts the rows by time and encodes them to Parquet in memory one row group at
-//! a time (zstd by default, dictionary encoding, page statistics) and writes the bytes under a
+//! Closing flattens the partition's rows out of its batches (borrowed, not copied), sorts
+//! them by time and encodes them once, straight from the spans, records or points, to
+//! Parquet in memory (zstd by default, dictionary encoding, page statistics), a slice of
+//! rows at a time, and writes the bytes under a
 //! hidden temp name that is renamed when complete. If that write fails (disk
 //! full, permissions), the encoded file stays in memory and is retried; while it
 //! is pending, new batches are refused with a retryable error, so backpressure
@@ -20,16 +23,16 @@
 //! `retention` deletes whole hour partitions older than that, at start and every
 //! ten minutes.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::Deserialize;
@@ -43,7 +46,10 @@ use otterline_core::units::{ByteSize, Seconds};
 use otterline_core::{Batch, Signal, SignalSet};
 
 use crate::codec;
-use crate::rows::{self, Rows};
+use otterline_core::pdata::logs::LogRecord;
+use otterline_core::pdata::trace::Span;
+
+use crate::rows::{self, RowRefs, Rows};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -128,29 +134,56 @@ impl ExporterFactory for ParquetExporterFactory {
     }
 }
 
-fn writer_properties(cfg: &ParquetConfig) -> Result<Arc<WriterProperties>, String> {
+/// Writer settings per signal (indexed by [`Signal::index`]).
+type SignalProps = Arc<[WriterProperties; 3]>;
+
+/// Columns whose values are nearly all distinct: a dictionary only costs time there
+/// before the writer falls back to plain encoding (and it makes the file larger).
+fn distinct_columns(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::Traces => &["start_time", "end_time", "duration_ns", "span_id", "parent_span_id"],
+        Signal::Metrics => &["time"],
+        Signal::Logs => &["time", "timestamp", "observed_timestamp", "span_id"],
+    }
+}
+
+/// zstd (by default), dictionary encoding except on [`distinct_columns`], and page
+/// statistics on top-level columns, the ones queries filter on; the leaves inside
+/// attribute maps, events and links get none (min/max of every attribute value would
+/// cost a comparison per value and prune nothing).
+fn writer_properties(cfg: &ParquetConfig) -> Result<SignalProps, String> {
     let compression = match cfg.compression {
         Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(cfg.compression_level).map_err(|e| e.to_string())?),
         Compression::Snappy => PqCompression::SNAPPY,
         Compression::None => PqCompression::UNCOMPRESSED,
     };
-    Ok(Arc::new(
-        WriterProperties::builder()
+    let for_signal = |signal: Signal| -> Result<WriterProperties, String> {
+        let mut b = WriterProperties::builder()
             .set_compression(compression)
             .set_dictionary_enabled(true)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(cfg.row_group_size))
-            .set_created_by(format!("otterline {}", env!("CARGO_PKG_VERSION")))
-            .build(),
-    ))
+            .set_created_by(format!("otterline {}", env!("CARGO_PKG_VERSION")));
+        let desc = ArrowSchemaConverter::new().convert(&codec::schema(signal)).map_err(|e| e.to_string())?;
+        for col in desc.columns() {
+            let path = col.path();
+            if path.parts().len() > 1 {
+                b = b.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
+            }
+            if path.parts().first().is_some_and(|top| distinct_columns(signal).contains(&top.as_str())) {
+                b = b.set_column_dictionary_enabled(path.clone(), false);
+            }
+        }
+        Ok(b.build())
+    };
+    Ok(Arc::new([for_signal(Signal::Traces)?, for_signal(Signal::Metrics)?, for_signal(Signal::Logs)?]))
 }
 
-/// A partition's file while it is open: its rows already encoded as Arrow chunks (one per
-/// incoming batch), which hold a fraction of the memory of the decoded spans, plus each
-/// row's timestamp for the sort at close.
+/// A partition's file while it is open: the batches that have rows in it, how many of
+/// their rows are its own, and those rows' share of the batches' OTLP size.
 struct OpenFile {
-    chunks: Vec<RecordBatch>,
-    ts: Vec<i64>,
+    batches: Vec<Arc<Batch>>,
+    rows: usize,
     bytes: usize,
     opened: Instant,
 }
@@ -165,7 +198,7 @@ struct Encoded {
 pub struct ParquetExporter {
     root: PathBuf,
     cfg: ParquetConfig,
-    props: Arc<WriterProperties>,
+    props: SignalProps,
     name: String,
     open: HashMap<(Signal, i64), OpenFile>,
     pending: VecDeque<Encoded>,
@@ -181,60 +214,41 @@ pub fn partition_dir(hour: i64) -> String {
 }
 
 impl ParquetExporter {
-    pub fn new(root: PathBuf, cfg: ParquetConfig, props: Arc<WriterProperties>, name: String) -> Self {
+    pub fn new(root: PathBuf, cfg: ParquetConfig, props: SignalProps, name: String) -> Self {
         ParquetExporter { root, cfg, props, name, open: HashMap::new(), pending: VecDeque::new(), last_retention: None }
     }
 
-    /// Encodes a batch's rows and appends them to the open files of their partitions (no I/O).
-    fn append(&mut self, batch: &Batch) -> Result<(), ExportError> {
+    /// Adds a batch to the open files of the partitions its rows fall in (no I/O, no copy).
+    fn append(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
         let signal = batch.signal();
-        let flat = rows::flatten(batch);
-        let per_row_bytes = batch.encoded_len() / flat.len().max(1);
-        let mut by_hour: Vec<(i64, Rows)> = Vec::new();
-        macro_rules! split {
-            ($rows:expr, $variant:ident) => {
-                for r in $rows {
-                    let hour = r.ts.div_euclid(HOUR_NS);
-                    let i = match by_hour.iter().position(|(h, _)| *h == hour) {
-                        Some(i) => i,
-                        None => {
-                            by_hour.push((hour, Rows::$variant(Vec::new())));
-                            by_hour.len() - 1
-                        }
-                    };
-                    if let Rows::$variant(v) = &mut by_hour[i].1 {
-                        v.push(r);
-                    }
-                }
-            };
+        let mut per_hour: Vec<(i64, usize)> = Vec::new();
+        rows::item_timestamps(batch, |ts| {
+            let hour = ts.div_euclid(HOUR_NS);
+            match per_hour.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, n)) => *n += 1,
+                None => per_hour.push((hour, 1)),
+            }
+        });
+        if per_hour.is_empty() {
+            return Ok(());
         }
-        match flat {
-            Rows::Spans(v) => split!(v, Spans),
-            Rows::Points(v) => split!(v, Points),
-            Rows::Logs(v) => split!(v, Logs),
-        }
-        let mut touched: Vec<i64> = Vec::new();
-        for (hour, part) in by_hour {
-            let chunk = codec::encode(&part).map_err(|e| {
-                // Only a bug can get here (the schema is ours); say so loudly and count it.
-                tracing::error!(exporter = %self.name, rows = part.len(), error = %e, "cannot encode rows as Parquet; they are dropped");
-                ExportError::Permanent(format!("{} {} could not be encoded as Parquet: {e}", part.len(), signal.item_name()))
-            })?;
+        let per_row_bytes = batch.encoded_len() / batch.item_count().max(1);
+        for &(hour, n) in &per_hour {
             let f = self.open.entry((signal, hour)).or_insert_with(|| OpenFile {
-                chunks: Vec::new(),
-                ts: Vec::new(),
+                batches: Vec::new(),
+                rows: 0,
                 bytes: 0,
                 opened: Instant::now(),
             });
-            f.ts.extend(part.timestamps());
-            f.bytes += per_row_bytes * part.len();
-            f.chunks.push(chunk);
-            touched.push(hour);
+            f.batches.push(batch.clone());
+            f.rows += n;
+            f.bytes += per_row_bytes * n;
         }
-        for hour in touched {
-            let full = self.open.get(&(signal, hour)).is_some_and(|f| {
-                f.ts.len() >= self.cfg.max_rows_per_file || f.bytes as u64 >= self.cfg.max_file_size.0
-            });
+        for (hour, _) in per_hour {
+            let full = self
+                .open
+                .get(&(signal, hour))
+                .is_some_and(|f| f.rows >= self.cfg.max_rows_per_file || f.bytes as u64 >= self.cfg.max_file_size.0);
             if full {
                 self.close((signal, hour))?;
             }
@@ -258,7 +272,7 @@ impl ParquetExporter {
     /// Encodes an open file and queues it for writing.
     fn close(&mut self, key: (Signal, i64)) -> Result<(), ExportError> {
         let Some(f) = self.open.remove(&key) else { return Ok(()) };
-        let n = f.ts.len();
+        let n = f.rows;
         let (signal, hour) = key;
         let name = format!(
             "{}-{}-{}-{:05}.parquet",
@@ -268,7 +282,9 @@ impl ParquetExporter {
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
-        match write_parquet(&f.chunks, &f.ts, &self.props) {
+        let mut rows = file_rows(signal, &f.batches, hour);
+        rows.sort_by_ts();
+        match write_parquet(signal, &rows, &self.props[signal.index()]) {
             Ok(data) => {
                 self.pending.push_back(Encoded { path, data, rows: n });
                 Ok(())
@@ -336,38 +352,44 @@ impl ParquetExporter {
     }
 }
 
-/// Sorts rows by time and encodes them as one Parquet file in memory.
-pub fn encode_file(rows: Rows, props: &Arc<WriterProperties>) -> Result<Vec<u8>, String> {
-    let chunk = codec::encode(&rows).map_err(|e| e.to_string())?;
-    write_parquet(&[chunk], &rows.timestamps().collect::<Vec<_>>(), props)
+/// The rows of `hour` in `batches` (borrowed), in batch order.
+fn file_rows(signal: Signal, batches: &[Arc<Batch>], hour: i64) -> RowRefs<'_> {
+    let mut all = match signal {
+        Signal::Traces => Rows::Spans(Vec::new()),
+        Signal::Metrics => Rows::Points(Vec::new()),
+        Signal::Logs => Rows::Logs(Vec::new()),
+    };
+    for b in batches {
+        let mut part = rows::flatten(b);
+        part.retain_ts(|ts| ts.div_euclid(HOUR_NS) == hour);
+        all.append(part);
+    }
+    all
 }
 
-/// Sorts the rows of encoded chunks by `ts` (stable: arrival order breaks ties) and writes
-/// them as one Parquet file in memory, one row group at a time, so that only the chunks and
-/// one sorted row group are held at once.
-fn write_parquet(chunks: &[RecordBatch], ts: &[i64], props: &Arc<WriterProperties>) -> Result<Vec<u8>, String> {
-    let Some(first) = chunks.first() else { return Err("no rows to write".into()) };
-    let schema = first.schema();
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(ts.len());
-    for (c, chunk) in chunks.iter().enumerate() {
-        order.extend((0..chunk.num_rows()).map(|r| (c, r)));
+/// Rows encoded to Arrow at a time while writing: row groups are larger (the writer
+/// gathers slices into them), this bounds the Arrow memory held at once.
+const ENCODE_SLICE: usize = 8192;
+
+/// Writes rows, in the order given, as one Parquet file in memory.
+fn write_parquet<S: Borrow<Span>, L: Borrow<LogRecord>>(
+    signal: Signal,
+    rows: &Rows<S, L>,
+    props: &WriterProperties,
+) -> Result<Vec<u8>, String> {
+    let n = rows.len();
+    if n == 0 {
+        return Err("no rows to write".into());
     }
-    if order.len() != ts.len() {
-        return Err(format!("{} rows but {} timestamps", order.len(), ts.len()));
-    }
-    let mut by_time: Vec<u32> = (0..ts.len() as u32).collect();
-    by_time.sort_by_key(|&i| ts[i as usize]);
-    let order: Vec<(usize, usize)> = by_time.into_iter().map(|i| order[i as usize]).collect();
-    let refs: Vec<&RecordBatch> = chunks.iter().collect();
-    let group = props.max_row_group_row_count().unwrap_or(order.len()).max(1);
+    let schema = codec::schema(signal);
     let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some((**props).clone())).map_err(|e| e.to_string())?;
+    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props.clone())).map_err(|e| e.to_string())?;
     for (k, v) in schema.metadata() {
         w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(k.clone(), v.clone()));
     }
-    for slice in order.chunks(group) {
-        let rg = arrow::compute::interleave_record_batch(&refs, slice).map_err(|e| e.to_string())?;
-        w.write(&rg).map_err(|e| e.to_string())?;
+    for start in (0..n).step_by(ENCODE_SLICE) {
+        let chunk = codec::encode_range(rows, start..(start + ENCODE_SLICE).min(n)).map_err(|e| e.to_string())?;
+        w.write(&chunk).map_err(|e| e.to_string())?;
     }
     w.close().map_err(|e| e.to_string())?;
     Ok(out)
@@ -479,7 +501,13 @@ impl Exporter for ParquetExporter {
         Ok(())
     }
 
+    /// A borrowed batch must be copied to be kept; the engine calls
+    /// [`Exporter::export_shared`], which does not copy.
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        self.export_shared(&Arc::new(batch.clone())).await
+    }
+
+    async fn export_shared(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
         otterline_core::blocking(|| {
             // Files that could not be written yet come first: while they wait, refuse.
             self.persist()?;
@@ -609,6 +637,43 @@ mod tests {
             .map(|s| s.name.clone())
             .collect();
         assert_eq!(names, vec!["s1", "s3", "s2", "s0", "s4"], "merged in time order across files");
+    }
+
+    #[tokio::test]
+    async fn open_files_keep_the_shared_batch_not_a_copy_and_sort_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = exporter(dir.path(), ParquetConfig::default());
+        let base = 1_763_874_000_000_000_000u64;
+        let batch_at = |offsets: &[u64]| {
+            let Batch::Traces(mut req) = fixture(Signal::Traces) else { unreachable!() };
+            let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+            let template = spans[0].clone();
+            *spans = offsets
+                .iter()
+                .map(|o| {
+                    let mut s = template.clone();
+                    s.start_time_unix_nano = base + o;
+                    s.name = format!("t{o}");
+                    s
+                })
+                .collect();
+            Arc::new(Batch::Traces(req))
+        };
+        let (a, b) = (batch_at(&[30, 10]), batch_at(&[20, 40, 0]));
+        e.export_shared(&a).await.unwrap();
+        e.export_shared(&b).await.unwrap();
+        assert_eq!(Arc::strong_count(&a), 2, "the open file holds the batch itself");
+        e.shutdown().await.unwrap();
+        assert_eq!(Arc::strong_count(&a), 1, "released once its file is written");
+        let Batch::Traces(back) = read_back(dir.path(), Signal::Traces) else { unreachable!() };
+        let names: Vec<&str> = back
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["t0", "t10", "t20", "t30", "t40"], "one file, sorted across batches");
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Items flattened out of OTLP batches (one per span, data point, log record) and
 //! grouped back into batches.
 //!
-//! A [`Row`] owns its item and shares its resource/scope context ([`Ctx`]) with the
+//! A [`Row`] holds its item (owned when read back from a file, borrowed from the batch
+//! when flattened for writing) and shares its resource/scope context ([`Ctx`]) with the
 //! other items of the same `Resource*`/`Scope*` entry. Its `ts` (Unix ns) is the
 //! item's own timestamp: the partition and sort key of the archive.
 
@@ -93,15 +94,19 @@ pub struct MetricPoint {
     pub point: Point,
 }
 
-/// Rows of one signal.
+/// Rows of one signal: owned items by default, borrowed ones in [`RowRefs`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Rows {
-    Spans(Vec<Row<Span>>),
+pub enum Rows<S = Span, L = LogRecord> {
+    Spans(Vec<Row<S>>),
     Points(Vec<Row<MetricPoint>>),
-    Logs(Vec<Row<LogRecord>>),
+    Logs(Vec<Row<L>>),
 }
 
-impl Rows {
+/// Rows whose spans and log records are borrowed from the batch they came in (data
+/// points are copied: a row needs its metric's header next to the point).
+pub type RowRefs<'a> = Rows<&'a Span, &'a LogRecord>;
+
+impl<S, L> Rows<S, L> {
     /// Each row's timestamp, in order.
     pub fn timestamps(&self) -> Box<dyn Iterator<Item = i64> + '_> {
         match self {
@@ -121,6 +126,34 @@ impl Rows {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Appends `other`'s rows (of the same signal; rows of another are ignored).
+    pub fn append(&mut self, other: Self) {
+        match (self, other) {
+            (Rows::Spans(a), Rows::Spans(b)) => a.extend(b),
+            (Rows::Points(a), Rows::Points(b)) => a.extend(b),
+            (Rows::Logs(a), Rows::Logs(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+
+    /// Keeps the rows whose timestamp passes `keep`.
+    pub fn retain_ts(&mut self, keep: impl Fn(i64) -> bool) {
+        match self {
+            Rows::Spans(v) => v.retain(|r| keep(r.ts)),
+            Rows::Points(v) => v.retain(|r| keep(r.ts)),
+            Rows::Logs(v) => v.retain(|r| keep(r.ts)),
+        }
+    }
+
+    /// Sorts by timestamp; equal timestamps keep their order.
+    pub fn sort_by_ts(&mut self) {
+        match self {
+            Rows::Spans(v) => v.sort_by_key(|r| r.ts),
+            Rows::Points(v) => v.sort_by_key(|r| r.ts),
+            Rows::Logs(v) => v.sort_by_key(|r| r.ts),
+        }
+    }
 }
 
 fn ctx(resource: &Option<Resource>, rurl: &str, scope: &Option<InstrumentationScope>, surl: &str) -> Arc<Ctx> {
@@ -132,35 +165,66 @@ fn ctx(resource: &Option<Resource>, rurl: &str, scope: &Option<InstrumentationSc
     })
 }
 
+/// A span's own time: its start.
+pub fn span_ts(s: &Span) -> i64 {
+    s.start_time_unix_nano as i64
+}
+
+/// Every item's own timestamp ([`span_ts`], [`log_ts`], a data point's time), in batch
+/// order, without flattening.
+pub fn item_timestamps(batch: &Batch, mut f: impl FnMut(i64)) {
+    match batch {
+        Batch::Traces(r) => {
+            r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans).for_each(|s| f(span_ts(s)))
+        }
+        Batch::Logs(r) => r
+            .resource_logs
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .for_each(|l| f(log_ts(l))),
+        Batch::Metrics(r) => {
+            for m in r.resource_metrics.iter().flat_map(|rm| &rm.scope_metrics).flat_map(|sm| &sm.metrics) {
+                match &m.data {
+                    Some(metric::Data::Gauge(g)) => g.data_points.iter().for_each(|p| f(p.time_unix_nano as i64)),
+                    Some(metric::Data::Sum(s)) => s.data_points.iter().for_each(|p| f(p.time_unix_nano as i64)),
+                    Some(metric::Data::Histogram(x)) => x.data_points.iter().for_each(|p| f(p.time_unix_nano as i64)),
+                    Some(metric::Data::ExponentialHistogram(x)) => {
+                        x.data_points.iter().for_each(|p| f(p.time_unix_nano as i64))
+                    }
+                    Some(metric::Data::Summary(x)) => x.data_points.iter().for_each(|p| f(p.time_unix_nano as i64)),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
 /// A log record's own time: `time_unix_nano`, else `observed_time_unix_nano`.
 pub fn log_ts(l: &LogRecord) -> i64 {
     let t = if l.time_unix_nano != 0 { l.time_unix_nano } else { l.observed_time_unix_nano };
     t as i64
 }
 
-/// Flattens a batch into rows.
-pub fn flatten(batch: &Batch) -> Rows {
+/// Flattens a batch into rows that borrow its spans and log records.
+pub fn flatten(batch: &Batch) -> RowRefs<'_> {
     match batch {
         Batch::Traces(r) => {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(batch.item_count());
             for rs in &r.resource_spans {
                 for ss in &rs.scope_spans {
                     let c = ctx(&rs.resource, &rs.schema_url, &ss.scope, &ss.schema_url);
-                    out.extend(ss.spans.iter().map(|s| Row {
-                        ts: s.start_time_unix_nano as i64,
-                        ctx: c.clone(),
-                        item: s.clone(),
-                    }));
+                    out.extend(ss.spans.iter().map(|s| Row { ts: span_ts(s), ctx: c.clone(), item: s }));
                 }
             }
             Rows::Spans(out)
         }
         Batch::Logs(r) => {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(batch.item_count());
             for rl in &r.resource_logs {
                 for sl in &rl.scope_logs {
                     let c = ctx(&rl.resource, &rl.schema_url, &sl.scope, &sl.schema_url);
-                    out.extend(sl.log_records.iter().map(|l| Row { ts: log_ts(l), ctx: c.clone(), item: l.clone() }));
+                    out.extend(sl.log_records.iter().map(|l| Row { ts: log_ts(l), ctx: c.clone(), item: l }));
                 }
             }
             Rows::Logs(out)

@@ -57,7 +57,7 @@ fn main() {
             }
             cost.process(Batch::Traces(req), &mut out);
             for b in out.drain(..) {
-                exporter.export(&b).await.expect("export");
+                exporter.export_shared(&std::sync::Arc::new(b)).await.expect("export");
             }
             if k % 10_000 == 0 && k > 0 {
                 eprintln!("{} spans written", k * 100);

@@ -6,6 +6,7 @@
 //! (level 3, one frame per request: the baseline measured in the same run), and
 //! spans/s replayed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
@@ -43,8 +44,9 @@ fn dir_size(p: &std::path::Path) -> u64 {
 fn main() {
     let args = Args::parse();
     let mut rng = otterline_bench::Rng::new(11);
-    let reqs: Vec<Batch> =
-        (0..args.requests).map(|_| Batch::Traces(otterline_bench::trace_request(&mut rng, args.spans))).collect();
+    let reqs: Vec<Arc<Batch>> = (0..args.requests)
+        .map(|_| Arc::new(Batch::Traces(otterline_bench::trace_request(&mut rng, args.spans))))
+        .collect();
     let total_spans = (args.requests * args.spans) as f64;
 
     // Baseline: the same requests as OTLP protobuf, zstd level 3.
@@ -52,7 +54,7 @@ fn main() {
     let mut proto_zstd = 0usize;
     let mut proto_raw = 0usize;
     for b in &reqs {
-        let Batch::Traces(r) = b else { continue };
+        let Batch::Traces(r) = &**b else { continue };
         let raw = r.encode_to_vec();
         proto_raw += raw.len();
         proto_zstd += zstd::encode_all(&raw[..], 3).map(|v| v.len()).unwrap_or(0);
@@ -67,7 +69,7 @@ fn main() {
     rt.block_on(async {
         let mut exporter = otterline_bench::parquet_exporter(&root).await;
         for b in &reqs {
-            exporter.export(b).await.expect("export");
+            exporter.export_shared(b).await.expect("export");
         }
         exporter.shutdown().await.expect("shutdown");
     });

@@ -732,19 +732,19 @@ impl<'a> Obj<'a> {
     fn u64s(&mut self, k: &str, v: u64) {
         if v != 0 {
             self.key(k);
-            let _ = write!(self.out, "\"{v}\"");
+            write_quoted_int(self.out, v);
         }
     }
     fn i64s(&mut self, k: &str, v: i64) {
         if v != 0 {
             self.key(k);
-            let _ = write!(self.out, "\"{v}\"");
+            write_quoted_int(self.out, v);
         }
     }
     fn int(&mut self, k: &str, v: i64) {
         if v != 0 {
             self.key(k);
-            let _ = write!(self.out, "{v}");
+            self.out.push_str(itoa::Buffer::new().format(v));
         }
     }
     fn boolean(&mut self, k: &str, v: bool) {
@@ -798,23 +798,38 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// A 64-bit integer as a JSON string, as OTLP/JSON writes them.
+fn write_quoted_int(out: &mut String, v: impl itoa::Integer) {
+    out.push('"');
+    out.push_str(itoa::Buffer::new().format(v));
+    out.push('"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings need no escaping: one scan, one copy.
+    if !s.bytes().any(needs_escape) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0..=0x1f => None,
-            _ => continue,
-        };
+        if !needs_escape(b) {
+            continue;
+        }
         out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
                 let _ = write!(out, "\\u{:04x}", b);
             }
         }
@@ -826,9 +841,14 @@ fn write_str(out: &mut String, s: &str) {
 
 fn write_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xf) as usize] as char);
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        for (i, b) in chunk.iter().enumerate() {
+            buf[2 * i] = HEX[(b >> 4) as usize];
+            buf[2 * i + 1] = HEX[(b & 0xf) as usize];
+        }
+        // Only ASCII hex digits were written.
+        out.push_str(std::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or_default());
     }
 }
 
@@ -867,7 +887,7 @@ fn enc_any_value(v: &AnyValue, out: &mut String) {
         }
         Some(V::IntValue(i)) => {
             w.key("intValue");
-            let _ = write!(w.out, "\"{i}\"");
+            write_quoted_int(w.out, *i);
         }
         Some(V::DoubleValue(d)) => {
             w.key("doubleValue");
@@ -1071,7 +1091,7 @@ fn enc_u64_list(items: &[u64], out: &mut String) {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "\"{v}\"");
+        write_quoted_int(out, *v);
     }
     out.push(']');
 }
@@ -1088,7 +1108,7 @@ fn enc_number_point(p: &NumberDataPoint, out: &mut String) {
         }
         Some(number_data_point::Value::AsInt(i)) => {
             w.key("asInt");
-            let _ = write!(w.out, "\"{i}\"");
+            write_quoted_int(w.out, i);
         }
         None => {}
     }
@@ -1173,7 +1193,7 @@ fn enc_exemplar(e: &Exemplar, out: &mut String) {
         }
         Some(exemplar::Value::AsInt(i)) => {
             w.key("asInt");
-            let _ = write!(w.out, "\"{i}\"");
+            write_quoted_int(w.out, i);
         }
         None => {}
     }
