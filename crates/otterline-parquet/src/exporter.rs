@@ -42,13 +42,12 @@ use otterline_core::component::{
 };
 use otterline_core::config::ConfigError;
 use otterline_core::fsutil::{self, PendingFile};
+use otterline_core::pdata::logs::LogRecord;
+use otterline_core::pdata::trace::Span;
 use otterline_core::units::{ByteSize, Seconds};
 use otterline_core::{Batch, Signal, SignalSet};
 
 use crate::codec;
-use otterline_core::pdata::logs::LogRecord;
-use otterline_core::pdata::trace::Span;
-
 use crate::rows::{self, RowRefs, Rows};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -135,7 +134,7 @@ impl ExporterFactory for ParquetExporterFactory {
 }
 
 /// Writer settings per signal (indexed by [`Signal::index`]).
-type SignalProps = Arc<[WriterProperties; 3]>;
+type SignalProps = [WriterProperties; 3];
 
 /// Columns whose values are nearly all distinct: a dictionary only costs time there
 /// before the writer falls back to plain encoding (and it makes the file larger).
@@ -176,7 +175,7 @@ fn writer_properties(cfg: &ParquetConfig) -> Result<SignalProps, String> {
         }
         Ok(b.build())
     };
-    Ok(Arc::new([for_signal(Signal::Traces)?, for_signal(Signal::Metrics)?, for_signal(Signal::Logs)?]))
+    Ok([for_signal(Signal::Traces)?, for_signal(Signal::Metrics)?, for_signal(Signal::Logs)?])
 }
 
 /// A partition's file while it is open: the batches that have rows in it, how many of
