@@ -565,11 +565,7 @@ fn enum_value(names: &[&str], s: &str) -> i32 {
 // Encoding: rows -> record batch
 // ---------------------------------------------------------------------------
 
-pub fn encode<S: Borrow<Span>, L: Borrow<LogRecord>>(rows: &Rows<S, L>) -> Result<RecordBatch, ArrowError> {
-    encode_range(rows, 0..rows.len())
-}
-
-/// Encodes the rows in `range` (which must lie within `rows`).
+/// Encodes the rows in `range` (which must lie within `rows`) as one record batch.
 pub fn encode_range<S: Borrow<Span>, L: Borrow<LogRecord>>(
     rows: &Rows<S, L>,
     range: std::ops::Range<usize>,
