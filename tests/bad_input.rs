@@ -201,6 +201,32 @@ fn grpc_oversize_and_empty_requests() {
         assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
         assert!(err.message().contains("message length too large"), "{}", err.message());
 
+        // Bytes that are not an OTLP message: INVALID_ARGUMENT with the decoder's reason
+        // (not INTERNAL, which a client could take for a server fault); an unknown method
+        // of a known service: UNIMPLEMENTED.
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", inst.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut raw = tonic::client::Grpc::new(channel);
+        let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+        raw.ready().await.unwrap();
+        let garbage = tonic::codegen::Bytes::from_static(b"\x0a\xff\xff\xff\xff");
+        let err = raw
+            .unary(tonic::Request::new(garbage), export.parse().unwrap(), otterline_bench::RawCodec)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert!(err.message().contains("malformed OTLP protobuf"), "{}", err.message());
+        raw.ready().await.unwrap();
+        let nope = "/opentelemetry.proto.collector.trace.v1.TraceService/Nope";
+        let err = raw
+            .unary(tonic::Request::new(tonic::codegen::Bytes::new()), nope.parse().unwrap(), otterline_bench::RawCodec)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+
         // Invalid ids: partial success, nothing invalid is written.
         let bad = Span { trace_id: vec![1; 15], span_id: vec![1; 8], name: "bad".into(), ..Default::default() };
         let req = ExportTraceServiceRequest {

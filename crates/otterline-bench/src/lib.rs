@@ -297,8 +297,18 @@ pub use otterline_forward::codec::RawCodec;
 
 /// The real `parquet` exporter with its default settings, writing under `root`, started.
 pub async fn parquet_exporter(root: &std::path::Path) -> Box<dyn otterline_core::component::Exporter> {
+    parquet_exporter_with(root, "").await
+}
+
+/// A started `parquet` exporter writing under `root`, with `settings` (YAML lines, e.g.
+/// `compression_level: 1`) added to its config.
+pub async fn parquet_exporter_with(
+    root: &std::path::Path,
+    settings: &str,
+) -> Box<dyn otterline_core::component::Exporter> {
     use otterline_core::component::{BuildContext, ExporterContext, ExporterFactory};
-    let node = otterline_core::config::yaml::parse("bench", &format!("path: \"{}\"", root.display())).expect("config");
+    let yaml = format!("path: \"{}\"\n{settings}", root.display());
+    let node = otterline_core::config::yaml::parse("bench", &yaml).expect("config");
     let id = otterline_core::ComponentId::parse("parquet").expect("id");
     let ctx = BuildContext { id: &id, config: &node, path: "exporters.parquet".into(), mark: &node.mark };
     let mut exporter = otterline_parquet::exporter::ParquetExporterFactory.build(&ctx).expect("build");

@@ -1,24 +1,29 @@
 //! OTLP/gRPC: the three `Export` services on one tonic server.
+//!
+//! The services are Otterline's own rather than the ones `opentelemetry-proto` generates:
+//! theirs decode through tonic's `ProstCodec`, which reads the message through a generic
+//! buffer (a shared `Bytes` split off for every string, no inlined varint reads) and
+//! answers a malformed message with INTERNAL. [`SliceCodec`] decodes the message from the
+//! contiguous slice tonic has already assembled, as the HTTP receiver does, and answers
+//! malformed protobuf with INVALID_ARGUMENT and the reason.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
+use bytes::Buf;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{http, Body, BoxFuture, CompressionEncoding, EnabledCompressionEncodings, Service, StdError};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -57,45 +62,178 @@ pub(crate) fn refusal_status(receiver: &str, r: Refusal) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for Handler {
-    async fn export(
-        &self,
-        req: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let (rejected, error_message) = self.accept(Batch::Traces(req.into_inner())).await?;
-        Ok(Response::new(ExportTraceServiceResponse {
+/// One OTLP export service: its gRPC names, messages, and how a request becomes a batch.
+trait Export: Send + Sync + 'static {
+    /// The gRPC service name (`package.Service`).
+    const NAME: &'static str;
+    /// The method's path.
+    const PATH: &'static str;
+    type Req: prost::Message + Default + Send + 'static;
+    type Resp: prost::Message + Default + Send + 'static;
+    fn batch(req: Self::Req) -> Batch;
+    fn response(rejected: i64, error_message: String) -> Self::Resp;
+}
+
+struct Traces;
+struct Metrics;
+struct Logs;
+
+impl Export for Traces {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    type Req = ExportTraceServiceRequest;
+    type Resp = ExportTraceServiceResponse;
+    fn batch(req: Self::Req) -> Batch {
+        Batch::Traces(req)
+    }
+    fn response(rejected: i64, error_message: String) -> Self::Resp {
+        ExportTraceServiceResponse {
             partial_success: (rejected > 0)
                 .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message }),
-        }))
+        }
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Handler {
-    async fn export(
-        &self,
-        req: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let (rejected, error_message) = self.accept(Batch::Metrics(req.into_inner())).await?;
-        Ok(Response::new(ExportMetricsServiceResponse {
+impl Export for Metrics {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    type Req = ExportMetricsServiceRequest;
+    type Resp = ExportMetricsServiceResponse;
+    fn batch(req: Self::Req) -> Batch {
+        Batch::Metrics(req)
+    }
+    fn response(rejected: i64, error_message: String) -> Self::Resp {
+        ExportMetricsServiceResponse {
             partial_success: (rejected > 0)
                 .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message }),
-        }))
+        }
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Handler {
-    async fn export(
-        &self,
-        req: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let (rejected, error_message) = self.accept(Batch::Logs(req.into_inner())).await?;
-        Ok(Response::new(ExportLogsServiceResponse {
+impl Export for Logs {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    type Req = ExportLogsServiceRequest;
+    type Resp = ExportLogsServiceResponse;
+    fn batch(req: Self::Req) -> Batch {
+        Batch::Logs(req)
+    }
+    fn response(rejected: i64, error_message: String) -> Self::Resp {
+        ExportLogsServiceResponse {
             partial_success: (rejected > 0)
                 .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message }),
-        }))
+        }
+    }
+}
+
+/// Encodes responses with prost; decodes requests from one contiguous slice.
+struct SliceCodec<E>(PhantomData<fn() -> E>);
+
+impl<E: Export> Codec for SliceCodec<E> {
+    type Encode = E::Resp;
+    type Decode = E::Req;
+    type Encoder = SliceCodec<E>;
+    type Decoder = SliceCodec<E>;
+    fn encoder(&mut self) -> Self::Encoder {
+        SliceCodec(PhantomData)
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        SliceCodec(PhantomData)
+    }
+}
+
+impl<E: Export> Encoder for SliceCodec<E> {
+    type Item = E::Resp;
+    type Error = Status;
+    fn encode(&mut self, item: E::Resp, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        prost::Message::encode(&item, dst).map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+impl<E: Export> Decoder for SliceCodec<E> {
+    type Item = E::Req;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<E::Req>, Status> {
+        let n = src.remaining();
+        // tonic hands over a message it has assembled in one buffer: decode that slice
+        // (prost's fast path); copy only if a future tonic ever splits it.
+        let decoded = if src.chunk().len() >= n {
+            let r = <E::Req as prost::Message>::decode(&src.chunk()[..n]);
+            src.advance(n);
+            r
+        } else {
+            let bytes = src.copy_to_bytes(n);
+            <E::Req as prost::Message>::decode(&bytes[..])
+        };
+        decoded.map(Some).map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf {}: {e}", E::NAME)))
+    }
+}
+
+/// The tonic service of one [`Export`].
+struct ExportServer<E> {
+    handler: Handler,
+    max_decoding: usize,
+    _export: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for ExportServer<E> {
+    fn clone(&self) -> Self {
+        ExportServer { handler: self.handler.clone(), max_decoding: self.max_decoding, _export: PhantomData }
+    }
+}
+
+impl<E> tonic::server::NamedService for ExportServer<E>
+where
+    E: Export,
+{
+    const NAME: &'static str = E::NAME;
+}
+
+/// The unary `Export` call.
+struct ExportCall<E>(Handler, PhantomData<fn() -> E>);
+
+impl<E: Export> tonic::server::UnaryService<E::Req> for ExportCall<E> {
+    type Response = E::Resp;
+    type Future = BoxFuture<Response<E::Resp>, Status>;
+    fn call(&mut self, req: Request<E::Req>) -> Self::Future {
+        let handler = self.0.clone();
+        Box::pin(async move {
+            let (rejected, error_message) = handler.accept(E::batch(req.into_inner())).await?;
+            Ok(Response::new(E::response(rejected, error_message)))
+        })
+    }
+}
+
+impl<E, B> Service<http::Request<B>> for ExportServer<E>
+where
+    E: Export,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != E::PATH {
+            let status = Status::unimplemented(format!("{} has no method {}", E::NAME, req.uri().path()));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let call = ExportCall::<E>(self.handler.clone(), PhantomData);
+        let max = self.max_decoding;
+        Box::pin(async move {
+            let mut encodings = EnabledCompressionEncodings::default();
+            encodings.enable(CompressionEncoding::Gzip);
+            encodings.enable(CompressionEncoding::Zstd);
+            let mut grpc = tonic::server::Grpc::new(SliceCodec::<E>(PhantomData))
+                .apply_compression_config(encodings, encodings)
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(call, req).await)
+        })
     }
 }
 
@@ -106,22 +244,15 @@ pub(crate) fn serve(
     receiver: String,
     shutdown: CancellationToken,
 ) -> Task {
-    let h = Handler { output, receiver };
-    let max = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
-    macro_rules! configure {
-        ($server:expr) => {
-            $server
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .send_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Zstd)
-                .max_decoding_message_size(max)
-        };
+    let handler = Handler { output, receiver };
+    let max_decoding = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
+    fn server<E>(handler: &Handler, max_decoding: usize) -> ExportServer<E> {
+        ExportServer { handler: handler.clone(), max_decoding, _export: PhantomData }
     }
     let router = tonic::transport::Server::builder()
-        .add_service(configure!(TraceServiceServer::new(h.clone())))
-        .add_service(configure!(MetricsServiceServer::new(h.clone())))
-        .add_service(configure!(LogsServiceServer::new(h)));
+        .add_service(server::<Traces>(&handler, max_decoding))
+        .add_service(server::<Metrics>(&handler, max_decoding))
+        .add_service(server::<Logs>(&handler, max_decoding));
     Box::pin(async move {
         let server =
             router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
