@@ -8,6 +8,7 @@
 //! malformed protobuf with INVALID_ARGUMENT and the reason.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Buf;
@@ -18,12 +19,15 @@ use tonic::codegen::{http, Body, BoxFuture, CompressionEncoding, EnabledCompress
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -34,7 +38,6 @@ use otterline_core::Batch;
 use crate::validate::validate;
 use crate::GrpcConfig;
 
-#[derive(Clone)]
 struct Handler {
     output: Output,
     receiver: String,
@@ -62,69 +65,68 @@ pub(crate) fn refusal_status(receiver: &str, r: Refusal) -> Status {
     }
 }
 
-/// One OTLP export service: its gRPC names, messages, and how a request becomes a batch.
+/// One OTLP export service: its gRPC name, messages, and how a request becomes a batch.
 trait Export: Send + Sync + 'static {
-    /// The gRPC service name (`package.Service`).
+    /// The gRPC service name (`package.Service`); its one method is `Export`.
     const NAME: &'static str;
-    /// The method's path.
-    const PATH: &'static str;
     type Req: prost::Message + Default + Send + 'static;
     type Resp: prost::Message + Default + Send + 'static;
     fn batch(req: Self::Req) -> Batch;
     fn response(rejected: i64, error_message: String) -> Self::Resp;
 }
 
-struct Traces;
-struct Metrics;
-struct Logs;
-
-impl Export for Traces {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-    type Req = ExportTraceServiceRequest;
-    type Resp = ExportTraceServiceResponse;
-    fn batch(req: Self::Req) -> Batch {
-        Batch::Traces(req)
-    }
-    fn response(rejected: i64, error_message: String) -> Self::Resp {
-        ExportTraceServiceResponse {
-            partial_success: (rejected > 0)
-                .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message }),
-        }
-    }
+/// Whether `path` is `/<E::NAME>/Export`.
+fn is_export<E: Export>(path: &str) -> bool {
+    path.strip_prefix('/').and_then(|p| p.strip_prefix(E::NAME)) == Some("/Export")
 }
 
-impl Export for Metrics {
-    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
-    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-    type Req = ExportMetricsServiceRequest;
-    type Resp = ExportMetricsServiceResponse;
-    fn batch(req: Self::Req) -> Batch {
-        Batch::Metrics(req)
-    }
-    fn response(rejected: i64, error_message: String) -> Self::Resp {
-        ExportMetricsServiceResponse {
-            partial_success: (rejected > 0)
-                .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message }),
+/// An [`Export`] for one signal: its marker type, batch variant, the module of its generated
+/// server (for the service name), its messages and its partial-success field.
+macro_rules! export {
+    ($marker:ident, $variant:ident, $server:ident, $req:ident, $resp:ident, $partial:ident, $rejected:ident) => {
+        struct $marker;
+
+        impl Export for $marker {
+            const NAME: &'static str = $server::SERVICE_NAME;
+            type Req = $req;
+            type Resp = $resp;
+            fn batch(req: $req) -> Batch {
+                Batch::$variant(req)
+            }
+            fn response(rejected: i64, error_message: String) -> $resp {
+                $resp { partial_success: (rejected > 0).then_some($partial { $rejected: rejected, error_message }) }
+            }
         }
-    }
+    };
 }
 
-impl Export for Logs {
-    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
-    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-    type Req = ExportLogsServiceRequest;
-    type Resp = ExportLogsServiceResponse;
-    fn batch(req: Self::Req) -> Batch {
-        Batch::Logs(req)
-    }
-    fn response(rejected: i64, error_message: String) -> Self::Resp {
-        ExportLogsServiceResponse {
-            partial_success: (rejected > 0)
-                .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected, error_message }),
-        }
-    }
-}
+export!(
+    Traces,
+    Traces,
+    trace_service_server,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+    ExportTracePartialSuccess,
+    rejected_spans
+);
+export!(
+    Metrics,
+    Metrics,
+    metrics_service_server,
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess,
+    rejected_data_points
+);
+export!(
+    Logs,
+    Logs,
+    logs_service_server,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+    ExportLogsPartialSuccess,
+    rejected_log_records
+);
 
 /// Encodes responses with prost; decodes requests from one contiguous slice.
 struct SliceCodec<E>(PhantomData<fn() -> E>);
@@ -171,7 +173,7 @@ impl<E: Export> Decoder for SliceCodec<E> {
 
 /// The tonic service of one [`Export`].
 struct ExportServer<E> {
-    handler: Handler,
+    handler: Arc<Handler>,
     max_decoding: usize,
     _export: PhantomData<fn() -> E>,
 }
@@ -190,7 +192,7 @@ where
 }
 
 /// The unary `Export` call.
-struct ExportCall<E>(Handler, PhantomData<fn() -> E>);
+struct ExportCall<E>(Arc<Handler>, PhantomData<fn() -> E>);
 
 impl<E: Export> tonic::server::UnaryService<E::Req> for ExportCall<E> {
     type Response = E::Resp;
@@ -219,7 +221,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if req.uri().path() != E::PATH {
+        if !is_export::<E>(req.uri().path()) {
             let status = Status::unimplemented(format!("{} has no method {}", E::NAME, req.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
         }
@@ -244,9 +246,9 @@ pub(crate) fn serve(
     receiver: String,
     shutdown: CancellationToken,
 ) -> Task {
-    let handler = Handler { output, receiver };
+    let handler = Arc::new(Handler { output, receiver });
     let max_decoding = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
-    fn server<E>(handler: &Handler, max_decoding: usize) -> ExportServer<E> {
+    fn server<E>(handler: &Arc<Handler>, max_decoding: usize) -> ExportServer<E> {
         ExportServer { handler: handler.clone(), max_decoding, _export: PhantomData }
     }
     let router = tonic::transport::Server::builder()
