@@ -238,7 +238,11 @@ fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
 
 /// An integer attribute (ints, integral doubles, numeric strings).
 pub fn attr_i64(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    match attr(attrs, key)? {
+    value_i64(attr(attrs, key)?)
+}
+
+fn value_i64(v: &any_value::Value) -> Option<i64> {
+    match v {
         any_value::Value::IntValue(i) => Some(*i),
         any_value::Value::DoubleValue(d) if d.fract() == 0.0 => Some(*d as i64),
         any_value::Value::StringValue(s) => s.trim().parse().ok(),
@@ -263,42 +267,73 @@ pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     }
 }
 
-fn first_i64(attrs: &[KeyValue], keys: &[&str]) -> Option<i64> {
-    keys.iter().find_map(|k| attr_i64(attrs, k))
-}
-
-/// Token usage from current and legacy attribute names; `None` when the span has none.
-pub fn tokens(attrs: &[KeyValue]) -> Option<Tokens> {
-    let input =
-        first_i64(attrs, &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens"]);
-    let output = first_i64(
-        attrs,
-        &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens"],
-    );
-    if input.is_none() && output.is_none() {
-        return None;
-    }
-    Some(Tokens {
-        input: input.unwrap_or(0),
-        output: output.unwrap_or(0),
-        cache_read: first_i64(attrs, &["gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"])
-            .unwrap_or(0),
-        cache_creation: first_i64(
-            attrs,
-            &["gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"],
-        )
-        .unwrap_or(0),
-        reasoning: first_i64(attrs, &["gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens"])
-            .unwrap_or(0),
+/// Where a token-count attribute goes: the [`Tokens`] field (0 input, 1 output, 2 cache read,
+/// 3 cache creation, 4 reasoning) and its rank among the names for that field (0 = current
+/// semantic conventions, higher = legacy; the lowest rank present wins).
+fn token_slot(key: &str) -> Option<(usize, u8)> {
+    Some(match key {
+        "gen_ai.usage.input_tokens" => (0, 0),
+        "gen_ai.usage.prompt_tokens" => (0, 1),
+        "llm.usage.prompt_tokens" => (0, 2),
+        "gen_ai.usage.output_tokens" => (1, 0),
+        "gen_ai.usage.completion_tokens" => (1, 1),
+        "llm.usage.completion_tokens" => (1, 2),
+        "gen_ai.usage.cache_read.input_tokens" => (2, 0),
+        "gen_ai.usage.cache_read_input_tokens" => (2, 1),
+        "gen_ai.usage.cache_creation.input_tokens" => (3, 0),
+        "gen_ai.usage.cache_creation_input_tokens" => (3, 1),
+        "gen_ai.usage.reasoning.output_tokens" => (4, 0),
+        "gen_ai.usage.reasoning_tokens" => (4, 1),
+        _ => return None,
     })
 }
 
-/// The model a span used: the response model, else the request model.
+/// Token usage from current and legacy attribute names; `None` when the span has neither an
+/// input nor an output count. One pass over the attributes: this runs for every span.
+pub fn tokens(attrs: &[KeyValue]) -> Option<Tokens> {
+    let mut best: [Option<(u8, i64)>; 5] = [None; 5];
+    for kv in attrs {
+        let k = kv.key.as_str();
+        if !(k.starts_with("gen_ai.usage.") || k.starts_with("llm.usage.")) {
+            continue;
+        }
+        let Some((slot, rank)) = token_slot(k) else { continue };
+        if best[slot].is_some_and(|(r, _)| r <= rank) {
+            continue;
+        }
+        if let Some(n) = kv.value.as_ref().and_then(|v| v.value.as_ref()).and_then(value_i64) {
+            best[slot] = Some((rank, n));
+        }
+    }
+    if best[0].is_none() && best[1].is_none() {
+        return None;
+    }
+    let get = |i: usize| best[i].map_or(0, |(_, n)| n);
+    Some(Tokens { input: get(0), output: get(1), cache_read: get(2), cache_creation: get(3), reasoning: get(4) })
+}
+
+/// The model a span used: the response model, else the request model (empty values are
+/// skipped). One pass over the attributes.
 pub fn model(attrs: &[KeyValue]) -> Option<&str> {
-    ["gen_ai.response.model", "gen_ai.request.model", "llm.response.model", "llm.request.model"]
-        .iter()
-        .find_map(|k| attr_str(attrs, k))
-        .filter(|m| !m.is_empty())
+    let mut best: Option<(u8, &str)> = None;
+    for kv in attrs {
+        let rank = match kv.key.as_str() {
+            "gen_ai.response.model" => 0,
+            "gen_ai.request.model" => 1,
+            "llm.response.model" => 2,
+            "llm.request.model" => 3,
+            _ => continue,
+        };
+        if best.is_some_and(|(r, _)| r <= rank) {
+            continue;
+        }
+        if let Some(any_value::Value::StringValue(m)) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            if !m.is_empty() {
+                best = Some((rank, m));
+            }
+        }
+    }
+    best.map(|(_, m)| m)
 }
 
 /// The USD cost of a call.
@@ -537,14 +572,16 @@ impl CostProcessor {
 
     fn price_span(&mut self, span: &mut Span, tally: &mut Tally) {
         let mut cost = None;
-        let mut category = None;
+        let mut category: Option<&str> = None;
         if let Some(t) = tokens(&span.attributes) {
             // The memo is probed with the borrowed name: no allocation per span.
             let priced = model(&span.attributes).and_then(|m| self.price(m));
             match priced {
                 Some(p) => {
                     cost = Some(llm_cost(&p, &t));
-                    category = Some("llm".to_string());
+                    category = Some("llm");
+                    // model, cost and category: one growth of the attribute vector, not two.
+                    span.attributes.reserve(3);
                     set_attr(&mut span.attributes, ATTR_MODEL, any_value::Value::StringValue(p.name.clone()));
                     tally.priced += 1;
                 }
@@ -562,14 +599,14 @@ impl CostProcessor {
         }
         if let Some(rule) = self.rules.iter().find(|r| r.matches(span)) {
             cost = Some(cost.unwrap_or(0.0) + rule.cost(span));
-            category.get_or_insert_with(|| rule.category.clone());
+            category.get_or_insert(&rule.category);
             tally.ruled += 1;
         }
         if let Some(c) = cost {
             set_attr(&mut span.attributes, &self.attribute, any_value::Value::DoubleValue(c));
         }
         if let Some(c) = category {
-            set_attr(&mut span.attributes, ATTR_CATEGORY, any_value::Value::StringValue(c));
+            set_attr(&mut span.attributes, ATTR_CATEGORY, any_value::Value::StringValue(c.to_string()));
         }
     }
 
@@ -966,5 +1003,31 @@ mod tests {
         );
         assert_eq!(candidates("claude-3-5-sonnet@20240620").last().unwrap(), "claude-3-5-sonnet");
         assert_eq!(candidates("us.anthropic.claude-3-5-haiku-20241022-v1:0").last().unwrap(), "claude-3-5-haiku");
+    }
+
+    #[test]
+    fn current_names_win_over_legacy_in_any_order_and_bad_values_fall_back() {
+        let sp = span(
+            &[
+                ("llm.usage.prompt_tokens", i(1)),
+                ("gen_ai.usage.prompt_tokens", i(2)),
+                ("gen_ai.usage.input_tokens", i(3)),
+                ("gen_ai.usage.output_tokens", s("not a number")),
+                ("gen_ai.usage.completion_tokens", s(" 7 ")),
+                ("gen_ai.usage.reasoning_tokens", i(4)),
+                ("gen_ai.usage.reasoning.output_tokens", i(5)),
+                ("gen_ai.usage.cache_read_input_tokens", any_value::Value::DoubleValue(2.0)),
+            ],
+            1,
+        );
+        let t = tokens(&sp.attributes).unwrap();
+        assert_eq!(t, Tokens { input: 3, output: 7, cache_read: 2, cache_creation: 0, reasoning: 5 });
+        assert_eq!(tokens(&span(&[("gen_ai.usage.total_tokens", i(9))], 1).attributes), None);
+        // the response model wins; an empty one is skipped
+        let sp = span(&[("gen_ai.request.model", s("gpt-4o")), ("gen_ai.response.model", s("gpt-4o-2024-08-06"))], 1);
+        assert_eq!(model(&sp.attributes), Some("gpt-4o-2024-08-06"));
+        let sp = span(&[("gen_ai.response.model", s("")), ("llm.request.model", s("claude"))], 1);
+        assert_eq!(model(&sp.attributes), Some("claude"));
+        assert_eq!(model(&span(&[("gen_ai.response.model", s(""))], 1).attributes), None);
     }
 }
