@@ -233,7 +233,11 @@ pub struct Tokens {
 }
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
+    attrs.iter().find(|kv| kv.key == key).and_then(value_of)
+}
+
+fn value_of(kv: &KeyValue) -> Option<&any_value::Value> {
+    kv.value.as_ref().and_then(|v| v.value.as_ref())
 }
 
 /// An integer attribute (ints, integral doubles, numeric strings).
@@ -293,15 +297,11 @@ fn token_slot(key: &str) -> Option<(usize, u8)> {
 pub fn tokens(attrs: &[KeyValue]) -> Option<Tokens> {
     let mut best: [Option<(u8, i64)>; 5] = [None; 5];
     for kv in attrs {
-        let k = kv.key.as_str();
-        if !(k.starts_with("gen_ai.usage.") || k.starts_with("llm.usage.")) {
-            continue;
-        }
-        let Some((slot, rank)) = token_slot(k) else { continue };
+        let Some((slot, rank)) = token_slot(&kv.key) else { continue };
         if best[slot].is_some_and(|(r, _)| r <= rank) {
             continue;
         }
-        if let Some(n) = kv.value.as_ref().and_then(|v| v.value.as_ref()).and_then(value_i64) {
+        if let Some(n) = value_of(kv).and_then(value_i64) {
             best[slot] = Some((rank, n));
         }
     }
@@ -327,7 +327,7 @@ pub fn model(attrs: &[KeyValue]) -> Option<&str> {
         if best.is_some_and(|(r, _)| r <= rank) {
             continue;
         }
-        if let Some(any_value::Value::StringValue(m)) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        if let Some(any_value::Value::StringValue(m)) = value_of(kv) {
             if !m.is_empty() {
                 best = Some((rank, m));
             }
@@ -580,8 +580,6 @@ impl CostProcessor {
                 Some(p) => {
                     cost = Some(llm_cost(&p, &t));
                     category = Some("llm");
-                    // model, cost and category: one growth of the attribute vector, not two.
-                    span.attributes.reserve(3);
                     set_attr(&mut span.attributes, ATTR_MODEL, any_value::Value::StringValue(p.name.clone()));
                     tally.priced += 1;
                 }
