@@ -9,6 +9,10 @@
 //! (rotation by size or age, or shutdown), so readers never see a torn file.
 //! Buffered data is flushed to the temp file every `flush_interval`.
 //!
+//! Encoding a batch is CPU work and runs on the pipeline's task; lines gather in the
+//! open file's buffer and only opening, writing out (every [`WRITE_CHUNK`] bytes),
+//! flushing and rotating touch the disk, each in a blocking section.
+//!
 //! Leftover temp files (after a crash or `kill -9`) are recovered at start-up:
 //! every complete line is kept and written to the file's final name, and the
 //! torn tail, if any, is dropped with a warning naming the file.
@@ -118,13 +122,7 @@ impl ExporterFactory for JsonExporterFactory {
         if cfg.flush_interval.is_zero() {
             return Err(ctx.error("flush_interval", "must be more than 0"));
         }
-        Ok(Box::new(JsonExporter {
-            root: path,
-            cfg,
-            files: [None, None, None],
-            line: String::new(),
-            name: ctx.id.to_string(),
-        }))
+        Ok(Box::new(JsonExporter { root: path, cfg, files: [None, None, None], name: ctx.id.to_string() }))
     }
 }
 
@@ -186,18 +184,43 @@ impl Encoder {
     }
 }
 
+/// Lines gather in memory up to this many bytes before they are handed to the file:
+/// one `write` (and one blocking section) per this much, not one per batch.
+const WRITE_CHUNK: usize = 1 << 20;
+
 struct OpenFile {
     pending: PendingFile,
     enc: Encoder,
     opened: Instant,
+    /// Complete lines not yet handed to the encoder.
+    buf: String,
+    /// Bytes were handed to the encoder since the last flush.
     dirty: bool,
+}
+
+impl OpenFile {
+    /// Hands the gathered lines to the encoder (and, through its buffer, the file).
+    fn drain(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.enc.writer().write_all(self.buf.as_bytes())?;
+            self.buf.clear();
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Whether the file has reached its size or age limit, counting the gathered lines.
+    fn rotation_due(&self, rotation: &Rotation, compression: Compression) -> bool {
+        let gathered = if compression == Compression::None { self.buf.len() as u64 } else { 0 };
+        let too_big = rotation.max_megabytes > 0 && self.enc.on_disk() + gathered >= rotation.max_megabytes * 1_000_000;
+        too_big || (!rotation.max_age.is_zero() && self.opened.elapsed() >= rotation.max_age)
+    }
 }
 
 struct JsonExporter {
     root: PathBuf,
     cfg: JsonConfig,
     files: [Option<OpenFile>; 3],
-    line: String,
     name: String,
 }
 
@@ -219,11 +242,18 @@ impl JsonExporter {
         );
         let (pending, file) = PendingFile::create(self.dir(s).join(name))?;
         let sink = Counting { inner: BufWriter::with_capacity(256 * 1024, file), written: 0 };
-        Ok(OpenFile { pending, enc: Encoder::new(self.cfg.compression, sink)?, opened: Instant::now(), dirty: false })
+        Ok(OpenFile {
+            pending,
+            enc: Encoder::new(self.cfg.compression, sink)?,
+            opened: Instant::now(),
+            buf: String::new(),
+            dirty: false,
+        })
     }
 
     fn close(&mut self, s: Signal) -> io::Result<()> {
-        if let Some(f) = self.files[s.index()].take() {
+        if let Some(mut f) = self.files[s.index()].take() {
+            f.drain()?;
             let file = f.enc.finish()?;
             let path = f.pending.commit(file)?;
             tracing::debug!(exporter = %self.name, file = %path.display(), "closed");
@@ -231,22 +261,35 @@ impl JsonExporter {
         Ok(())
     }
 
-    fn write_batch(&mut self, batch: &Batch) -> io::Result<()> {
-        let s = batch.signal();
-        self.line.clear();
-        json::encode_into(batch, &mut self.line);
-        self.line.push('\n');
-        if self.files[s.index()].is_none() {
-            self.files[s.index()] = Some(self.open(s)?);
-        }
-        let rotation = self.cfg.rotation.clone();
+    /// Appends the batch's line to its open file's buffer (no I/O). Returns whether the
+    /// file now needs writing out or rotating; `None` if no file is open for the signal.
+    fn gather(&mut self, batch: &Batch) -> Option<bool> {
+        let f = self.files[batch.signal().index()].as_mut()?;
+        json::encode_into(batch, &mut f.buf);
+        f.buf.push('\n');
+        Some(f.buf.len() >= WRITE_CHUNK || f.rotation_due(&self.cfg.rotation, self.cfg.compression))
+    }
+
+    /// Writes out a signal's gathered lines, or closes its file if it is due for rotation.
+    fn write_out(&mut self, s: Signal) -> io::Result<()> {
         let Some(f) = self.files[s.index()].as_mut() else { return Ok(()) };
-        f.enc.writer().write_all(self.line.as_bytes())?;
-        f.dirty = true;
-        let too_big = rotation.max_megabytes > 0 && f.enc.on_disk() >= rotation.max_megabytes * 1_000_000;
-        let too_old = !rotation.max_age.is_zero() && f.opened.elapsed() >= rotation.max_age;
-        if too_big || too_old {
-            self.close(s)?;
+        if f.rotation_due(&self.cfg.rotation, self.cfg.compression) {
+            self.close(s)
+        } else {
+            f.drain()
+        }
+    }
+
+    /// Adds a batch: opens the signal's file if none is, gathers the line, and writes
+    /// out or rotates when [`gather`](Self::gather) says so. Only the I/O blocks.
+    async fn write_batch(&mut self, batch: &Batch) -> io::Result<()> {
+        let s = batch.signal();
+        if self.files[s.index()].is_none() {
+            let f = otterline_core::blocking(|| self.open(s))?;
+            self.files[s.index()] = Some(f);
+        }
+        if self.gather(batch) == Some(true) {
+            otterline_core::blocking(|| self.write_out(s))?;
         }
         Ok(())
     }
@@ -269,7 +312,8 @@ impl JsonExporter {
             if let Some(f) = self.files[s.index()].as_mut() {
                 if !max_age.is_zero() && f.opened.elapsed() >= max_age {
                     self.close(s)?;
-                } else if f.dirty {
+                } else if f.dirty || !f.buf.is_empty() {
+                    f.drain()?;
                     f.enc.writer().flush()?;
                     f.dirty = false;
                 }
@@ -362,7 +406,7 @@ impl Exporter for JsonExporter {
     }
 
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
-        match otterline_core::blocking(|| self.write_batch(batch)) {
+        match self.write_batch(batch).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let s = batch.signal();
@@ -425,7 +469,6 @@ mod tests {
                 rotation: Rotation { max_megabytes, max_age: Duration::from_secs(3600) },
             },
             files: [None, None, None],
-            line: String::new(),
             name: "json".into(),
         }
     }
@@ -467,6 +510,23 @@ mod tests {
             assert_eq!(lines.len(), 2);
             assert_eq!(json::decode(Signal::Logs, lines[1].as_bytes()).unwrap(), logs_batch(3));
         }
+    }
+
+    #[tokio::test]
+    async fn lines_gather_until_a_chunk_is_full_or_the_flush_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = exporter(dir.path(), Compression::None, 100);
+        e.export(&logs_batch(1)).await.unwrap();
+        let tmp = e.files[Signal::Logs.index()].as_ref().unwrap().pending.temp_path.clone();
+        assert_eq!(std::fs::metadata(&tmp).unwrap().len(), 0, "a small batch waits in memory");
+        e.tick().await.unwrap();
+        assert_eq!(read_all(&tmp).lines().count(), 1, "the flush tick writes it out");
+        // A batch whose line alone exceeds the chunk is written at once.
+        e.export(&logs_batch(30_000)).await.unwrap();
+        let on_disk = std::fs::metadata(&tmp).unwrap().len() as usize;
+        assert!(on_disk > WRITE_CHUNK, "{on_disk} bytes on disk");
+        assert_eq!(read_all(&tmp).lines().count(), 2);
+        e.shutdown().await.unwrap();
     }
 
     #[tokio::test]

@@ -219,7 +219,9 @@ impl ParquetExporter {
     }
 
     /// Adds a batch to the open files of the partitions its rows fall in (no I/O, no copy).
-    fn append(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
+    /// Returns the files that are now due to be closed: full ones, and the oldest while
+    /// more than `max_open_files` of this signal are open.
+    fn append(&mut self, batch: &Arc<Batch>) -> Vec<(Signal, i64)> {
         let signal = batch.signal();
         let mut per_hour: Vec<(i64, usize)> = Vec::new();
         rows::item_timestamps(batch, |ts| {
@@ -230,7 +232,7 @@ impl ParquetExporter {
             }
         });
         if per_hour.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
         let per_row_bytes = batch.encoded_len() / batch.item_count().max(1);
         for &(hour, n) in &per_hour {
@@ -244,29 +246,23 @@ impl ParquetExporter {
             f.rows += n;
             f.bytes += per_row_bytes * n;
         }
-        for (hour, _) in per_hour {
-            let full = self
-                .open
-                .get(&(signal, hour))
-                .is_some_and(|f| f.rows >= self.cfg.max_rows_per_file || f.bytes as u64 >= self.cfg.max_file_size.0);
-            if full {
-                self.close((signal, hour))?;
-            }
+        let mut due: Vec<(Signal, i64)> = per_hour
+            .iter()
+            .map(|&(hour, _)| (signal, hour))
+            .filter(|k| {
+                self.open
+                    .get(k)
+                    .is_some_and(|f| f.rows >= self.cfg.max_rows_per_file || f.bytes as u64 >= self.cfg.max_file_size.0)
+            })
+            .collect();
+        let mut rest: Vec<((Signal, i64), Instant)> =
+            self.open.iter().filter(|(k, _)| k.0 == signal && !due.contains(k)).map(|(k, f)| (*k, f.opened)).collect();
+        if rest.len() > self.cfg.max_open_files {
+            rest.sort_by_key(|(_, opened)| *opened);
+            let excess = rest.len() - self.cfg.max_open_files;
+            due.extend(rest[..excess].iter().map(|(k, _)| *k));
         }
-        // Too many partitions open for this signal: close the oldest.
-        loop {
-            let mine: Vec<((Signal, i64), Instant)> =
-                self.open.iter().filter(|(k, _)| k.0 == signal).map(|(k, f)| (*k, f.opened)).collect();
-            if mine.len() <= self.cfg.max_open_files {
-                break;
-            }
-            let oldest = mine.iter().min_by_key(|(_, t)| *t).map(|(k, _)| *k);
-            match oldest {
-                Some(k) => self.close(k)?,
-                None => break,
-            }
-        }
-        Ok(())
+        due
     }
 
     /// Encodes an open file and queues it for writing.
@@ -507,11 +503,20 @@ impl Exporter for ParquetExporter {
         self.export_shared(&Arc::new(batch.clone())).await
     }
 
+    /// Appending is bookkeeping; only encoding a closed file and writing files block.
     async fn export_shared(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
+        // Files that could not be written yet come first: while they wait, refuse.
+        if !self.pending.is_empty() {
+            otterline_core::blocking(|| self.persist())?;
+        }
+        let due = self.append(batch);
+        if due.is_empty() {
+            return Ok(());
+        }
         otterline_core::blocking(|| {
-            // Files that could not be written yet come first: while they wait, refuse.
-            self.persist()?;
-            self.append(batch)?;
+            for key in due {
+                self.close(key)?;
+            }
             if let Err(e) = self.persist() {
                 // The batch itself is safely buffered; the next one will be refused.
                 tracing::warn!(exporter = %self.name, error = %e, "write failed; will retry");
