@@ -71,6 +71,8 @@ trait Export: Send + Sync + 'static {
     const NAME: &'static str;
     type Req: prost::Message + Default + Send + 'static;
     type Resp: prost::Message + Default + Send + 'static;
+    /// Decodes a request message (prost's result, whichever decoder runs).
+    fn decode(bytes: &[u8]) -> Result<Self::Req, prost::DecodeError>;
     fn batch(req: Self::Req) -> Batch;
     fn response(rejected: i64, error_message: String) -> Self::Resp;
 }
@@ -83,13 +85,16 @@ fn is_export<E: Export>(path: &str) -> bool {
 /// An [`Export`] for one signal: its marker type, batch variant, the module of its generated
 /// server (for the service name), its messages and its partial-success field.
 macro_rules! export {
-    ($marker:ident, $variant:ident, $server:ident, $req:ident, $resp:ident, $partial:ident, $rejected:ident) => {
+    ($marker:ident, $variant:ident, $server:ident, $req:ident, $resp:ident, $partial:ident, $rejected:ident, $decode:expr) => {
         struct $marker;
 
         impl Export for $marker {
             const NAME: &'static str = $server::SERVICE_NAME;
             type Req = $req;
             type Resp = $resp;
+            fn decode(bytes: &[u8]) -> Result<$req, prost::DecodeError> {
+                $decode(bytes)
+            }
             fn batch(req: $req) -> Batch {
                 Batch::$variant(req)
             }
@@ -107,7 +112,8 @@ export!(
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
     ExportTracePartialSuccess,
-    rejected_spans
+    rejected_spans,
+    crate::decode::traces
 );
 export!(
     Metrics,
@@ -116,7 +122,8 @@ export!(
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
     ExportMetricsPartialSuccess,
-    rejected_data_points
+    rejected_data_points,
+    <ExportMetricsServiceRequest as prost::Message>::decode
 );
 export!(
     Logs,
@@ -125,7 +132,8 @@ export!(
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
     ExportLogsPartialSuccess,
-    rejected_log_records
+    rejected_log_records,
+    crate::decode::logs
 );
 
 /// Encodes responses with prost; decodes requests from one contiguous slice.
@@ -160,12 +168,12 @@ impl<E: Export> Decoder for SliceCodec<E> {
         // tonic hands over a message it has assembled in one buffer: decode that slice
         // (prost's fast path); copy only if a future tonic ever splits it.
         let decoded = if src.chunk().len() >= n {
-            let r = <E::Req as prost::Message>::decode(&src.chunk()[..n]);
+            let r = E::decode(&src.chunk()[..n]);
             src.advance(n);
             r
         } else {
             let bytes = src.copy_to_bytes(n);
-            <E::Req as prost::Message>::decode(&bytes[..])
+            E::decode(&bytes[..])
         };
         decoded.map(Some).map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf {}: {e}", E::NAME)))
     }

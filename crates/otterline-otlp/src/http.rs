@@ -21,15 +21,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 
 use otterline_core::component::{ComponentError, Output, Refusal, Task};
 use otterline_core::pdata::json;
@@ -192,9 +188,9 @@ fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Batch, Str
         Encoding::Json => json::decode(signal, bytes).map_err(|e| format!("invalid OTLP/JSON {signal} request: {e}")),
         Encoding::Protobuf => {
             let r = match signal {
-                Signal::Traces => ExportTraceServiceRequest::decode(bytes).map(Batch::Traces),
+                Signal::Traces => crate::decode::traces(bytes).map(Batch::Traces),
                 Signal::Metrics => ExportMetricsServiceRequest::decode(bytes).map(Batch::Metrics),
-                Signal::Logs => ExportLogsServiceRequest::decode(bytes).map(Batch::Logs),
+                Signal::Logs => crate::decode::logs(bytes).map(Batch::Logs),
             };
             r.map_err(|e| format!("invalid OTLP/protobuf {signal} request: {e}"))
         }

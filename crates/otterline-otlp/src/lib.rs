@@ -5,7 +5,10 @@
 //! (items with malformed ids are rejected and reported as `partial_success`),
 //! and handed to the pipelines through [`Output`]. A full pipeline answers with a
 //! retryable refusal: gRPC `UNAVAILABLE` with `RetryInfo`, HTTP 503 with `Retry-After`.
+//! Trace and log requests in protobuf go through [`decode`], which sizes every vector
+//! before filling it and otherwise gives exactly prost's result.
 
+pub mod decode;
 mod grpc;
 mod http;
 mod validate;

@@ -2,7 +2,9 @@
 //! requests over N connections, for a fixed time or a fixed number of requests. Every
 //! response is checked (gRPC status 0 / HTTP 200, and no rejected items in the partial
 //! success); it prints accepted items/s, request latency p50/p99 and (with `--pid`) the
-//! target's CPU-seconds per million items and peak RSS over the run.
+//! target's CPU-seconds per million items and peak RSS over the run, and the target's
+//! CPU-seconds when the load started (`cpu_start_s`), so that a caller that stops the
+//! target afterwards can also count the work it had buffered and did while draining.
 //!
 //! `otterline-loadgen --grpc 127.0.0.1:4317 --signal traces --connections 4 --duration 10`
 //! `otterline-loadgen --http http://127.0.0.1:4318 --signal logs --requests 10000`
@@ -206,8 +208,9 @@ async fn main() {
         .and_then(|p| status_kib(p, "VmHWM"))
         .map(|k| format!("{:.1}", k as f64 / 1024.0))
         .unwrap_or_else(|| "-".into());
+    let cpu_start = cpu0.map(|c| format!("{c:.3}")).unwrap_or_else(|| "-".into());
     println!(
-        "{label}: items/s={:.0} requests={} refused={} bytes/request={bytes_per_request} p50_ms={:.2} p99_ms={:.2} cpu_s_per_M_items={cpu} peak_rss_MiB={hwm}",
+        "{label}: items/s={:.0} requests={} refused={} bytes/request={bytes_per_request} p50_ms={:.2} p99_ms={:.2} cpu_s_per_M_items={cpu} peak_rss_MiB={hwm} items={items} cpu_start_s={cpu_start}",
         items as f64 / elapsed,
         total.ok_requests,
         total.refused_requests,

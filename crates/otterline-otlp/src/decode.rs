@@ -1,0 +1,823 @@
+//! Decoding OTLP trace and log export requests from protobuf, allocating each vector once.
+//!
+//! prost's generated decoders push repeated fields one element at a time: a request of
+//! 100 spans grows (reallocates and copies) its span vector seven times, and every span
+//! grows its attribute vector three times. On the receive path that was a tenth of the
+//! CPU (`finish_grow`, `reserve`, `memmove` in the profile). [`traces`] and [`logs`] count a
+//! message's repeated fields (one walk over its tags, skipping the payloads) and then
+//! fills vectors allocated at their final size.
+//!
+//! Metrics requests (many point types, less volume per request) stay with prost.
+//!
+//! Invariant: whenever this decoder returns a request, it is exactly what prost's
+//! `Message::decode` returns for the same bytes. Anything it does not handle the way prost
+//! does — malformed or truncated input, invalid UTF-8, a wire type that does not match
+//! the field, a singular message field or a `oneof` that occurs twice (prost merges
+//! those), groups, nesting deeper than [`MAX_DEPTH`] — makes it give up, and prost
+//! decodes the bytes instead, so results and error messages stay prost's. The tests
+//! compare both decoders on generated, hand-made and randomly corrupted requests.
+
+use prost::{DecodeError, Message};
+
+use otterline_core::pdata::common::{
+    any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
+};
+use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
+use otterline_core::pdata::resource::Resource;
+use otterline_core::pdata::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
+use otterline_core::pdata::{ExportLogsServiceRequest, ExportTraceServiceRequest};
+
+/// Nesting of attribute values (arrays and key-value lists inside values) handled here;
+/// deeper requests go to prost, which has its own limit.
+const MAX_DEPTH: u32 = 24;
+
+/// Decodes an `ExportTraceServiceRequest` (see the module docs).
+pub fn traces(bytes: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
+    match request(bytes) {
+        Ok(r) => Ok(r),
+        Err(GiveUp) => ExportTraceServiceRequest::decode(bytes),
+    }
+}
+
+/// Decodes an `ExportLogsServiceRequest` (see the module docs).
+pub fn logs(bytes: &[u8]) -> Result<ExportLogsServiceRequest, DecodeError> {
+    match logs_request(bytes) {
+        Ok(r) => Ok(r),
+        Err(GiveUp) => ExportLogsServiceRequest::decode(bytes),
+    }
+}
+
+/// This decoder leaves the input to prost.
+#[derive(Debug)]
+struct GiveUp;
+
+type R<T> = Result<T, GiveUp>;
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// A read position in a message body.
+struct Cur<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Cur<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Cur { b }
+    }
+
+    fn varint(&mut self) -> R<u64> {
+        let b = self.b;
+        if let Some(&x) = b.first() {
+            if x < 0x80 {
+                self.b = &b[1..];
+                return Ok(x as u64);
+            }
+        }
+        let mut v = 0u64;
+        for (i, &x) in b.iter().enumerate().take(10) {
+            v |= ((x & 0x7f) as u64) << (7 * i);
+            if x < 0x80 {
+                // A tenth byte may only carry the top bit of a u64.
+                if i == 9 && x > 1 {
+                    return Err(GiveUp);
+                }
+                self.b = &b[i + 1..];
+                return Ok(v);
+            }
+        }
+        Err(GiveUp)
+    }
+
+    /// The next field's (tag, wire type), or `None` at the end of the message.
+    fn key(&mut self) -> R<Option<(u32, u8)>> {
+        if self.b.is_empty() {
+            return Ok(None);
+        }
+        let k = self.varint()?;
+        if k > u32::MAX as u64 || k >> 3 == 0 {
+            return Err(GiveUp);
+        }
+        Ok(Some(((k >> 3) as u32, (k & 7) as u8)))
+    }
+
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        if n > self.b.len() {
+            return Err(GiveUp);
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn len_delimited(&mut self, wt: u8) -> R<&'a [u8]> {
+        expect(wt, LEN)?;
+        let n = self.varint()?;
+        self.take(usize::try_from(n).map_err(|_| GiveUp)?)
+    }
+
+    fn fixed64(&mut self, wt: u8) -> R<u64> {
+        expect(wt, FIXED64)?;
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| GiveUp)?))
+    }
+
+    fn fixed32(&mut self, wt: u8) -> R<u32> {
+        expect(wt, FIXED32)?;
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes(b.try_into().map_err(|_| GiveUp)?))
+    }
+
+    fn uvarint(&mut self, wt: u8) -> R<u64> {
+        expect(wt, VARINT)?;
+        self.varint()
+    }
+
+    fn string(&mut self, wt: u8) -> R<String> {
+        let b = self.len_delimited(wt)?;
+        // Attribute keys and values are nearly always ASCII: a word-at-a-time check is
+        // cheaper than full UTF-8 validation of short strings.
+        if b.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            return Ok(unsafe { String::from_utf8_unchecked(b.to_vec()) });
+        }
+        std::str::from_utf8(b).map(str::to_owned).map_err(|_| GiveUp)
+    }
+
+    fn bytes(&mut self, wt: u8) -> R<Vec<u8>> {
+        Ok(self.len_delimited(wt)?.to_vec())
+    }
+
+    /// Skips a field this decoder does not keep (as prost skips unknown fields).
+    fn skip(&mut self, wt: u8) -> R<()> {
+        match wt {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.take(8).map(drop),
+            LEN => {
+                let n = self.varint()?;
+                self.take(usize::try_from(n).map_err(|_| GiveUp)?).map(drop)
+            }
+            FIXED32 => self.take(4).map(drop),
+            // Groups (3, 4) and invalid wire types: prost's business.
+            _ => Err(GiveUp),
+        }
+    }
+}
+
+fn expect(wt: u8, want: u8) -> R<()> {
+    if wt == want {
+        Ok(())
+    } else {
+        Err(GiveUp)
+    }
+}
+
+/// How many length-delimited fields of each of `tags` a message body has.
+fn count<const N: usize>(body: &[u8], tags: [u32; N]) -> R<[usize; N]> {
+    let mut n = [0usize; N];
+    let mut c = Cur::new(body);
+    while let Some((tag, wt)) = c.key()? {
+        if wt == LEN {
+            if let Some(i) = tags.iter().position(|&t| t == tag) {
+                n[i] += 1;
+            }
+        }
+        c.skip(wt)?;
+    }
+    Ok(n)
+}
+
+/// Sets a singular message field; a second occurrence (which prost merges) gives up.
+fn once<T>(slot: &mut Option<T>, v: T) -> R<()> {
+    if slot.is_some() {
+        return Err(GiveUp);
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn request(b: &[u8]) -> R<ExportTraceServiceRequest> {
+    let [n] = count(b, [1])?;
+    let mut out = ExportTraceServiceRequest { resource_spans: Vec::with_capacity(n) };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.resource_spans.push(resource_spans(c.len_delimited(wt)?)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn resource_spans(b: &[u8]) -> R<ResourceSpans> {
+    let [n] = count(b, [2])?;
+    let mut out = ResourceSpans { scope_spans: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => once(&mut out.resource, resource(c.len_delimited(wt)?)?)?,
+            2 => out.scope_spans.push(scope_spans(c.len_delimited(wt)?)?),
+            3 => out.schema_url = c.string(wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn logs_request(b: &[u8]) -> R<ExportLogsServiceRequest> {
+    let [n] = count(b, [1])?;
+    let mut out = ExportLogsServiceRequest { resource_logs: Vec::with_capacity(n) };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.resource_logs.push(resource_logs(c.len_delimited(wt)?)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn resource_logs(b: &[u8]) -> R<ResourceLogs> {
+    let [n] = count(b, [2])?;
+    let mut out = ResourceLogs { scope_logs: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => once(&mut out.resource, resource(c.len_delimited(wt)?)?)?,
+            2 => out.scope_logs.push(scope_logs(c.len_delimited(wt)?)?),
+            3 => out.schema_url = c.string(wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn scope_logs(b: &[u8]) -> R<ScopeLogs> {
+    let [n] = count(b, [2])?;
+    let mut out = ScopeLogs { log_records: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => once(&mut out.scope, scope(c.len_delimited(wt)?)?)?,
+            2 => out.log_records.push(log_record(c.len_delimited(wt)?)?),
+            3 => out.schema_url = c.string(wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn log_record(b: &[u8]) -> R<LogRecord> {
+    let [n] = count(b, [6])?;
+    let mut out = LogRecord { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.time_unix_nano = c.fixed64(wt)?,
+            2 => out.severity_number = c.uvarint(wt)? as i32,
+            3 => out.severity_text = c.string(wt)?,
+            5 => once(&mut out.body, any(c.len_delimited(wt)?, 1)?)?,
+            6 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            7 => out.dropped_attributes_count = c.uvarint(wt)? as u32,
+            8 => out.flags = c.fixed32(wt)?,
+            9 => out.trace_id = c.bytes(wt)?,
+            10 => out.span_id = c.bytes(wt)?,
+            11 => out.observed_time_unix_nano = c.fixed64(wt)?,
+            12 => out.event_name = c.string(wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn resource(b: &[u8]) -> R<Resource> {
+    let [na, ne] = count(b, [1, 3])?;
+    let mut out =
+        Resource { attributes: Vec::with_capacity(na), entity_refs: Vec::with_capacity(ne), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            2 => out.dropped_attributes_count = c.uvarint(wt)? as u32,
+            3 => out.entity_refs.push(entity_ref(c.len_delimited(wt)?)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn entity_ref(b: &[u8]) -> R<EntityRef> {
+    let [ni, nd] = count(b, [3, 4])?;
+    let mut out =
+        EntityRef { id_keys: Vec::with_capacity(ni), description_keys: Vec::with_capacity(nd), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.schema_url = c.string(wt)?,
+            2 => out.r#type = c.string(wt)?,
+            3 => out.id_keys.push(c.string(wt)?),
+            4 => out.description_keys.push(c.string(wt)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn scope_spans(b: &[u8]) -> R<ScopeSpans> {
+    let [n] = count(b, [2])?;
+    let mut out = ScopeSpans { spans: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => once(&mut out.scope, scope(c.len_delimited(wt)?)?)?,
+            2 => out.spans.push(span(c.len_delimited(wt)?)?),
+            3 => out.schema_url = c.string(wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn scope(b: &[u8]) -> R<InstrumentationScope> {
+    let [n] = count(b, [3])?;
+    let mut out = InstrumentationScope { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.name = c.string(wt)?,
+            2 => out.version = c.string(wt)?,
+            3 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            4 => out.dropped_attributes_count = c.uvarint(wt)? as u32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn span(b: &[u8]) -> R<Span> {
+    let [na, ne, nl] = count(b, [9, 11, 13])?;
+    let mut out = Span {
+        attributes: Vec::with_capacity(na),
+        events: Vec::with_capacity(ne),
+        links: Vec::with_capacity(nl),
+        ..Default::default()
+    };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.trace_id = c.bytes(wt)?,
+            2 => out.span_id = c.bytes(wt)?,
+            3 => out.trace_state = c.string(wt)?,
+            4 => out.parent_span_id = c.bytes(wt)?,
+            5 => out.name = c.string(wt)?,
+            6 => out.kind = c.uvarint(wt)? as i32,
+            7 => out.start_time_unix_nano = c.fixed64(wt)?,
+            8 => out.end_time_unix_nano = c.fixed64(wt)?,
+            9 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            10 => out.dropped_attributes_count = c.uvarint(wt)? as u32,
+            11 => out.events.push(event(c.len_delimited(wt)?)?),
+            12 => out.dropped_events_count = c.uvarint(wt)? as u32,
+            13 => out.links.push(link(c.len_delimited(wt)?)?),
+            14 => out.dropped_links_count = c.uvarint(wt)? as u32,
+            15 => once(&mut out.status, status(c.len_delimited(wt)?)?)?,
+            16 => out.flags = c.fixed32(wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn event(b: &[u8]) -> R<span::Event> {
+    let [n] = count(b, [3])?;
+    let mut out = span::Event { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.time_unix_nano = c.fixed64(wt)?,
+            2 => out.name = c.string(wt)?,
+            3 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            4 => out.dropped_attributes_count = c.uvarint(wt)? as u32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn link(b: &[u8]) -> R<span::Link> {
+    let [n] = count(b, [4])?;
+    let mut out = span::Link { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.trace_id = c.bytes(wt)?,
+            2 => out.span_id = c.bytes(wt)?,
+            3 => out.trace_state = c.string(wt)?,
+            4 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            5 => out.dropped_attributes_count = c.uvarint(wt)? as u32,
+            6 => out.flags = c.fixed32(wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn status(b: &[u8]) -> R<Status> {
+    let mut out = Status::default();
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            2 => out.message = c.string(wt)?,
+            3 => out.code = c.uvarint(wt)? as i32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn key_value(b: &[u8], depth: u32) -> R<KeyValue> {
+    let mut out = KeyValue::default();
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.key = c.string(wt)?,
+            2 => once(&mut out.value, any(c.len_delimited(wt)?, depth + 1)?)?,
+            3 => out.key_strindex = c.uvarint(wt)? as i32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn any(b: &[u8], depth: u32) -> R<AnyValue> {
+    use any_value::Value as V;
+    if depth > MAX_DEPTH {
+        return Err(GiveUp);
+    }
+    let mut value = None;
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        let v = match tag {
+            1 => V::StringValue(c.string(wt)?),
+            2 => V::BoolValue(c.uvarint(wt)? != 0),
+            3 => V::IntValue(c.uvarint(wt)? as i64),
+            4 => V::DoubleValue(f64::from_bits(c.fixed64(wt)?)),
+            5 => {
+                let body = c.len_delimited(wt)?;
+                let [n] = count(body, [1])?;
+                let mut values = Vec::with_capacity(n);
+                let mut a = Cur::new(body);
+                while let Some((tag, wt)) = a.key()? {
+                    match tag {
+                        1 => values.push(any(a.len_delimited(wt)?, depth + 1)?),
+                        _ => a.skip(wt)?,
+                    }
+                }
+                V::ArrayValue(ArrayValue { values })
+            }
+            6 => {
+                let body = c.len_delimited(wt)?;
+                let [n] = count(body, [1])?;
+                let mut values = Vec::with_capacity(n);
+                let mut a = Cur::new(body);
+                while let Some((tag, wt)) = a.key()? {
+                    match tag {
+                        1 => values.push(key_value(a.len_delimited(wt)?, depth + 1)?),
+                        _ => a.skip(wt)?,
+                    }
+                }
+                V::KvlistValue(KeyValueList { values })
+            }
+            7 => V::BytesValue(c.bytes(wt)?),
+            8 => V::StringValueStrindex(c.uvarint(wt)? as i32),
+            _ => {
+                c.skip(wt)?;
+                continue;
+            }
+        };
+        // A second member of the oneof: prost replaces or merges; leave it to prost.
+        once(&mut value, v)?;
+    }
+    Ok(AnyValue { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otterline_core::pdata::trace::status::StatusCode;
+
+    fn kv(k: &str, v: any_value::Value) -> KeyValue {
+        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    }
+
+    /// A request that uses every field this decoder reads.
+    fn everything() -> ExportTraceServiceRequest {
+        use any_value::Value as V;
+        let attrs = vec![
+            kv("s", V::StringValue("héllo".into())),
+            kv("b", V::BoolValue(true)),
+            kv("i", V::IntValue(-42)),
+            kv("d", V::DoubleValue(0.25)),
+            kv("bytes", V::BytesValue(vec![0, 1, 255])),
+            kv(
+                "arr",
+                V::ArrayValue(ArrayValue {
+                    values: vec![AnyValue { value: Some(V::IntValue(1)) }, AnyValue { value: None }],
+                }),
+            ),
+            kv("kv", V::KvlistValue(KeyValueList { values: vec![kv("inner", V::StringValue("x".into()))] })),
+            kv("idx", V::StringValueStrindex(7)),
+            KeyValue { key: String::new(), value: None, key_strindex: 3 },
+        ];
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            trace_state: "a=b".into(),
+            parent_span_id: vec![3; 8],
+            flags: 0x301,
+            name: "chat gpt-4o".into(),
+            kind: 3,
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: u64::MAX,
+            attributes: attrs.clone(),
+            dropped_attributes_count: 4,
+            events: vec![span::Event {
+                time_unix_nano: 5,
+                name: "ev".into(),
+                attributes: attrs.clone(),
+                dropped_attributes_count: 1,
+            }],
+            dropped_events_count: 2,
+            links: vec![span::Link {
+                trace_id: vec![9; 16],
+                span_id: vec![8; 8],
+                trace_state: "k=v".into(),
+                attributes: attrs.clone(),
+                dropped_attributes_count: 6,
+                flags: 1,
+            }],
+            dropped_links_count: 3,
+            status: Some(Status { message: "boom".into(), code: StatusCode::Error as i32 }),
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: attrs.clone(),
+                        dropped_attributes_count: 9,
+                        entity_refs: vec![EntityRef {
+                            schema_url: "u".into(),
+                            r#type: "service".into(),
+                            id_keys: vec!["service.name".into(), "x".into()],
+                            description_keys: vec!["d".into()],
+                        }],
+                    }),
+                    scope_spans: vec![
+                        ScopeSpans {
+                            scope: Some(InstrumentationScope {
+                                name: "lib".into(),
+                                version: "1.0".into(),
+                                attributes: attrs,
+                                dropped_attributes_count: 1,
+                            }),
+                            spans: vec![span.clone(), Span::default(), span],
+                            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+                        },
+                        ScopeSpans::default(),
+                    ],
+                    schema_url: "rs".into(),
+                },
+                ResourceSpans::default(),
+            ],
+        }
+    }
+
+    fn fast(bytes: &[u8]) -> Option<ExportTraceServiceRequest> {
+        request(bytes).ok()
+    }
+
+    #[test]
+    fn decodes_every_field_as_prost_does_without_falling_back() {
+        let want = everything();
+        let bytes = want.encode_to_vec();
+        assert_eq!(fast(&bytes).as_ref(), Some(&want), "the fast path must handle this request itself");
+        assert_eq!(traces(&bytes).unwrap(), want);
+        assert_eq!(fast(&[]), Some(ExportTraceServiceRequest::default()));
+    }
+
+    #[test]
+    fn sizes_vectors_exactly() {
+        let bytes = everything().encode_to_vec();
+        let got = fast(&bytes).unwrap();
+        assert_eq!(got.resource_spans.capacity(), 2);
+        let spans = &got.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.capacity(), 3);
+        assert_eq!(spans[0].attributes.capacity(), 9);
+    }
+
+    #[test]
+    fn generated_load_decodes_as_prost_does() {
+        for n in [1, 7, 100] {
+            let req = otterline_bench_like_request(n);
+            let bytes = req.encode_to_vec();
+            assert_eq!(fast(&bytes).as_ref(), Some(&req));
+        }
+    }
+
+    /// GenAI-style spans like the load generator's (no dependency on the bench crate).
+    fn otterline_bench_like_request(n: usize) -> ExportTraceServiceRequest {
+        use any_value::Value as V;
+        let spans = (0..n)
+            .map(|i| Span {
+                trace_id: (0..16).map(|b| (b * 7 + i) as u8).collect(),
+                span_id: (0..8).map(|b| (b * 3 + i) as u8).collect(),
+                name: format!("chat op-{i}"),
+                kind: 3,
+                start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                end_time_unix_nano: 1_700_000_000_500_000_000 + i as u64,
+                attributes: vec![
+                    kv("gen_ai.operation.name", V::StringValue("chat".into())),
+                    kv("gen_ai.request.model", V::StringValue("gpt-4o".into())),
+                    kv("gen_ai.usage.input_tokens", V::IntValue(i as i64 * 13)),
+                    kv("gen_ai.request.temperature", V::DoubleValue(0.2)),
+                    kv("user.id", V::StringValue(format!("user-{i}"))),
+                ],
+                status: (i % 3 == 0).then(|| Status { message: String::new(), code: 1 }),
+                ..Default::default()
+            })
+            .collect();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", V::StringValue("svc".into()))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// Appends a field key.
+    fn key(out: &mut Vec<u8>, tag: u32, wt: u8) {
+        prost::encoding::encode_varint(((tag as u64) << 3) | wt as u64, out);
+    }
+
+    fn len_field(out: &mut Vec<u8>, tag: u32, body: &[u8]) {
+        key(out, tag, LEN);
+        prost::encoding::encode_varint(body.len() as u64, out);
+        out.extend_from_slice(body);
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_like_prost() {
+        let mut span = Span { name: "s".into(), ..Default::default() }.encode_to_vec();
+        key(&mut span, 99, VARINT);
+        prost::encoding::encode_varint(300, &mut span);
+        key(&mut span, 98, FIXED32);
+        span.extend_from_slice(&[1, 2, 3, 4]);
+        key(&mut span, 97, FIXED64);
+        span.extend_from_slice(&[0; 8]);
+        len_field(&mut span, 96, b"whatever");
+        let mut ss = Vec::new();
+        len_field(&mut ss, 2, &span);
+        let mut rs = Vec::new();
+        len_field(&mut rs, 2, &ss);
+        let mut req = Vec::new();
+        len_field(&mut req, 1, &rs);
+        let want = ExportTraceServiceRequest::decode(&req[..]).unwrap();
+        assert_eq!(fast(&req).as_ref(), Some(&want));
+        assert_eq!(want.resource_spans[0].scope_spans[0].spans[0].name, "s");
+    }
+
+    #[test]
+    fn merged_fields_and_malformed_input_go_to_prost() {
+        // A status given twice: prost merges the two messages (message from the first,
+        // code from the second); the fast path gives up and the result is prost's.
+        let mut span = Vec::new();
+        len_field(&mut span, 15, &Status { message: "first".into(), code: 0 }.encode_to_vec());
+        len_field(&mut span, 15, &Status { message: String::new(), code: 2 }.encode_to_vec());
+        let mut ss = Vec::new();
+        len_field(&mut ss, 2, &span);
+        let mut rs = Vec::new();
+        len_field(&mut rs, 2, &ss);
+        let mut req = Vec::new();
+        len_field(&mut req, 1, &rs);
+        assert!(fast(&req).is_none());
+        let got = traces(&req).unwrap();
+        assert_eq!(got, ExportTraceServiceRequest::decode(&req[..]).unwrap());
+        assert_eq!(
+            got.resource_spans[0].scope_spans[0].spans[0].status,
+            Some(Status { message: "first".into(), code: 2 })
+        );
+
+        // Truncated input and invalid UTF-8: prost's error, word for word.
+        let bytes = everything().encode_to_vec();
+        let cut = &bytes[..bytes.len() - 3];
+        assert_eq!(
+            traces(cut).unwrap_err().to_string(),
+            ExportTraceServiceRequest::decode(cut).unwrap_err().to_string()
+        );
+        let mut bad = Vec::new();
+        len_field(&mut bad, 5, &[0xff, 0xfe]);
+        let mut ss = Vec::new();
+        len_field(&mut ss, 2, &bad);
+        let mut rs = Vec::new();
+        len_field(&mut rs, 2, &ss);
+        let mut req = Vec::new();
+        len_field(&mut req, 1, &rs);
+        let e = traces(&req).unwrap_err().to_string();
+        assert_eq!(e, ExportTraceServiceRequest::decode(&req[..]).unwrap_err().to_string());
+        assert!(e.contains("UTF-8") || e.contains("utf-8"), "{e}");
+    }
+
+    /// A logs request that uses every field, sharing the trace request's resource and scope.
+    fn every_log_field() -> ExportLogsServiceRequest {
+        let t = everything();
+        let rs = &t.resource_spans[0];
+        let attrs = rs.resource.as_ref().unwrap().attributes.clone();
+        let record = LogRecord {
+            time_unix_nano: 1,
+            observed_time_unix_nano: 2,
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue("boom".into())) }),
+            attributes: attrs,
+            dropped_attributes_count: 3,
+            flags: 1,
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            event_name: "gen_ai.client.inference.operation.details".into(),
+        };
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: rs.resource.clone(),
+                scope_logs: vec![
+                    ScopeLogs {
+                        scope: rs.scope_spans[0].scope.clone(),
+                        log_records: vec![record, LogRecord::default()],
+                        schema_url: "s".into(),
+                    },
+                    ScopeLogs::default(),
+                ],
+                schema_url: "r".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn logs_decode_as_prost_does() {
+        let want = every_log_field();
+        let bytes = want.encode_to_vec();
+        assert_eq!(logs_request(&bytes).ok().as_ref(), Some(&want), "the fast path must handle this request itself");
+        assert_eq!(logs(&bytes).unwrap(), want);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..bytes.len() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut m = bytes.clone();
+            m[i] = state as u8;
+            match (logs(&m), ExportLogsServiceRequest::decode(&m[..])) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "byte {i}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("byte {i}: ours {a:?}, prost {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn corrupted_requests_never_disagree_with_prost() {
+        // Every single-byte change of a request that uses every field: whatever the fast
+        // path returns must be what prost returns, and errors must match prost's.
+        let bytes = everything().encode_to_vec();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut disagreements = 0;
+        let mut fast_ok = 0;
+        for i in 0..bytes.len() {
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut m = bytes.clone();
+                m[i] = state as u8;
+                let theirs = ExportTraceServiceRequest::decode(&m[..]);
+                if let Some(ours) = fast(&m) {
+                    fast_ok += 1;
+                    if theirs.as_ref().ok() != Some(&ours) {
+                        disagreements += 1;
+                    }
+                }
+                match (traces(&m), theirs) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b),
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                    (a, b) => panic!("byte {i}: ours {a:?}, prost {b:?}"),
+                }
+            }
+        }
+        assert_eq!(disagreements, 0);
+        // Most single-byte changes of string contents still decode on the fast path.
+        assert!(fast_ok > bytes.len(), "fast path handled only {fast_ok} of {} variants", bytes.len() * 4);
+    }
+}
