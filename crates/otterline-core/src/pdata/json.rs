@@ -718,7 +718,8 @@ impl<'a> Obj<'a> {
         self.first = false;
         self.out.push('"');
         self.out.push_str(k);
-        self.out.push_str("\":");
+        self.out.push('"');
+        self.out.push(':');
     }
     fn end(self) {
         self.out.push('}');
@@ -809,10 +810,28 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// Whether any byte of `s` needs escaping, eight bytes at a time: a byte below 0x20, a
+/// quote or a backslash (the classic "has a zero / has a byte less than" word tricks,
+/// exact as a yes/no answer).
+fn any_needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut words = s.chunks_exact(8);
+    for c in &mut words {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if control || has_zero(w ^ (ONES * b'"' as u64)) || has_zero(w ^ (ONES * b'\\' as u64)) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| needs_escape(b))
+}
+
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
     // Most strings need no escaping: one scan, one copy.
-    if !s.bytes().any(needs_escape) {
+    if !any_needs_escape(s.as_bytes()) {
         out.push_str(s);
         out.push('"');
         return;
@@ -861,16 +880,20 @@ fn write_f64(out: &mut String, v: f64) {
         // Integral doubles: keep them recognisably doubles without an exponent.
         let _ = write!(out, "{v:.1}");
     } else {
-        let _ = write!(out, "{v}");
+        // Shortest representation that reads back as the same double (`1e-7`, `0.25`).
+        out.push_str(ryu::Buffer::new().format_finite(v));
     }
 }
 
 fn enc_key_value(kv: &KeyValue, out: &mut String) {
-    let mut w = Obj::new(out);
-    w.key("key");
-    write_str(w.out, &kv.key);
-    w.obj("value", kv.value.as_ref(), enc_any_value);
-    w.end();
+    // The hottest object of all (every attribute): written without the `Obj` bookkeeping.
+    out.push_str("{\"key\":");
+    write_str(out, &kv.key);
+    if let Some(v) = &kv.value {
+        out.push_str(",\"value\":");
+        enc_any_value(v, out);
+    }
+    out.push('}');
 }
 
 fn enc_any_value(v: &AnyValue, out: &mut String) {
@@ -1251,6 +1274,19 @@ pub fn encode_partial_success(signal: Signal, rejected: i64, message: &str) -> S
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn escape_scan_agrees_with_the_byte_test_at_every_position() {
+        for len in 0..24 {
+            for pos in 0..len {
+                for b in 0u8..=255 {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    assert_eq!(super::any_needs_escape(&v), super::needs_escape(b), "len {len} pos {pos} byte {b}");
+                }
+            }
+        }
+        assert!(!super::any_needs_escape("héllo wörld, no escapes here".as_bytes()));
+    }
     use super::*;
 
     fn kv(key: &str, v: any_value::Value) -> KeyValue {
