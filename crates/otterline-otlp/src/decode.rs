@@ -198,76 +198,69 @@ fn once<T>(slot: &mut Option<T>, v: T) -> R<()> {
     Ok(())
 }
 
-fn request(b: &[u8]) -> R<ExportTraceServiceRequest> {
-    let [n] = count(b, [1])?;
-    let mut out = ExportTraceServiceRequest { resource_spans: Vec::with_capacity(n) };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => out.resource_spans.push(resource_spans(c.len_delimited(wt)?)?),
-            _ => c.skip(wt)?,
+/// The three envelope levels every signal shares: the request (repeated resource
+/// messages, field 1), the resource message (resource 1, repeated scope messages 2,
+/// schema URL 3) and the scope message (scope 1, repeated items 2, schema URL 3).
+macro_rules! envelopes {
+    ($request_fn:ident: $Request:ident { $resources:ident }, $resource_fn:ident: $Resource:ident { $scopes:ident },
+     $scope_fn:ident: $Scope:ident { $items:ident }, $item_fn:ident) => {
+        fn $request_fn(b: &[u8]) -> R<$Request> {
+            let [n] = count(b, [1])?;
+            let mut out = $Request { $resources: Vec::with_capacity(n) };
+            let mut c = Cur::new(b);
+            while let Some((tag, wt)) = c.key()? {
+                match tag {
+                    1 => out.$resources.push($resource_fn(c.len_delimited(wt)?)?),
+                    _ => c.skip(wt)?,
+                }
+            }
+            Ok(out)
         }
-    }
-    Ok(out)
+
+        fn $resource_fn(b: &[u8]) -> R<$Resource> {
+            let [n] = count(b, [2])?;
+            let mut out = $Resource { $scopes: Vec::with_capacity(n), ..Default::default() };
+            let mut c = Cur::new(b);
+            while let Some((tag, wt)) = c.key()? {
+                match tag {
+                    1 => once(&mut out.resource, resource(c.len_delimited(wt)?)?)?,
+                    2 => out.$scopes.push($scope_fn(c.len_delimited(wt)?)?),
+                    3 => out.schema_url = c.string(wt)?,
+                    _ => c.skip(wt)?,
+                }
+            }
+            Ok(out)
+        }
+
+        fn $scope_fn(b: &[u8]) -> R<$Scope> {
+            let [n] = count(b, [2])?;
+            let mut out = $Scope { $items: Vec::with_capacity(n), ..Default::default() };
+            let mut c = Cur::new(b);
+            while let Some((tag, wt)) = c.key()? {
+                match tag {
+                    1 => once(&mut out.scope, scope(c.len_delimited(wt)?)?)?,
+                    2 => out.$items.push($item_fn(c.len_delimited(wt)?)?),
+                    3 => out.schema_url = c.string(wt)?,
+                    _ => c.skip(wt)?,
+                }
+            }
+            Ok(out)
+        }
+    };
 }
 
-fn resource_spans(b: &[u8]) -> R<ResourceSpans> {
-    let [n] = count(b, [2])?;
-    let mut out = ResourceSpans { scope_spans: Vec::with_capacity(n), ..Default::default() };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => once(&mut out.resource, resource(c.len_delimited(wt)?)?)?,
-            2 => out.scope_spans.push(scope_spans(c.len_delimited(wt)?)?),
-            3 => out.schema_url = c.string(wt)?,
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok(out)
-}
-
-fn logs_request(b: &[u8]) -> R<ExportLogsServiceRequest> {
-    let [n] = count(b, [1])?;
-    let mut out = ExportLogsServiceRequest { resource_logs: Vec::with_capacity(n) };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => out.resource_logs.push(resource_logs(c.len_delimited(wt)?)?),
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok(out)
-}
-
-fn resource_logs(b: &[u8]) -> R<ResourceLogs> {
-    let [n] = count(b, [2])?;
-    let mut out = ResourceLogs { scope_logs: Vec::with_capacity(n), ..Default::default() };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => once(&mut out.resource, resource(c.len_delimited(wt)?)?)?,
-            2 => out.scope_logs.push(scope_logs(c.len_delimited(wt)?)?),
-            3 => out.schema_url = c.string(wt)?,
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok(out)
-}
-
-fn scope_logs(b: &[u8]) -> R<ScopeLogs> {
-    let [n] = count(b, [2])?;
-    let mut out = ScopeLogs { log_records: Vec::with_capacity(n), ..Default::default() };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => once(&mut out.scope, scope(c.len_delimited(wt)?)?)?,
-            2 => out.log_records.push(log_record(c.len_delimited(wt)?)?),
-            3 => out.schema_url = c.string(wt)?,
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok(out)
-}
+envelopes!(
+    request: ExportTraceServiceRequest { resource_spans },
+    resource_spans: ResourceSpans { scope_spans },
+    scope_spans: ScopeSpans { spans },
+    span
+);
+envelopes!(
+    logs_request: ExportLogsServiceRequest { resource_logs },
+    resource_logs: ResourceLogs { scope_logs },
+    scope_logs: ScopeLogs { log_records },
+    log_record
+);
 
 fn log_record(b: &[u8]) -> R<LogRecord> {
     let [n] = count(b, [6])?;
@@ -319,21 +312,6 @@ fn entity_ref(b: &[u8]) -> R<EntityRef> {
             2 => out.r#type = c.string(wt)?,
             3 => out.id_keys.push(c.string(wt)?),
             4 => out.description_keys.push(c.string(wt)?),
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok(out)
-}
-
-fn scope_spans(b: &[u8]) -> R<ScopeSpans> {
-    let [n] = count(b, [2])?;
-    let mut out = ScopeSpans { spans: Vec::with_capacity(n), ..Default::default() };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => once(&mut out.scope, scope(c.len_delimited(wt)?)?)?,
-            2 => out.spans.push(span(c.len_delimited(wt)?)?),
-            3 => out.schema_url = c.string(wt)?,
             _ => c.skip(wt)?,
         }
     }

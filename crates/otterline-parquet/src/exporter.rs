@@ -147,10 +147,20 @@ fn distinct_columns(signal: Signal) -> &'static [&'static str] {
     }
 }
 
+/// Random ids: min/max of a page of them spans nearly the whole id space, so statistics
+/// would cost a 32-byte comparison per value and prune nothing.
+fn random_id_columns(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::Traces => &["trace_id", "span_id", "parent_span_id"],
+        Signal::Metrics => &[],
+        Signal::Logs => &["trace_id", "span_id"],
+    }
+}
+
 /// zstd (by default), dictionary encoding except on [`distinct_columns`], and page
-/// statistics on top-level columns, the ones queries filter on; the leaves inside
-/// attribute maps, events and links get none (min/max of every attribute value would
-/// cost a comparison per value and prune nothing).
+/// statistics on top-level columns, the ones queries filter on, except the
+/// [`random_id_columns`]; the leaves inside attribute maps, events and links get none
+/// (min/max of every attribute value would cost a comparison per value and prune nothing).
 fn writer_properties(cfg: &ParquetConfig) -> Result<SignalProps, String> {
     let compression = match cfg.compression {
         Compression::Zstd => PqCompression::ZSTD(ZstdLevel::try_new(cfg.compression_level).map_err(|e| e.to_string())?),
@@ -167,10 +177,11 @@ fn writer_properties(cfg: &ParquetConfig) -> Result<SignalProps, String> {
         let desc = ArrowSchemaConverter::new().convert(&codec::schema(signal)).map_err(|e| e.to_string())?;
         for col in desc.columns() {
             let path = col.path();
-            if path.parts().len() > 1 {
+            let top = path.parts().first().map(String::as_str).unwrap_or_default();
+            if path.parts().len() > 1 || random_id_columns(signal).contains(&top) {
                 b = b.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
             }
-            if path.parts().first().is_some_and(|top| distinct_columns(signal).contains(&top.as_str())) {
+            if distinct_columns(signal).contains(&top) {
                 b = b.set_column_dictionary_enabled(path.clone(), false);
             }
         }
@@ -608,6 +619,25 @@ mod tests {
         for s in Signal::ALL {
             assert_eq!(read_back(dir.path(), s), fixture(s), "{s}");
         }
+    }
+
+    #[tokio::test]
+    async fn statistics_on_time_and_names_but_not_on_random_ids() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = exporter(dir.path(), ParquetConfig::default());
+        e.export(&fixture(Signal::Traces)).await.unwrap();
+        e.shutdown().await.unwrap();
+        let file =
+            glob::glob(&format!("{}/traces/**/*.parquet", dir.path().display())).unwrap().next().unwrap().unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let stats = |name: &str| {
+            let col = rg.columns().iter().find(|c| c.column_path().string() == name).unwrap();
+            col.statistics().is_some_and(|s| s.min_bytes_opt().is_some())
+        };
+        assert!(stats("start_time") && stats("name") && stats("service_name"));
+        assert!(!stats("trace_id") && !stats("span_id") && !stats("parent_span_id"));
     }
 
     #[tokio::test]
