@@ -224,7 +224,6 @@ def load_run(args, work, scenario, name, cmd, transport, signal_name, env=None):
     after SIGTERM: work a collector buffers (an open Parquet file, a batch) and does later
     counts too. The load window alone is kept as `cpu_s_per_M_window`."""
     c = Collector(work, name, cmd, env)
-    total = None
     try:
         r = loadgen(args, c, transport, signal_name, f"{scenario}/{name}")
     finally:

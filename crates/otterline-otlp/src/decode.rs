@@ -7,7 +7,8 @@
 //! message's repeated fields (one walk over its tags, skipping the payloads) and then
 //! fills vectors allocated at their final size.
 //!
-//! Metrics requests (many point types, less volume per request) stay with prost.
+//! Metrics requests (many point types, less volume per request) stay with prost;
+//! [`batch`] is the one place that picks the decoder for each signal.
 //!
 //! Invariant: whenever this decoder returns a request, it is exactly what prost's
 //! `Message::decode` returns for the same bytes. Anything it does not handle the way prost
@@ -25,26 +26,40 @@ use otterline_core::pdata::common::{
 use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
 use otterline_core::pdata::resource::Resource;
 use otterline_core::pdata::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
-use otterline_core::pdata::{ExportLogsServiceRequest, ExportTraceServiceRequest};
+use otterline_core::pdata::{ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest};
+use otterline_core::{Batch, Signal};
 
 /// Nesting of attribute values (arrays and key-value lists inside values) handled here;
 /// deeper requests go to prost, which has its own limit.
 const MAX_DEPTH: u32 = 24;
 
+/// Decodes one export request of `signal` (see the module docs).
+pub fn batch(signal: Signal, bytes: &[u8]) -> Result<Batch, DecodeError> {
+    match signal {
+        Signal::Traces => traces(bytes).map(Batch::Traces),
+        Signal::Metrics => metrics(bytes).map(Batch::Metrics),
+        Signal::Logs => logs(bytes).map(Batch::Logs),
+    }
+}
+
 /// Decodes an `ExportTraceServiceRequest` (see the module docs).
 pub fn traces(bytes: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
-    match request(bytes) {
-        Ok(r) => Ok(r),
-        Err(GiveUp) => ExportTraceServiceRequest::decode(bytes),
-    }
+    or_prost(bytes, request)
+}
+
+/// Decodes an `ExportMetricsServiceRequest` (prost).
+pub fn metrics(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, DecodeError> {
+    ExportMetricsServiceRequest::decode(bytes)
 }
 
 /// Decodes an `ExportLogsServiceRequest` (see the module docs).
 pub fn logs(bytes: &[u8]) -> Result<ExportLogsServiceRequest, DecodeError> {
-    match logs_request(bytes) {
-        Ok(r) => Ok(r),
-        Err(GiveUp) => ExportLogsServiceRequest::decode(bytes),
-    }
+    or_prost(bytes, logs_request)
+}
+
+/// `fast`'s result, or prost's where `fast` gives up.
+fn or_prost<M: Message + Default>(bytes: &[u8], fast: fn(&[u8]) -> R<M>) -> Result<M, DecodeError> {
+    fast(bytes).or_else(|GiveUp| M::decode(bytes))
 }
 
 /// This decoder leaves the input to prost.
@@ -189,6 +204,21 @@ fn count<const N: usize>(body: &[u8], tags: [u32; N]) -> R<[usize; N]> {
     Ok(n)
 }
 
+/// The entries of field 1 of a message whose only field is `repeated … = 1` (the
+/// request envelope, array values, key-value lists), each decoded by `item`.
+fn field_1_entries<T>(b: &[u8], mut item: impl FnMut(&[u8]) -> R<T>) -> R<Vec<T>> {
+    let [n] = count(b, [1])?;
+    let mut out = Vec::with_capacity(n);
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.push(item(c.len_delimited(wt)?)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
 /// Sets a singular message field; a second occurrence (which prost merges) gives up.
 fn once<T>(slot: &mut Option<T>, v: T) -> R<()> {
     if slot.is_some() {
@@ -205,16 +235,7 @@ macro_rules! envelopes {
     ($request_fn:ident: $Request:ident { $resources:ident }, $resource_fn:ident: $Resource:ident { $scopes:ident },
      $scope_fn:ident: $Scope:ident { $items:ident }, $item_fn:ident) => {
         fn $request_fn(b: &[u8]) -> R<$Request> {
-            let [n] = count(b, [1])?;
-            let mut out = $Request { $resources: Vec::with_capacity(n) };
-            let mut c = Cur::new(b);
-            while let Some((tag, wt)) = c.key()? {
-                match tag {
-                    1 => out.$resources.push($resource_fn(c.len_delimited(wt)?)?),
-                    _ => c.skip(wt)?,
-                }
-            }
-            Ok(out)
+            Ok($Request { $resources: field_1_entries(b, $resource_fn)? })
         }
 
         fn $resource_fn(b: &[u8]) -> R<$Resource> {
@@ -441,32 +462,10 @@ fn any(b: &[u8], depth: u32) -> R<AnyValue> {
             2 => V::BoolValue(c.uvarint(wt)? != 0),
             3 => V::IntValue(c.uvarint(wt)? as i64),
             4 => V::DoubleValue(f64::from_bits(c.fixed64(wt)?)),
-            5 => {
-                let body = c.len_delimited(wt)?;
-                let [n] = count(body, [1])?;
-                let mut values = Vec::with_capacity(n);
-                let mut a = Cur::new(body);
-                while let Some((tag, wt)) = a.key()? {
-                    match tag {
-                        1 => values.push(any(a.len_delimited(wt)?, depth + 1)?),
-                        _ => a.skip(wt)?,
-                    }
-                }
-                V::ArrayValue(ArrayValue { values })
-            }
-            6 => {
-                let body = c.len_delimited(wt)?;
-                let [n] = count(body, [1])?;
-                let mut values = Vec::with_capacity(n);
-                let mut a = Cur::new(body);
-                while let Some((tag, wt)) = a.key()? {
-                    match tag {
-                        1 => values.push(key_value(a.len_delimited(wt)?, depth + 1)?),
-                        _ => a.skip(wt)?,
-                    }
-                }
-                V::KvlistValue(KeyValueList { values })
-            }
+            5 => V::ArrayValue(ArrayValue { values: field_1_entries(c.len_delimited(wt)?, |b| any(b, depth + 1))? }),
+            6 => V::KvlistValue(KeyValueList {
+                values: field_1_entries(c.len_delimited(wt)?, |b| key_value(b, depth + 1))?,
+            }),
             7 => V::BytesValue(c.bytes(wt)?),
             8 => V::StringValueStrindex(c.uvarint(wt)? as i32),
             _ => {

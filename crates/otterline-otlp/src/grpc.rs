@@ -123,7 +123,7 @@ export!(
     ExportMetricsServiceResponse,
     ExportMetricsPartialSuccess,
     rejected_data_points,
-    <ExportMetricsServiceRequest as prost::Message>::decode
+    crate::decode::metrics
 );
 export!(
     Logs,

@@ -22,9 +22,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 
 use otterline_core::component::{ComponentError, Output, Refusal, Task};
@@ -187,12 +185,7 @@ fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Batch, Str
     match encoding {
         Encoding::Json => json::decode(signal, bytes).map_err(|e| format!("invalid OTLP/JSON {signal} request: {e}")),
         Encoding::Protobuf => {
-            let r = match signal {
-                Signal::Traces => crate::decode::traces(bytes).map(Batch::Traces),
-                Signal::Metrics => ExportMetricsServiceRequest::decode(bytes).map(Batch::Metrics),
-                Signal::Logs => crate::decode::logs(bytes).map(Batch::Logs),
-            };
-            r.map_err(|e| format!("invalid OTLP/protobuf {signal} request: {e}"))
+            crate::decode::batch(signal, bytes).map_err(|e| format!("invalid OTLP/protobuf {signal} request: {e}"))
         }
     }
 }

@@ -1274,6 +1274,8 @@ pub fn encode_partial_success(signal: Signal, rejected: i64, message: &str) -> S
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn escape_scan_agrees_with_the_byte_test_at_every_position() {
         for len in 0..24 {
@@ -1281,13 +1283,12 @@ mod tests {
                 for b in 0u8..=255 {
                     let mut v = vec![b'a'; len];
                     v[pos] = b;
-                    assert_eq!(super::any_needs_escape(&v), super::needs_escape(b), "len {len} pos {pos} byte {b}");
+                    assert_eq!(any_needs_escape(&v), needs_escape(b), "len {len} pos {pos} byte {b}");
                 }
             }
         }
-        assert!(!super::any_needs_escape("héllo wörld, no escapes here".as_bytes()));
+        assert!(!any_needs_escape("héllo wörld, no escapes here".as_bytes()));
     }
-    use super::*;
 
     fn kv(key: &str, v: any_value::Value) -> KeyValue {
         KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
