@@ -597,6 +597,26 @@ struct GenAi<'a> {
     cost: Option<f64>,
 }
 
+/// The GenAI column slot of an attribute key: string columns first, then int columns, then
+/// cost (the order of [`GENAI_STRING_COLUMNS`], [`GENAI_INT_COLUMNS`], [`GENAI_COST_COLUMN`];
+/// a test checks they agree). One `match` instead of comparing against every name.
+fn genai_slot(key: &str) -> Option<usize> {
+    Some(match key {
+        "gen_ai.request.model" => 0,
+        "gen_ai.response.model" => 1,
+        "gen_ai.provider.name" => 2,
+        "gen_ai.operation.name" => 3,
+        "gen_ai.agent.name" => 4,
+        "gen_ai.usage.input_tokens" => 5,
+        "gen_ai.usage.output_tokens" => 6,
+        "gen_ai.usage.cache_read.input_tokens" => 7,
+        "gen_ai.usage.cache_creation.input_tokens" => 8,
+        "gen_ai.usage.reasoning.output_tokens" => 9,
+        "gen_ai.usage.cost" => 10,
+        _ => return None,
+    })
+}
+
 impl<'a> GenAi<'a> {
     fn of(attrs: &'a [KeyValue]) -> Self {
         let mut g = GenAi::default();
@@ -606,16 +626,12 @@ impl<'a> GenAi<'a> {
             if !kv.key.starts_with("gen_ai.") {
                 continue;
             }
-            let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
-            let strings = GENAI_STRING_COLUMNS.iter().map(|(_, k)| *k);
-            let ints = GENAI_INT_COLUMNS.iter().map(|(_, k)| *k);
-            let Some(slot) = strings.chain(ints).chain([GENAI_COST_COLUMN.1]).position(|k| k == kv.key) else {
-                continue;
-            };
+            let Some(slot) = genai_slot(&kv.key) else { continue };
             if seen & (1 << slot) != 0 {
                 continue;
             }
             seen |= 1 << slot;
+            let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
             let n = GENAI_STRING_COLUMNS.len();
             if slot < n {
                 g.strings[slot] = match v {
@@ -1241,4 +1257,45 @@ fn decode_points(b: &RecordBatch) -> Result<Vec<Row<MetricPoint>>, ArrowError> {
 fn str_at(a: &ArrayRef, i: usize) -> Option<&str> {
     let s = a.as_string_opt::<i32>()?;
     s.is_valid(i).then(|| s.value(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genai_slots_follow_the_column_tables() {
+        let keys: Vec<&str> = GENAI_STRING_COLUMNS
+            .iter()
+            .chain(GENAI_INT_COLUMNS)
+            .map(|(_, k)| *k)
+            .chain([GENAI_COST_COLUMN.1])
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(genai_slot(k), Some(i), "{k}");
+        }
+        assert_eq!(genai_slot("gen_ai.request.temperature"), None);
+        assert_eq!(genai_slot("gen_ai.request.model.x"), None);
+    }
+
+    #[test]
+    fn genai_columns_take_the_first_occurrence_and_convert_numbers() {
+        let kv = |k: &str, v: any_value::Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let attrs = vec![
+            kv("gen_ai.request.model", any_value::Value::StringValue("a".into())),
+            kv("gen_ai.request.model", any_value::Value::StringValue("b".into())),
+            kv("gen_ai.usage.input_tokens", any_value::Value::StringValue("12".into())),
+            kv("gen_ai.usage.output_tokens", any_value::Value::DoubleValue(3.0)),
+            kv("gen_ai.usage.cost", any_value::Value::IntValue(2)),
+            kv("gen_ai.agent.name", any_value::Value::IntValue(7)),
+        ];
+        let g = GenAi::of(&attrs);
+        assert_eq!(g.strings, [Some("a"), None, None, None, None]);
+        assert_eq!(g.ints, [Some(12), Some(3), None, None, None]);
+        assert_eq!(g.cost, Some(2.0));
+    }
 }

@@ -375,8 +375,11 @@ fn file_rows(signal: Signal, batches: &[Arc<Batch>], hour: i64) -> RowRefs<'_> {
 }
 
 /// Rows encoded to Arrow at a time while writing: row groups are larger (the writer
-/// gathers slices into them), this bounds the Arrow memory held at once.
-const ENCODE_SLICE: usize = 8192;
+/// gathers slices into them), this bounds the Arrow memory held at once. Small enough that
+/// the rows' items stay in cache while their columns are built one after another (2048:
+/// about 9 % faster writes than 8192 in `otterline-parquet-bench`; 256 and 512 are slower,
+/// the writer's per-call work shows).
+const ENCODE_SLICE: usize = 2048;
 
 /// Writes rows, in the order given, as one Parquet file in memory.
 fn write_parquet<S: Borrow<Span>, L: Borrow<LogRecord>>(
