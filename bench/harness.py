@@ -27,6 +27,7 @@ request latency p50/p99; peak RSS (VmHWM) of the collector; idle RSS (VmRSS).
 import argparse
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -52,7 +53,37 @@ def rotel_binary():
     return path
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out = set()
+
+
 def free_port():
+    """A free loopback port below the kernel's ephemeral range. A port the kernel hands out
+    for bind(0) can be taken again by any outgoing connection (the load generator opens
+    many) between now and the collector's start; ports below the range are never picked
+    for those."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, low))
+        if port in _handed_out:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _handed_out.add(port)
+        return port
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
