@@ -37,7 +37,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+REL = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 OTTERLINE = os.path.join(REL, "otterline")
 LOADGEN = os.path.join(REL, "otterline-loadgen")
 SINK = os.path.join(REL, "otterline-sink")
@@ -186,6 +186,12 @@ service:
     return Cmd([OTTERLINE, "--config", path], grpc, http), path
 
 
+def with_binary(path):
+    """Points the otterline_* helpers at another otterline build (--also-otterline)."""
+    global OTTERLINE
+    OTTERLINE = path
+
+
 def otterline_nop(work, name="otterline"):
     return otterline_config(work, name, "  nop: {}", "[nop]")[0]
 
@@ -331,7 +337,16 @@ def main():
     ap.add_argument("--replay-spans", type=int, default=2_000_000, help="spans in the scenario d archive")
     ap.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
     ap.add_argument("--json", help="also write the medians to this file")
+    ap.add_argument("--also-otterline", action="append", default=[], metavar="LABEL=PATH",
+                    help="a second otterline build to run right after each otterline run of scenarios a "
+                         "and c, shown as otterline[LABEL] (e.g. dist=target/dist/otterline)")
     args = ap.parse_args()
+    builds = [("otterline", OTTERLINE)]
+    for spec in args.also_otterline:
+        label, sep, path = spec.partition("=")
+        if not sep or not os.access(path, os.X_OK):
+            sys.exit(f"harness: --also-otterline wants LABEL=PATH to an executable, got {spec!r}")
+        builds.append((f"otterline[{label}]", os.path.abspath(path)))
     scenarios = set(args.scenarios.split(","))
     if os.cpu_count() is None or os.cpu_count() < 2:
         sys.exit("harness: needs two CPUs (collector on one, load on the other)")
@@ -361,7 +376,10 @@ def main():
                 if (transport, sig) == ("grpc", "traces"):
                     add((scen, "tonic sink"), load_run(args, work, scen, "sink", Cmd(
                         [SINK, "--listen", f"127.0.0.1:{(p := free_port())}"], p, p), transport, sig))
-                add((scen, "otterline"), load_run(args, work, scen, "otterline", otterline_nop(work), transport, sig))
+                for subject, binary in builds:
+                    with_binary(binary)
+                    add((scen, subject), load_run(args, work, scen, "otterline", otterline_nop(work), transport, sig))
+                with_binary(builds[0][1])
                 add((scen, "rotel"), load_run(args, work, scen, "rotel", rotel(work, "rotel", ["--exporter", "blackhole"]),
                                               transport, sig))
         if "b" in scenarios:
@@ -381,8 +399,11 @@ def main():
                 sink.send_signal(signal.SIGINT)
                 sink.wait()
         if "c" in scenarios:
-            cmd, env = otterline_default(work, f"default-{rep}")
-            add(("c default", "otterline"), load_run(args, work, "c", "otterline", cmd, "grpc", "traces", env))
+            for i, (subject, binary) in enumerate(builds):
+                with_binary(binary)
+                cmd, env = otterline_default(work, f"default-{rep}-{i}")
+                add(("c default", subject), load_run(args, work, "c", "otterline", cmd, "grpc", "traces", env))
+            with_binary(builds[0][1])
         if "d" in scenarios:
             add(("d replay", "otterline"), replay_run(work, archive, args.replay_spans))
         if "e" in scenarios:

@@ -1,7 +1,7 @@
 //! `otterline validate` (and `run`) report every class of config error with
 //! file, line, column and key, and exit 2.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! schema that `docs/parquet-schema.md` documents; kill -9 leaves nothing unreadable;
 //! foreign and corrupt files are skipped (or fail a strict replay).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};

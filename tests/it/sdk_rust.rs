@@ -1,7 +1,7 @@
 //! The Rust OpenTelemetry SDK (`opentelemetry-otlp`) as a client, over gRPC,
 //! HTTP/protobuf and HTTP/JSON: the exact items it sends arrive in the JSON files.
 
-mod common;
+use crate::common;
 
 use common::{attr, logs_of, metrics_of, Instance, BASIC};
 use opentelemetry::logs::{AnyValue as LogValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};

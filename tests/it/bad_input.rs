@@ -1,7 +1,7 @@
 //! Malformed, oversize and unsupported requests get clear errors, lose nothing
 //! else, and leave the server healthy.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -2,7 +2,7 @@
 //! after the OpenTelemetry system conventions, and reports Otterline's own process with
 //! the values `/proc` gives for it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

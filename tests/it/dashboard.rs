@@ -3,7 +3,7 @@
 //! the page itself in headless Chromium (driven over the DevTools protocol) on the embedded
 //! default pipeline while traffic flows.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -558,7 +558,7 @@ fn the_default_pipeline_serves_a_live_dashboard_that_chromium_renders() {
 
 /// Regenerates the README's screenshot from a running dashboard (not part of the suite):
 /// `OTTERLINE_DASHBOARD_URL=http://127.0.0.1:13134/ OTTERLINE_SCREENSHOT=docs/dashboard.png
-/// cargo test --test dashboard readme_screenshot -- --ignored` (with `examples/dashboard_demo.py`
+/// cargo test --test it dashboard::readme_screenshot -- --ignored` (with `examples/dashboard_demo.py`
 /// sending traffic).
 #[test]
 #[ignore]

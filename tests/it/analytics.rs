@@ -9,7 +9,7 @@
 //!
 //! Statistics are checked against scipy (in the test venv) on the same values.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

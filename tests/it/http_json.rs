@@ -5,7 +5,7 @@
 //! lenient fixture (snake_case keys, numbers for 64-bit ints, enum names, upper-case
 //! hex, an unknown field) must produce the same line as its canonical twin.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

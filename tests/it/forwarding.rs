@@ -6,9 +6,7 @@
 //! Delivery is at least once; every test also counts duplicates, and in these scenarios
 //! (no response is lost) there are none.
 
-mod common;
-#[path = "common/upstream.rs"]
-mod upstream;
+use crate::common::{self, upstream};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

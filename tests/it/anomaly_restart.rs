@@ -1,7 +1,7 @@
 //! The anomaly processor's state survives a restart of the real binary: a baseline built
 //! before SIGTERM is used right after the restart, so an anomaly is detected at once.
 
-mod common;
+use crate::common;
 
 use common::{attr, logs_of, Instance};
 use otterline_core::pdata::common::any_value::Value as V;

@@ -2,7 +2,7 @@
 //! `prometheus-alertmanager`, started here on 127.0.0.1) and a loopback HTTP server that
 //! records webhook and Slack posts.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! The Python OpenTelemetry SDK (`opentelemetry-sdk` + `opentelemetry-exporter-otlp`,
 //! from the test venv) as a client over gRPC and HTTP/protobuf.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! Start-up, overload and shutdown of the real binary.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

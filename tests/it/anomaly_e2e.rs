@@ -3,7 +3,7 @@
 //! `alert` makes three episodes, each alerted once and each resolved after recovery, and
 //! nothing during the steady phases.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! `parquet`. The costs on the spans and the aggregate metrics equal what this test
 //! computes from the spans it sent (prices written out by hand below).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -7,11 +7,14 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use otterline_core::pdata::json;
 use otterline_core::pdata::{logs::LogRecord, metrics::Metric, trace::Span};
 use otterline_core::{Batch, Signal};
+
+pub mod upstream;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_otterline");
 
@@ -41,9 +44,21 @@ pub fn crypto() {
     otterline_alert::install_crypto();
 }
 
-/// An unused loopback port (bound, then released).
+/// An unused loopback port (bound, then released), never the same one twice in this
+/// process: all the integration tests share one binary and run on parallel threads.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port on 127.0.0.1")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port on 127.0.0.1");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Instance {
