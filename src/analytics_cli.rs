@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use otterline_analytics::archive::{Archive, Period};
 use otterline_analytics::{budget, compare, query, report, AnalyticsError};
 
@@ -98,18 +98,7 @@ pub struct CompareArgs {
 }
 
 fn parse_time(flag: &str, s: &str) -> Result<DateTime<Utc>, AnalyticsError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(t.and_utc());
-        }
-    }
-    let d = otterline_core::units::parse_duration(s)
-        .map_err(|e| AnalyticsError::Input(format!("{flag}: {e}; or give an RFC 3339 time or a date (YYYY-MM-DD)")))?;
-    let d = chrono::Duration::from_std(d).map_err(|e| AnalyticsError::Input(format!("{flag}: {e}")))?;
-    Ok(Utc::now() - d)
+    otterline_core::time::parse_time_arg(s, Utc::now()).map_err(|e| AnalyticsError::Input(format!("{flag}: {e}")))
 }
 
 impl ArchiveArgs {

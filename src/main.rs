@@ -171,14 +171,9 @@ fn alerts(args: &AlertsArgs) -> ExitCode {
     }
 }
 
-/// `24h`, `7d` (ago) or an RFC 3339 time.
+/// `24h`, `7d` (ago), a date or an RFC 3339 time.
 fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let d = otterline_core::units::parse_duration(s).map_err(|e| format!("--since: {e} (or give an RFC 3339 time)"))?;
-    let d = chrono::Duration::from_std(d).map_err(|e| format!("--since: {e}"))?;
-    Ok(chrono::Utc::now() - d)
+    otterline_core::time::parse_time_arg(s, chrono::Utc::now()).map_err(|e| format!("--since: {e}"))
 }
 
 fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, Diagnostics> {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use otterline_core::backoff::{Backoff, BackoffPolicy};
+
 use crate::model::{severity_rank, Alert};
 
 /// Why a notification is sent.
@@ -295,6 +297,15 @@ pub fn alertmanager_payload(alerts: &[(Alert, bool)], cfg: &AlertmanagerConfig) 
     )
 }
 
+/// How a channel retries a failed POST (up to the channel's `retries`).
+const POST_RETRY: BackoffPolicy = BackoffPolicy {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(60),
+    multiplier: 2.0,
+    randomization_factor: 0.0,
+    max_elapsed: Duration::ZERO,
+};
+
 /// POSTs JSON with a timeout and retries with exponential backoff.
 pub async fn post(
     client: &reqwest::Client,
@@ -304,7 +315,7 @@ pub async fn post(
     timeout: Duration,
     retries: u32,
 ) -> Result<(), String> {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(POST_RETRY);
     let mut last = String::new();
     for attempt in 0..=retries {
         let mut req = client.post(url).timeout(timeout).json(body);
@@ -327,8 +338,8 @@ pub async fn post(
             Err(e) => last = format!("{url}: {e}"),
         }
         if attempt < retries {
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+            // POST_RETRY has no max_elapsed: it always has a next wait.
+            tokio::time::sleep(backoff.next_wait(None).unwrap_or(POST_RETRY.max)).await;
         }
     }
     Err(last)

@@ -5,22 +5,22 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use otterline_core::pdata::common::{any_value, KeyValue};
 use otterline_core::pdata::logs::LogRecord;
+use otterline_model::event::{state, AnomalyEvent, Severity};
+use otterline_model::names;
 
-pub const EVENT: &str = "otterline.anomaly";
-pub const EVENT_RESOLVED: &str = "otterline.anomaly.resolved";
+/// Severity names, least severe first.
+pub const SEVERITIES: [&str; 4] =
+    [Severity::ALL[0].as_str(), Severity::ALL[1].as_str(), Severity::ALL[2].as_str(), Severity::ALL[3].as_str()];
 
-/// Ordered like the processor's severities.
-pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
-
+/// Position of a severity name from least severe (0; also for unknown names).
 pub fn severity_rank(s: &str) -> usize {
-    SEVERITIES.iter().position(|x| *x == s).unwrap_or(0)
+    Severity::parse(s).rank()
 }
 
 /// Dimensions that may become Alertmanager labels (bounded cardinality).
 pub const LABEL_DIMENSIONS: [&str; 4] =
-    ["gen_ai.operation.name", "gen_ai.request.model", "span.name", "otterline.budget.name"];
+    [names::attr::GEN_AI_OPERATION_NAME, names::attr::GEN_AI_REQUEST_MODEL, "span.name", names::budget::NAME];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
@@ -46,69 +46,35 @@ pub struct Alert {
     pub labels: BTreeMap<String, String>,
 }
 
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
-}
-
-fn s(attrs: &[KeyValue], key: &str) -> String {
-    match attr(attrs, key) {
-        Some(any_value::Value::StringValue(v)) => v.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn f(attrs: &[KeyValue], key: &str) -> f64 {
-    match attr(attrs, key) {
-        Some(any_value::Value::DoubleValue(d)) => *d,
-        Some(any_value::Value::IntValue(i)) => *i as f64,
-        _ => f64::NAN,
-    }
-}
-
 /// An alert from an anomaly or budget event (`None` for any other log record).
 pub fn from_event(r: &LogRecord, resource_service: Option<&str>) -> Option<Alert> {
-    if r.event_name != EVENT && r.event_name != EVENT_RESOLVED {
-        return None;
-    }
-    let a = &r.attributes;
-    let kind = s(a, "otterline.anomaly.type");
-    let series = s(a, "otterline.anomaly.series");
-    let service = Some(s(a, "service.name"))
-        .filter(|x| !x.is_empty())
-        .or(resource_service.map(str::to_string))
-        .unwrap_or_default();
+    let e = AnomalyEvent::from_log_record(r)?;
+    let service =
+        e.service.clone().filter(|x| !x.is_empty()).or(resource_service.map(str::to_string)).unwrap_or_default();
     let mut labels = BTreeMap::new();
     for d in LABEL_DIMENSIONS {
-        let v = s(a, d);
-        if !v.is_empty() {
-            labels.insert(d.replace('.', "_"), v);
+        if let Some(v) = e.dim(d).filter(|v| !v.is_empty()) {
+            labels.insert(d.replace('.', "_"), v.to_string());
         }
     }
-    let episode_id = match attr(a, "otterline.anomaly.episode_id") {
-        Some(any_value::Value::IntValue(i)) => *i,
-        _ => 0,
-    };
     Some(Alert {
-        fingerprint: format!("{kind}|{series}"),
-        episode_id,
-        state: if r.event_name == EVENT_RESOLVED {
-            "resolved".into()
+        fingerprint: format!("{}|{}", e.kind, e.series),
+        episode_id: e.episode_id,
+        state: if e.resolved {
+            state::RESOLVED.into()
         } else {
-            Some(s(a, "otterline.anomaly.state")).filter(|x| !x.is_empty()).unwrap_or_else(|| "firing".into())
+            Some(e.state).filter(|x| !x.is_empty()).unwrap_or_else(|| state::FIRING.into())
         },
-        severity: Some(s(a, "otterline.anomaly.severity")).filter(|x| !x.is_empty()).unwrap_or_else(|| "low".into()),
-        kind,
+        severity: Some(e.severity).filter(|x| !x.is_empty()).unwrap_or_else(|| Severity::Low.as_str().into()),
+        kind: e.kind,
         service,
-        series,
-        summary: s(a, "otterline.anomaly.suggestion"),
-        observed: f(a, "otterline.anomaly.observed"),
-        baseline: f(a, "otterline.anomaly.baseline"),
-        threshold: f(a, "otterline.anomaly.threshold"),
-        started_at: s(a, "otterline.anomaly.started_at"),
-        at_unix_nano: if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano },
+        series: e.series,
+        summary: e.suggestion,
+        observed: e.observed.unwrap_or(f64::NAN),
+        baseline: e.baseline.unwrap_or(f64::NAN),
+        threshold: e.threshold.unwrap_or(f64::NAN),
+        started_at: e.started_at,
+        at_unix_nano: if e.time_unix_nano != 0 { e.time_unix_nano } else { e.observed_time_unix_nano },
         labels,
     })
 }

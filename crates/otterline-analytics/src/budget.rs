@@ -2,7 +2,7 @@
 //! archive period — a CI gate for latency, error-rate, cost and token budgets.
 //!
 //! The budgets file holds `budgets:` (the same list as the processor's, see
-//! `otterline_processors::budget`). Latency and per-call budgets are judged over the whole
+//! `otterline_model::budget`). Latency and per-call budgets are judged over the whole
 //! period (p95 from the spans themselves, not from per-window summaries); sums (`cost`,
 //! `tokens`, `calls`) are judged per `per` period: the whole period for `window`, every hour
 //! or day otherwise. A violation of a `strict` budget (or of any budget with `--strict`)
@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use otterline_processors::budget::{self, Budget, BudgetMetric, Mode, Period};
+use otterline_model::budget::{self, Budget, BudgetMetric, Mode, Period};
 
 use crate::archive::Archive;
 use crate::{num, rows, sql_string, text, AnalyticsError};

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::component::ComponentKind;
+use crate::ident::ComponentKind;
 use crate::pdata::Signal;
 
 /// Where the service is in its life.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::component::ComponentError;
+use crate::ident::ComponentError;
 
 /// Parses `host:port` (a bare `:port` means every interface, as in the Collector).
 pub fn parse_endpoint(text: &str) -> Result<String, String> {

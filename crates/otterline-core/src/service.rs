@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::component::{
     BuildContext, ComponentError, ComponentId, ComponentKind, ExportError, Exporter, ExporterContext, Extension,
     ExtensionContext, Output, Processor, Receiver, ReceiverContext,
@@ -587,6 +588,16 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// How the engine retries an exporter's retryable failure: until it succeeds or the
+/// shutdown timeout aborts it (meanwhile the queue fills, which is the backpressure).
+const EXPORT_RETRY: BackoffPolicy = BackoffPolicy {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+    multiplier: 2.0,
+    randomization_factor: 0.0,
+    max_elapsed: Duration::ZERO,
+};
+
 async fn export_with_retry(
     id: &ComponentId,
     exporter: &mut dyn Exporter,
@@ -596,7 +607,7 @@ async fn export_with_retry(
 ) {
     let items = batch.item_count() as u64;
     let signal = batch.signal();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(EXPORT_RETRY);
     loop {
         match exporter.export_shared(&batch).await {
             Ok(()) => {
@@ -612,18 +623,19 @@ async fn export_with_retry(
                 return;
             }
             Err(ExportError::Retryable(msg)) => {
+                // EXPORT_RETRY has no max_elapsed: it always has a next wait.
+                let wait = backoff.next_wait(None).unwrap_or(EXPORT_RETRY.max);
                 health.counters.add_retried(signal, items);
                 health.set(Status::Degraded, msg.clone());
-                warn!(exporter = %id, items, error = %msg, retry_in = ?backoff, "export failed; will retry (new data is refused while the queue is full)");
+                warn!(exporter = %id, items, error = %msg, retry_in = ?wait, "export failed; will retry (new data is refused while the queue is full)");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = abort.cancelled() => {
                         health.counters.add_dropped(signal, items);
                         error!(exporter = %id, items, "gave up retrying at the shutdown timeout; batch dropped");
                         return;
                     }
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -264,7 +264,7 @@ pub fn render_prometheus(reg: &HealthRegistry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::component::ComponentKind;
+    use crate::ident::ComponentKind;
     use crate::Signal;
 
     #[test]

@@ -19,12 +19,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::Serialize;
 
 use otterline_core::pdata::common::KeyValue;
-use otterline_core::pdata::logs::LogRecord;
-use otterline_core::pdata::metrics::{metric, number_data_point, Metric, NumberDataPoint};
-use otterline_core::pdata::{service_name, value_text};
+use otterline_core::pdata::metrics::{metric, Metric, NumberDataPoint};
+use otterline_core::pdata::service_name;
 use otterline_core::Batch;
-use otterline_processors::anomaly::{EVENT, EVENT_RESOLVED};
-use otterline_processors::cost::attr_str;
+use otterline_model::aggregate::{self, Value};
+use otterline_model::attrs::attr_str;
+use otterline_model::event::{state, AnomalyEvent};
+use otterline_model::names;
 
 /// One slot of one series. Empty: no calls, no latency weight, NaN health.
 #[derive(Debug, Clone, Copy)]
@@ -246,8 +247,8 @@ impl Store {
                 for rl in &req.resource_logs {
                     let service = service_name(rl.resource.as_ref()).unwrap_or("");
                     for r in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
-                        if r.event_name == EVENT || r.event_name == EVENT_RESOLVED {
-                            self.event(service, r, now);
+                        if let Some(e) = AnomalyEvent::from_log_record(r) {
+                            self.event(service, e, now);
                         }
                     }
                 }
@@ -261,30 +262,32 @@ impl Store {
 
     fn metric(&mut self, service: &str, res_attrs: &[KeyValue], m: &Metric, now: Now) {
         match (m.name.as_str(), &m.data) {
-            ("otterline.operation.calls", Some(metric::Data::Sum(s))) => {
-                self.points(service, &s.data_points, Field::Calls, now)
-            }
-            ("otterline.operation.errors", Some(metric::Data::Sum(s))) => {
-                self.points(service, &s.data_points, Field::Errors, now)
-            }
-            ("otterline.operation.cost", Some(metric::Data::Sum(s))) => {
-                self.points(service, &s.data_points, Field::Cost, now)
-            }
-            ("otterline.operation.duration.summary", Some(metric::Data::Summary(s))) => {
-                for p in &s.data_points {
-                    let Some(q) = p.quantile_values.iter().find(|q| (q.quantile - 0.95).abs() < 1e-9) else { continue };
-                    let n = p.count.min(u32::MAX as u64) as u32;
-                    let v = q.value as f32 * n as f32;
-                    self.at(service, p.time_unix_nano, now, true, |s| {
-                        s.lat_n = s.lat_n.saturating_add(n);
-                        s.p95_sum += v;
-                    });
-                }
-            }
-            ("otterline.health.score", Some(metric::Data::Gauge(g))) => {
+            (name, _) if aggregate::role(name) == aggregate::Role::Read => aggregate::points(m, |p| {
+                let (v, field) = match p.value {
+                    Value::Calls(v) => (v, Field::Calls),
+                    Value::Errors(v) => (v, Field::Errors),
+                    Value::Cost(v) => (v, Field::Cost),
+                    Value::Duration { count, p95, .. } => {
+                        let n = count.min(u32::MAX as u64) as u32;
+                        let v = p95 as f32 * n as f32;
+                        self.at(service, p.end, now, true, |s| {
+                            s.lat_n = s.lat_n.saturating_add(n);
+                            s.p95_sum += v;
+                        });
+                        return;
+                    }
+                    _ => return,
+                };
+                self.at(service, p.end, now, true, |s| match field {
+                    Field::Calls => s.calls = s.calls.saturating_add(v.max(0.0) as u32),
+                    Field::Errors => s.errors = s.errors.saturating_add(v.max(0.0) as u32),
+                    Field::Cost => s.cost += v as f32,
+                });
+            }),
+            (names::metric::HEALTH_SCORE, Some(metric::Data::Gauge(g))) => {
                 for p in &g.data_points {
-                    let svc = attr_str(&p.attributes, "service.name");
-                    let status = HealthStatus::parse(attr_str(&p.attributes, "otterline.health.status"));
+                    let svc = attr_str(&p.attributes, names::attr::SERVICE_NAME);
+                    let status = HealthStatus::parse(attr_str(&p.attributes, names::health::STATUS));
                     let v = value(p) as f32;
                     let slot = self.slot_of(p.time_unix_nano);
                     if !self.accept(slot, now) {
@@ -311,17 +314,6 @@ impl Store {
                 self.host_metric(res_attrs, name, data.as_ref())
             }
             _ => {}
-        }
-    }
-
-    fn points(&mut self, service: &str, points: &[NumberDataPoint], field: Field, now: Now) {
-        for p in points {
-            let v = value(p);
-            self.at(service, p.time_unix_nano, now, true, |s| match field {
-                Field::Calls => s.calls = s.calls.saturating_add(v.max(0.0) as u32),
-                Field::Errors => s.errors = s.errors.saturating_add(v.max(0.0) as u32),
-                Field::Cost => s.cost += v as f32,
-            });
         }
     }
 
@@ -359,42 +351,30 @@ impl Store {
         self.version += 1;
     }
 
-    fn event(&mut self, service: &str, r: &LogRecord, now: Now) {
-        let a = &r.attributes;
-        let s = |k: &str| attr_str(a, k).unwrap_or("").to_string();
-        let f = |k: &str| {
-            a.iter().find(|kv| kv.key == k).and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(otterline_core::pdata::common::any_value::Value::DoubleValue(d)) => Some(*d),
-                Some(otterline_core::pdata::common::any_value::Value::IntValue(i)) => Some(*i as f64),
-                _ => None,
-            })
-        };
+    fn event(&mut self, service: &str, r: AnomalyEvent, now: Now) {
         let time = if r.time_unix_nano > 0 { r.time_unix_nano } else { r.observed_time_unix_nano.max(now) };
         self.seq += 1;
-        let suggestion = match s("otterline.anomaly.suggestion") {
-            s if !s.is_empty() => s,
-            _ => r.body.as_ref().and_then(|b| b.value.as_ref()).map(value_text).unwrap_or_default(),
-        };
+        let event = r.event_name().to_string();
         let e = Event {
             seq: self.seq,
             time_unix_ms: time / 1_000_000,
             service: service.to_string(),
-            event: r.event_name.clone(),
-            kind: s("otterline.anomaly.type"),
-            severity: s("otterline.anomaly.severity"),
-            state: s("otterline.anomaly.state"),
-            series: s("otterline.anomaly.series"),
-            metric: s("otterline.anomaly.metric"),
-            episode_id: otterline_processors::cost::attr_i64(a, "otterline.anomaly.episode_id").unwrap_or(0),
-            observed: f("otterline.anomaly.observed"),
-            baseline: f("otterline.anomaly.baseline"),
-            threshold: f("otterline.anomaly.threshold"),
-            started_at: s("otterline.anomaly.started_at"),
-            suggestion,
-            resolution: s("otterline.anomaly.resolution"),
+            event,
+            kind: r.kind,
+            severity: r.severity,
+            state: r.state,
+            series: r.series,
+            metric: r.metric,
+            episode_id: r.episode_id,
+            observed: r.observed,
+            baseline: r.baseline,
+            threshold: r.threshold,
+            started_at: r.started_at,
+            suggestion: if r.suggestion.is_empty() { r.body } else { r.suggestion },
+            resolution: r.resolution.unwrap_or_default(),
         };
         let key = (e.service.clone(), e.series.clone(), e.kind.clone(), e.episode_id);
-        if e.event == EVENT_RESOLVED || e.state == "resolved" {
+        if e.event == names::event::ANOMALY_RESOLVED || e.state == state::RESOLVED {
             self.open.remove(&key);
         } else {
             self.open.insert(key, e.clone());
@@ -414,7 +394,7 @@ impl Store {
         let Some(t) = points.iter().map(|p| p.time_unix_nano).max() else { return };
         let h = &mut self.host;
         h.time_unix_ms = h.time_unix_ms.max(t / 1_000_000);
-        if let Some(n) = attr_str(res_attrs, "host.name") {
+        if let Some(n) = attr_str(res_attrs, names::attr::HOST_NAME) {
             if h.host_name != n {
                 h.host_name = n.to_string();
             }
@@ -490,20 +470,17 @@ fn service_series<'a>(
 }
 
 fn value(p: &NumberDataPoint) -> f64 {
-    match p.value {
-        Some(number_data_point::Value::AsDouble(v)) => v,
-        Some(number_data_point::Value::AsInt(v)) => v as f64,
-        None => 0.0,
-    }
+    otterline_model::otlp::number(p).unwrap_or(0.0)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use otterline_core::pdata::common::{any_value, AnyValue, KeyValue};
-    use otterline_core::pdata::logs::{ResourceLogs, ScopeLogs};
+    use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
     use otterline_core::pdata::resource::Resource;
     use otterline_core::pdata::ExportLogsServiceRequest;
+    use otterline_model::names::event::{ANOMALY as EVENT, ANOMALY_RESOLVED as EVENT_RESOLVED};
 
     pub use crate::testing::{health, kv, window, MIN};
     pub const T0: u64 = 1_700_000_000 / 60 * 60 * 1_000_000_000;

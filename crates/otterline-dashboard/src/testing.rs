@@ -1,7 +1,7 @@
 //! Batches shaped like the output of `aggregate` and `health`, for tests and benchmarks
 //! of the store (the integration tests use the real processors).
 
-use otterline_core::pdata::common::{any_value, AnyValue, KeyValue};
+use otterline_core::pdata::common::KeyValue;
 use otterline_core::pdata::metrics::{
     metric, number_data_point, summary_data_point::ValueAtQuantile, Gauge, Metric, NumberDataPoint, ResourceMetrics,
     ScopeMetrics, Sum, Summary, SummaryDataPoint,
@@ -9,16 +9,13 @@ use otterline_core::pdata::metrics::{
 use otterline_core::pdata::resource::Resource;
 use otterline_core::pdata::ExportMetricsServiceRequest;
 use otterline_core::Batch;
+use otterline_model::names::metric as m;
 
 /// One minute in ns.
 pub const MIN: u64 = 60_000_000_000;
 
 pub fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
-        ..Default::default()
-    }
+    otterline_model::attrs::kv_str(k, v)
 }
 
 fn point(end: u64, v: number_data_point::Value, attributes: Vec<KeyValue>) -> NumberDataPoint {
@@ -42,11 +39,11 @@ fn sum(name: &str, points: Vec<NumberDataPoint>) -> Metric {
 /// The metrics of one aggregate window of one service (one series).
 pub fn window_metrics(end: u64, calls: i64, errors: i64, p95_s: f64, cost: f64) -> Vec<Metric> {
     vec![
-        sum("otterline.operation.calls", vec![point(end, number_data_point::Value::AsInt(calls), vec![])]),
-        sum("otterline.operation.errors", vec![point(end, number_data_point::Value::AsInt(errors), vec![])]),
-        sum("otterline.operation.cost", vec![point(end, number_data_point::Value::AsDouble(cost), vec![])]),
+        sum(m::CALLS, vec![point(end, number_data_point::Value::AsInt(calls), vec![])]),
+        sum(m::ERRORS, vec![point(end, number_data_point::Value::AsInt(errors), vec![])]),
+        sum(m::COST, vec![point(end, number_data_point::Value::AsDouble(cost), vec![])]),
         Metric {
-            name: "otterline.operation.duration.summary".into(),
+            name: m::DURATION_SUMMARY.into(),
             data: Some(metric::Data::Summary(Summary {
                 data_points: vec![SummaryDataPoint {
                     time_unix_nano: end,
@@ -66,7 +63,10 @@ pub fn window_metrics(end: u64, calls: i64, errors: i64, p95_s: f64, cost: f64) 
 /// One resource per service, as `aggregate` emits them.
 pub fn resource(service: &str, metrics: Vec<Metric>) -> ResourceMetrics {
     ResourceMetrics {
-        resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
+        resource: Some(Resource {
+            attributes: vec![kv(otterline_model::names::attr::SERVICE_NAME, service)],
+            ..Default::default()
+        }),
         scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
         ..Default::default()
     }
@@ -84,15 +84,15 @@ pub fn health_points(end: u64, scores: &[(Option<&str>, f64, &str)]) -> Batch {
     let points = scores
         .iter()
         .map(|(service, score, status)| {
-            let mut attributes = vec![kv("otterline.health.status", status)];
+            let mut attributes = vec![kv(otterline_model::names::health::STATUS, status)];
             if let Some(s) = service {
-                attributes.push(kv("service.name", s));
+                attributes.push(kv(otterline_model::names::attr::SERVICE_NAME, s));
             }
             point(end, number_data_point::Value::AsDouble(*score), attributes)
         })
         .collect();
     let g = Metric {
-        name: "otterline.health.score".into(),
+        name: m::HEALTH_SCORE.into(),
         data: Some(metric::Data::Gauge(Gauge { data_points: points })),
         ..Default::default()
     };

@@ -14,7 +14,7 @@
 //! again, and a persistent queue re-sends what was in flight at a crash.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,11 +22,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use otterline_core::component::{BuildContext, ComponentError, ExportError, Exporter, ExporterContext, Processor as _};
+use otterline_core::backoff::Backoff;
+use otterline_core::batching::Batcher;
+use otterline_core::component::{BuildContext, ComponentError, ExportError, Exporter, ExporterContext};
 use otterline_core::health::{ComponentHealth, Status};
 use otterline_core::pdata::json;
 use otterline_core::{Batch, Signal};
-use otterline_processors::BatchProcessor;
 
 use crate::queue::{Encoding, Lease, QueueOptions, Request, SendQueue};
 use crate::settings::{QueueSettings, RetrySettings};
@@ -101,7 +102,7 @@ pub struct Forwarder<T: Transport> {
     queue_settings: QueueSettings,
     queue: Option<Arc<SendQueue>>,
     consumers: Vec<JoinHandle<()>>,
-    batcher: Option<BatchProcessor>,
+    batcher: Option<Batcher>,
 }
 
 impl<T: Transport> Forwarder<T> {
@@ -111,11 +112,8 @@ impl<T: Transport> Forwarder<T> {
         retry: RetrySettings,
         queue_settings: QueueSettings,
     ) -> Forwarder<T> {
-        let batcher = queue_settings
-            .batch
-            .as_ref()
-            .filter(|_| queue_settings.enabled)
-            .map(|b| BatchProcessor::new(b.batch_config()));
+        let batcher =
+            queue_settings.batch.as_ref().filter(|_| queue_settings.enabled).map(|b| Batcher::new(b.batch_config()));
         Forwarder {
             shared: None,
             transport: Some(transport),
@@ -211,7 +209,7 @@ impl<T: Transport> Exporter for Forwarder<T> {
             }
             Some(b) => {
                 let mut out = Vec::new();
-                b.process(batch.clone(), &mut out);
+                b.add(batch.clone(), &mut out);
                 self.forward(out).await
             }
         }
@@ -234,7 +232,7 @@ impl<T: Transport> Exporter for Forwarder<T> {
         let mut out = Vec::new();
         if let Some(b) = self.batcher.as_mut() {
             if b.next_deadline().is_some_and(|d| d <= now) {
-                b.on_timer(now, &mut out);
+                b.flush_due(now, &mut out);
             }
         }
         self.forward(out).await
@@ -243,7 +241,7 @@ impl<T: Transport> Exporter for Forwarder<T> {
     async fn shutdown(&mut self) -> Result<(), ComponentError> {
         let mut out = Vec::new();
         if let Some(b) = self.batcher.as_mut() {
-            b.shutdown(&mut out);
+            b.flush(&mut out);
         }
         if let Err(e) = self.forward(out).await {
             warn!(error = %e, "could not queue the last batch at shutdown");
@@ -298,9 +296,7 @@ async fn deliver<T: Transport>(shared: &Shared<T>, req: &Request) -> Fate {
         }
     };
     let retry = &shared.retry;
-    let started = Instant::now();
-    let mut interval = retry.initial_interval;
-    let mut jitter = Jitter::new();
+    let mut backoff = Backoff::new(retry.backoff_policy());
     loop {
         if shared.abort.is_cancelled() {
             return stop(shared, signal, items);
@@ -334,13 +330,11 @@ async fn deliver<T: Transport>(shared: &Shared<T>, req: &Request) -> Fate {
                 if shared.persistent && shared.draining.is_cancelled() {
                     return Fate::Kept;
                 }
-                let wait = after.unwrap_or_else(|| jitter.apply(interval, retry.randomization_factor));
-                let elapsed = started.elapsed();
-                if !retry.max_elapsed_time.is_zero() && elapsed + wait > retry.max_elapsed_time {
+                let Some(wait) = backoff.next_wait(after) else {
                     health.counters.add_dropped(signal, items);
-                    error!(exporter = %shared.name, items, error = %reason, elapsed = ?elapsed, "gave up after retry_on_failure.max_elapsed_time; dropped");
+                    error!(exporter = %shared.name, items, error = %reason, elapsed = ?backoff.elapsed(), "gave up after retry_on_failure.max_elapsed_time; dropped");
                     return Fate::Done;
-                }
+                };
                 health.counters.add_retried(signal, items);
                 health.set(Status::Degraded, reason.clone());
                 warn!(exporter = %shared.name, items, error = %reason, retry_in = ?wait, "export failed; will retry");
@@ -350,7 +344,6 @@ async fn deliver<T: Transport>(shared: &Shared<T>, req: &Request) -> Fate {
                     // A persistent queue need not wait out the backoff while stopping.
                     _ = shared.draining.cancelled(), if shared.persistent => return Fate::Kept,
                 }
-                interval = interval.mul_f64(retry.multiplier).min(retry.max_interval);
             }
         }
     }
@@ -364,32 +357,6 @@ fn stop<T>(shared: &Shared<T>, signal: Signal, items: u64) -> Fate {
     shared.health.counters.add_dropped(signal, items);
     error!(exporter = %shared.name, items, "shutdown timeout reached before the upstream accepted a request; dropped (counted)");
     Fate::Done
-}
-
-/// Uniform jitter from a small xorshift generator (no shared state, no locking).
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Jitter {
-        use std::hash::{BuildHasher, Hasher};
-        // RandomState is seeded randomly per process and per instance.
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        Jitter(seed | 1)
-    }
-
-    fn next_unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// `d` × a factor drawn from [1 − f, 1 + f].
-    fn apply(&mut self, d: Duration, f: f64) -> Duration {
-        d.mul_f64(1.0 - f + 2.0 * f * self.next_unit())
-    }
 }
 
 /// A component id as a directory name (`otlp/upstream` → `otlp_upstream`).
@@ -543,17 +510,6 @@ mod tests {
         f.shutdown().await.unwrap();
         let c = h.counters.of(Signal::Traces);
         assert_eq!((c.sent, c.dropped), (0, 12));
-    }
-
-    #[test]
-    fn jitter_stays_within_the_randomization_factor() {
-        let mut j = Jitter::new();
-        let d = Duration::from_secs(10);
-        let draws: Vec<Duration> = (0..1000).map(|_| j.apply(d, 0.5)).collect();
-        assert!(draws.iter().all(|w| *w >= Duration::from_secs(5) && *w <= Duration::from_secs(15)));
-        let mean = draws.iter().map(|w| w.as_secs_f64()).sum::<f64>() / 1000.0;
-        assert!((mean - 10.0).abs() < 0.5, "{mean}");
-        assert_eq!(j.apply(d, 0.0), d);
     }
 
     #[test]

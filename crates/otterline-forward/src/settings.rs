@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use otterline_core::backoff::BackoffPolicy;
+use otterline_core::batching::BatchConfig;
 use otterline_core::component::BuildContext;
 use otterline_core::config::ConfigError;
-use otterline_processors::BatchConfig;
 
 /// `headers`: a value that is empty or null (an unset `${env:…}`) means "not sent".
 pub type Headers = BTreeMap<String, Option<String>>;
@@ -112,6 +113,19 @@ impl Default for RetrySettings {
             max_elapsed_time: Duration::from_secs(300),
             multiplier: 1.5,
             randomization_factor: 0.5,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// The backoff these settings describe.
+    pub fn backoff_policy(&self) -> BackoffPolicy {
+        BackoffPolicy {
+            initial: self.initial_interval,
+            max: self.max_interval,
+            multiplier: self.multiplier,
+            randomization_factor: self.randomization_factor,
+            max_elapsed: self.max_elapsed_time,
         }
     }
 }

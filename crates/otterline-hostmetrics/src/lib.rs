@@ -33,14 +33,12 @@ use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, Syste
 
 use otterline_core::component::{BuildContext, ComponentError, Receiver, ReceiverContext, ReceiverFactory, Task};
 use otterline_core::config::ConfigError;
-use otterline_core::pdata::common::{any_value, AnyValue, KeyValue};
-use otterline_core::pdata::metrics::{
-    metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum,
-};
+use otterline_core::pdata::common::KeyValue;
+use otterline_core::pdata::metrics::{AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
 use otterline_core::pdata::resource::Resource;
 use otterline_core::pdata::ExportMetricsServiceRequest;
 use otterline_core::{Batch, SignalSet};
+use otterline_model::otlp;
 
 /// Scraper names, in the order their metrics are emitted.
 pub const SCRAPERS: [&str; 7] = ["cpu", "memory", "load", "disk", "filesystem", "network", "process"];
@@ -427,65 +425,34 @@ fn resource_metrics_of(attributes: Vec<KeyValue>, metrics: Vec<Metric>) -> Resou
 }
 
 fn kv_str(key: &str, v: String) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v)) }),
-        ..Default::default()
-    }
+    otterline_model::attrs::kv_str(key, v)
 }
 
 fn kv_int(key: &str, v: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::IntValue(v)) }),
-        ..Default::default()
-    }
+    otterline_model::attrs::kv_i64(key, v)
 }
 
 fn point(now: u64, start: u64, v: f64, attributes: Vec<KeyValue>) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes,
-        start_time_unix_nano: start,
-        time_unix_nano: now,
-        value: Some(number_data_point::Value::AsDouble(v)),
-        ..Default::default()
-    }
+    otlp::double_point(start, now, v, attributes)
 }
 
 fn int_point(now: u64, start: u64, v: i64, attributes: Vec<KeyValue>) -> NumberDataPoint {
-    NumberDataPoint { value: Some(number_data_point::Value::AsInt(v)), ..point(now, start, 0.0, attributes) }
-}
-
-fn metric_of(name: &str, unit: &str, description: &str, data: metric::Data) -> Metric {
-    Metric {
-        name: name.into(),
-        unit: unit.into(),
-        description: description.into(),
-        data: Some(data),
-        ..Default::default()
-    }
+    otlp::int_point(start, now, v, attributes)
 }
 
 fn gauge(name: &str, unit: &str, description: &str, data_points: Vec<NumberDataPoint>) -> Metric {
-    metric_of(name, unit, description, metric::Data::Gauge(Gauge { data_points }))
+    otlp::gauge(name, unit, description, data_points)
 }
 
 fn sum(name: &str, unit: &str, description: &str, monotonic: bool, data_points: Vec<NumberDataPoint>) -> Metric {
-    metric_of(
-        name,
-        unit,
-        description,
-        metric::Data::Sum(Sum {
-            data_points,
-            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-            is_monotonic: monotonic,
-        }),
-    )
+    otlp::sum(name, unit, description, AggregationTemporality::Cumulative, monotonic, data_points)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otterline_core::pdata::common::{any_value, AnyValue};
+    use otterline_core::pdata::metrics::{metric, number_data_point};
 
     fn build(yaml: &str) -> Result<Box<dyn Receiver>, ConfigError> {
         let node = otterline_core::config::yaml::parse("test.yaml", yaml).expect("yaml");

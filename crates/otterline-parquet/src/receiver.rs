@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::DateTime;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -93,11 +92,9 @@ impl Speed {
     }
 }
 
-/// Parses an RFC 3339 time into Unix nanoseconds.
+/// Parses a time (RFC 3339, a date, or a duration ago) into Unix nanoseconds.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    let t = DateTime::parse_from_rfc3339(s.trim())
-        .map_err(|e| format!("invalid time {s:?} ({e}): use RFC 3339, e.g. 2026-11-23T05:00:00Z"))?;
-    t.timestamp_nanos_opt().ok_or_else(|| format!("time {s:?} is out of range"))
+    otterline_core::time::parse_time_arg_nanos(s)
 }
 
 #[derive(Default)]

@@ -26,7 +26,7 @@ use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::config::ConfigError;
 use otterline_core::health::ComponentHealth;
-use otterline_core::pdata::common::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use otterline_core::pdata::common::{any_value, InstrumentationScope, KeyValue};
 use otterline_core::pdata::metrics::{
     metric, number_data_point, summary_data_point::ValueAtQuantile, AggregationTemporality, Gauge, Histogram,
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
@@ -36,7 +36,10 @@ use otterline_core::pdata::trace::{status::StatusCode, Span};
 use otterline_core::pdata::ExportMetricsServiceRequest;
 use otterline_core::Batch;
 
-use crate::cost::{attr_f64, tokens};
+use otterline_model::attrs::{attr_f64, kv_bool, kv_str};
+use otterline_model::names::{attr as an, metric as mn, scope};
+
+use crate::cost::tokens;
 
 /// Relative accuracy of the duration percentiles.
 pub const SKETCH_ALPHA: f64 = 0.01;
@@ -48,7 +51,7 @@ pub const DURATION_BUCKETS: [f64; 14] =
 /// `gen_ai.client.token.usage` buckets recommended by the GenAI conventions.
 pub const TOKEN_BUCKETS: [f64; 13] =
     [1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0];
-pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
+pub const OVERFLOW_ATTRIBUTE: &str = an::OTEL_METRIC_OVERFLOW;
 const TOKEN_TYPES: [&str; 5] = ["input", "output", "cache_read", "cache_creation", "reasoning"];
 
 /// `aggregate.error_rules[]`: what else makes a call an error besides status ERROR.
@@ -111,7 +114,7 @@ impl Default for AggregateConfig {
         AggregateConfig {
             window: Duration::from_secs(60),
             allowed_lateness: Duration::from_secs(30),
-            dimensions: ["service.name", "span.name", "gen_ai.operation.name", "gen_ai.request.model", "status"]
+            dimensions: [an::SERVICE_NAME, "span.name", an::GEN_AI_OPERATION_NAME, an::GEN_AI_REQUEST_MODEL, "status"]
                 .map(String::from)
                 .to_vec(),
             extra_dimensions: Vec::new(),
@@ -119,7 +122,7 @@ impl Default for AggregateConfig {
             series_idle_timeout: Duration::from_secs(600),
             quality_attribute: "quality.score".into(),
             satisfaction_attribute: "user.satisfaction".into(),
-            cost_attribute: "gen_ai.usage.cost".into(),
+            cost_attribute: an::GEN_AI_USAGE_COST.into(),
             error_rules: Vec::new(),
             drop_spans: false,
         }
@@ -274,7 +277,7 @@ impl AggregateProcessor {
                 .cloned()
         };
         let value = match dim {
-            "service.name" => resource.and_then(|r| find(&r.attributes)),
+            an::SERVICE_NAME => resource.and_then(|r| find(&r.attributes)),
             "span.name" => {
                 buf.push_str(&span.name);
                 return true;
@@ -432,7 +435,7 @@ impl AggregateProcessor {
         // One ResourceMetrics per service.
         let mut by_service: BTreeMap<String, Vec<Series>> = BTreeMap::new();
         for s in series.into_values() {
-            let svc = s.dims.iter().find(|(k, _)| k == "service.name").map(|(_, v)| v.clone()).unwrap_or_default();
+            let svc = s.dims.iter().find(|(k, _)| k == an::SERVICE_NAME).map(|(_, v)| v.clone()).unwrap_or_default();
             by_service.entry(svc).or_default().push(s);
         }
         let mut resource_metrics = Vec::new();
@@ -440,12 +443,12 @@ impl AggregateProcessor {
             list.sort_by(|a, b| a.dims.cmp(&b.dims));
             resource_metrics.push(ResourceMetrics {
                 resource: Some(Resource {
-                    attributes: if svc.is_empty() { vec![] } else { vec![kv_str("service.name", &svc)] },
+                    attributes: if svc.is_empty() { vec![] } else { vec![kv_str(an::SERVICE_NAME, svc.as_str())] },
                     ..Default::default()
                 }),
                 scope_metrics: vec![ScopeMetrics {
                     scope: Some(InstrumentationScope {
-                        name: "otterline.aggregate".into(),
+                        name: scope::AGGREGATE.into(),
                         version: env!("CARGO_PKG_VERSION").into(),
                         ..Default::default()
                     }),
@@ -459,25 +462,13 @@ impl AggregateProcessor {
     }
 }
 
-pub(crate) fn kv_str(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
-        ..Default::default()
-    }
-}
-
 fn point_attrs(s: &Series) -> Vec<KeyValue> {
-    let attrs = s.dims.iter().filter(|(k, _)| k != "service.name");
+    let attrs = s.dims.iter().filter(|(k, _)| k != an::SERVICE_NAME);
     attrs
         .map(|(k, v)| match k.as_str() {
-            "status" => kv_str("otel.status_code", v),
-            OVERFLOW_ATTRIBUTE => KeyValue {
-                key: k.clone(),
-                value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
-                ..Default::default()
-            },
-            _ => kv_str(k, v),
+            "status" => kv_str(an::OTEL_STATUS_CODE, v.as_str()),
+            OVERFLOW_ATTRIBUTE => kv_bool(k.as_str(), true),
+            _ => kv_str(k.as_str(), v.as_str()),
         })
         .collect()
 }
@@ -565,14 +556,14 @@ fn metrics_for(list: &[Series], start: i64, end: i64, secs: f64) -> Vec<Metric> 
         throughput.push(number(a.clone(), start, end, AsDouble(s.calls as f64 / secs)));
         for (i, ty) in TOKEN_TYPES.iter().enumerate() {
             if s.tokens[i] != 0 {
-                tokens.push(number(with(a.clone(), "gen_ai.token.type", ty), start, end, AsInt(s.tokens[i])));
+                tokens.push(number(with(a.clone(), an::GEN_AI_TOKEN_TYPE, ty), start, end, AsInt(s.tokens[i])));
             }
         }
         for (i, ty) in ["input", "output"].iter().enumerate() {
             let t = &s.token_hist[i];
             if t.count > 0 {
                 token_hist.push(HistogramDataPoint {
-                    attributes: with(a.clone(), "gen_ai.token.type", ty),
+                    attributes: with(a.clone(), an::GEN_AI_TOKEN_TYPE, ty),
                     start_time_unix_nano: start as u64,
                     time_unix_nano: end as u64,
                     count: t.count,
@@ -605,39 +596,24 @@ fn metrics_for(list: &[Series], start: i64, end: i64, secs: f64) -> Vec<Metric> 
         })
     };
     [
-        sum_metric("otterline.operation.calls", "{call}", "Calls that ended in the window", calls),
-        sum_metric(
-            "otterline.operation.errors",
-            "{call}",
-            "Calls with status ERROR (or matching an error rule)",
-            errors,
-        ),
-        hist_metric("gen_ai.client.operation.duration", "s", "Duration of the calls", hist),
+        sum_metric(mn::CALLS, "{call}", "Calls that ended in the window", calls),
+        sum_metric(mn::ERRORS, "{call}", "Calls with status ERROR (or matching an error rule)", errors),
+        hist_metric(mn::GEN_AI_OPERATION_DURATION, "s", "Duration of the calls", hist),
         Some(Metric {
-            name: "otterline.operation.duration.summary".into(),
+            name: mn::DURATION_SUMMARY.into(),
             unit: "s".into(),
             description: "Duration percentiles (DDSketch, 1% relative error); quantile 0 is the minimum, 1 the maximum"
                 .into(),
             data: Some(metric::Data::Summary(Summary { data_points: summary })),
             ..Default::default()
         }),
-        gauge_metric("otterline.operation.duration.mean", "s", "Mean duration of the calls", mean),
-        gauge_metric("otterline.operation.throughput", "{call}/s", "Calls per second over the window", throughput),
-        sum_metric(
-            "otterline.token.usage",
-            "{token}",
-            "Tokens by gen_ai.token.type (input includes cached tokens)",
-            tokens,
-        ),
-        hist_metric("gen_ai.client.token.usage", "{token}", "Input and output tokens per call", token_hist),
-        sum_metric("otterline.operation.cost", "USD", "Cost of the calls (from the cost attribute)", cost),
-        gauge_metric("otterline.quality.score", "1", "Mean quality score of the calls that carry one", quality),
-        gauge_metric(
-            "otterline.user.satisfaction",
-            "1",
-            "Mean user satisfaction of the calls that carry one",
-            satisfaction,
-        ),
+        gauge_metric(mn::DURATION_MEAN, "s", "Mean duration of the calls", mean),
+        gauge_metric(mn::THROUGHPUT, "{call}/s", "Calls per second over the window", throughput),
+        sum_metric(mn::TOKEN_USAGE, "{token}", "Tokens by gen_ai.token.type (input includes cached tokens)", tokens),
+        hist_metric(mn::GEN_AI_TOKEN_USAGE, "{token}", "Input and output tokens per call", token_hist),
+        sum_metric(mn::COST, "USD", "Cost of the calls (from the cost attribute)", cost),
+        gauge_metric(mn::QUALITY_SCORE, "1", "Mean quality score of the calls that carry one", quality),
+        gauge_metric(mn::USER_SATISFACTION, "1", "Mean user satisfaction of the calls that carry one", satisfaction),
     ]
     .into_iter()
     .flatten()
@@ -688,6 +664,7 @@ impl Processor for AggregateProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otterline_core::pdata::common::AnyValue;
     use otterline_core::pdata::trace::{ResourceSpans, ScopeSpans, Status};
     use otterline_core::pdata::ExportTraceServiceRequest;
 

@@ -37,15 +37,15 @@ use serde::Deserialize;
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::config::ConfigError;
 use otterline_core::pdata::common::{InstrumentationScope, KeyValue};
-use otterline_core::pdata::metrics::{
-    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-};
+use otterline_core::pdata::metrics::{Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
 use otterline_core::pdata::{service_name, ExportMetricsServiceRequest};
 use otterline_core::Batch;
 
-use crate::aggregate::kv_str;
-use crate::anomaly::{EVENT, EVENT_RESOLVED};
-use crate::cost::{attr_i64, attr_str};
+use otterline_model::aggregate::{self, Value};
+use otterline_model::attrs::kv_str;
+use otterline_model::event::{AnomalyEvent, Kind};
+use otterline_model::names;
+use otterline_model::otlp::double_point;
 
 /// Both ends of a linear sub-score: 100 at `good`, 0 at `bad` (either order).
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -235,25 +235,21 @@ impl HealthProcessor {
     }
 
     fn observe_event(&mut self, r: &otterline_core::pdata::logs::LogRecord, resource_service: &str) {
-        if r.event_name != EVENT && r.event_name != EVENT_RESOLVED {
-            return;
-        }
-        let s = |k: &str| attr_str(&r.attributes, k).unwrap_or_default();
-        let service = attr_str(&r.attributes, "service.name").unwrap_or(resource_service).to_string();
-        let id = attr_i64(&r.attributes, "otterline.anomaly.episode_id").unwrap_or(0);
-        let (series, kind) = (s("otterline.anomaly.series").to_string(), s("otterline.anomaly.type").to_string());
+        let Some(e) = AnomalyEvent::from_log_record(r) else { return };
+        let service = e.service.clone().unwrap_or_else(|| resource_service.to_string());
+        let (id, series, kind) = (e.episode_id, e.series.clone(), e.kind.clone());
         let st = self.services.entry(service).or_default();
-        let resolved = r.event_name == EVENT_RESOLVED;
-        if kind == "budget" {
+        let resolved = e.resolved;
+        if kind == Kind::Budget.as_str() {
             if resolved {
                 st.budgets.remove(&(series, id));
             } else {
-                st.budgets.insert((series, id), s("otterline.budget.mode").to_string());
+                st.budgets.insert((series, id), e.dim(names::budget::MODE).unwrap_or_default().to_string());
             }
         } else if resolved {
             st.anomalies.remove(&(series, kind, id));
         } else {
-            st.anomalies.insert((series, kind, id), s("otterline.anomaly.severity").to_string());
+            st.anomalies.insert((series, kind, id), e.severity);
         }
     }
 
@@ -263,34 +259,18 @@ impl HealthProcessor {
         for rm in &req.resource_metrics {
             let service = service_name(rm.resource.as_ref()).unwrap_or("").to_string();
             for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
-                match (m.name.as_str(), &m.data) {
-                    ("otterline.operation.calls" | "otterline.operation.errors", Some(metric::Data::Sum(sum))) => {
-                        for p in &sum.data_points {
-                            let n = match p.value {
-                                Some(number_data_point::Value::AsInt(v)) => v.max(0) as u64,
-                                Some(number_data_point::Value::AsDouble(v)) => v.max(0.0) as u64,
-                                None => 0,
-                            };
-                            let e = &mut out.entry(p.time_unix_nano).or_default().entry(service.clone()).or_default().0;
-                            if m.name == "otterline.operation.calls" {
-                                e.calls += n;
-                            } else {
-                                e.errors += n;
-                            }
+                aggregate::points(m, |p| {
+                    let e = out.entry(p.end).or_default().entry(service.clone()).or_default();
+                    match p.value {
+                        Value::Calls(v) => e.0.calls += v.max(0.0) as u64,
+                        Value::Errors(v) => e.0.errors += v.max(0.0) as u64,
+                        Value::Duration { count, p95, .. } => {
+                            e.1 += p95 * count as f64;
+                            e.2 += count;
                         }
+                        _ => {}
                     }
-                    ("otterline.operation.duration.summary", Some(metric::Data::Summary(s))) => {
-                        for p in &s.data_points {
-                            let Some(q) = p.quantile_values.iter().find(|q| (q.quantile - 0.95).abs() < 1e-9) else {
-                                continue;
-                            };
-                            let e = out.entry(p.time_unix_nano).or_default().entry(service.clone()).or_default();
-                            e.1 += q.value * p.count as f64;
-                            e.2 += p.count;
-                        }
-                    }
-                    _ => {}
-                }
+                });
             }
         }
         out.into_iter()
@@ -326,13 +306,13 @@ impl HealthProcessor {
             }
             let sub = self.sub_scores(st, &w);
             let score = sub.weighted(&self.cfg.weights);
-            let svc_attr = (!name.is_empty()).then(|| kv_str("service.name", &name));
+            let svc_attr = (!name.is_empty()).then(|| kv_str(names::attr::SERVICE_NAME, name.as_str()));
             let mut attrs: Vec<KeyValue> = svc_attr.iter().cloned().collect();
-            attrs.push(kv_str("otterline.health.status", status(score, &self.cfg.thresholds)));
+            attrs.push(kv_str(names::health::STATUS, status(score, &self.cfg.thresholds)));
             scores.push(gauge_point(end, score, attrs));
             for (f, v) in FACTORS.iter().zip(sub.0) {
                 let mut a: Vec<KeyValue> = svc_attr.iter().cloned().collect();
-                a.push(kv_str("otterline.health.factor", f));
+                a.push(kv_str(names::health::FACTOR, *f));
                 subs.push(gauge_point(end, v, a));
             }
             let weight = (w.calls as f64).max(1.0);
@@ -352,23 +332,23 @@ impl HealthProcessor {
             scores.push(gauge_point(
                 end,
                 overall,
-                vec![kv_str("otterline.health.status", status(overall, &self.cfg.thresholds))],
+                vec![kv_str(names::health::STATUS, status(overall, &self.cfg.thresholds))],
             ));
         }
         let metrics = vec![
             gauge(
-                "otterline.health.score",
+                names::metric::HEALTH_SCORE,
                 "Health score, 0 (critical) to 100 (healthy), per service and overall",
                 scores,
             ),
-            gauge("otterline.health.subscore", "Health sub-scores, 0 to 100, per service and factor", subs),
+            gauge(names::metric::HEALTH_SUBSCORE, "Health sub-scores, 0 to 100, per service and factor", subs),
         ];
         ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(Default::default()),
                 scope_metrics: vec![ScopeMetrics {
                     scope: Some(InstrumentationScope {
-                        name: "otterline.health".into(),
+                        name: names::scope::HEALTH.into(),
                         version: env!("CARGO_PKG_VERSION").into(),
                         ..Default::default()
                     }),
@@ -381,23 +361,13 @@ impl HealthProcessor {
     }
 }
 
+/// A score point at `t`, rounded to one decimal.
 fn gauge_point(t: u64, v: f64, attributes: Vec<KeyValue>) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes,
-        time_unix_nano: t,
-        value: Some(number_data_point::Value::AsDouble((v * 10.0).round() / 10.0)),
-        ..Default::default()
-    }
+    double_point(0, t, (v * 10.0).round() / 10.0, attributes)
 }
 
 fn gauge(name: &str, description: &str, data_points: Vec<NumberDataPoint>) -> Metric {
-    Metric {
-        name: name.into(),
-        unit: "1".into(),
-        description: description.into(),
-        data: Some(metric::Data::Gauge(Gauge { data_points })),
-        ..Default::default()
-    }
+    otterline_model::otlp::gauge(name, "1", description, data_points)
 }
 
 impl Processor for HealthProcessor {
@@ -471,7 +441,10 @@ mod tests {
     use super::*;
     use otterline_core::pdata::common::{any_value, AnyValue};
     use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
+    use otterline_core::pdata::metrics::{metric, number_data_point};
     use otterline_core::pdata::ExportLogsServiceRequest;
+    use otterline_model::attrs::attr_str;
+    use otterline_model::names::event::{ANOMALY as EVENT, ANOMALY_RESOLVED as EVENT_RESOLVED};
 
     fn cfg() -> HealthConfig {
         HealthConfig::default()

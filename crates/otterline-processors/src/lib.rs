@@ -4,14 +4,12 @@
 //! - [`aggregate`]: per-window RED metrics with percentiles, tokens, cost, quality and
 //!   satisfaction per service / operation / model / … as OTLP metrics.
 //! - [`batch`]: Collector-style batching per signal (size, timeout, max size).
-//! - [`budget`]: static limits (latency, error rate, cost, tokens) shared by `anomaly` and archive checks.
 //! - [`anomaly`]: per-series baselines over metrics; anomaly episodes as OTLP log events.
 //! - [`health`]: a 0-100 health score per service and overall from aggregates and anomaly events.
 
 pub mod aggregate;
 pub mod anomaly;
 pub mod batch;
-pub mod budget;
 pub mod cost;
 pub mod health;
 pub mod memory_limiter;

@@ -18,7 +18,8 @@ use otterline_core::pdata::metrics::{
 };
 use otterline_core::pdata::ExportMetricsServiceRequest;
 use otterline_core::Batch;
-use otterline_processors::anomaly::{AnomalyConfig, AnomalyProcessor, EVENT};
+use otterline_model::names::event::ANOMALY as EVENT;
+use otterline_processors::anomaly::{AnomalyConfig, AnomalyProcessor};
 
 fn parse_ts(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();

@@ -19,7 +19,7 @@ use serde::Deserialize;
 pub use de::from_node;
 pub use yaml::{Mark, Node, NodeKind};
 
-use crate::component::{ComponentId, ComponentKind};
+use crate::ident::{ComponentId, ComponentKind};
 use crate::pdata::{Signal, SignalSet};
 use crate::units;
 

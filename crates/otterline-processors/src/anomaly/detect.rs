@@ -199,65 +199,28 @@ impl MetricModel {
     }
 }
 
-/// How bad an episode is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
+pub use otterline_model::event::Severity;
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Severity {
-        match s {
-            "critical" => Severity::Critical,
-            "high" => Severity::High,
-            "medium" => Severity::Medium,
-            _ => Severity::Low,
-        }
-    }
-
-    /// OTLP severity number for the event's log record.
-    pub fn otlp_number(self) -> i32 {
-        match self {
-            Severity::Low => 9,       // INFO
-            Severity::Medium => 13,   // WARN
-            Severity::High => 17,     // ERROR
-            Severity::Critical => 21, // FATAL
-        }
-    }
-
-    /// From how far past the threshold the deviation is (`excess` = score / threshold)
-    /// and how many windows it has lasted.
-    pub fn grade(excess: f64, windows: u32) -> Severity {
-        let by_size = if excess >= 3.0 {
-            Severity::Critical
-        } else if excess >= 2.0 {
-            Severity::High
-        } else if excess >= 1.4 {
-            Severity::Medium
-        } else {
-            Severity::Low
-        };
-        let by_time = if windows >= 30 {
-            Severity::High
-        } else if windows >= 10 {
-            Severity::Medium
-        } else {
-            Severity::Low
-        };
-        by_size.max(by_time)
-    }
+/// From how far past the threshold the deviation is (`excess` = score / threshold)
+/// and how many windows it has lasted.
+pub fn grade(excess: f64, windows: u32) -> Severity {
+    let by_size = if excess >= 3.0 {
+        Severity::Critical
+    } else if excess >= 2.0 {
+        Severity::High
+    } else if excess >= 1.4 {
+        Severity::Medium
+    } else {
+        Severity::Low
+    };
+    let by_time = if windows >= 30 {
+        Severity::High
+    } else if windows >= 10 {
+        Severity::Medium
+    } else {
+        Severity::Low
+    };
+    by_size.max(by_time)
 }
 
 /// One window's verdict from a detector.
@@ -370,7 +333,7 @@ impl Tracker {
                 self.history = 0;
                 return (Some(Transition::Resolved(done, "accepted as the new normal")), true);
             }
-            let sev = Severity::grade(ep.peak_excess, ep.windows);
+            let sev = grade(ep.peak_excess, ep.windows);
             if sev > ep.severity {
                 ep.severity = sev;
                 return (Some(Transition::Escalated(ep.clone())), false);
@@ -389,7 +352,7 @@ impl Tracker {
             let ep = Episode {
                 id: *next_id,
                 started_at: now,
-                severity: Severity::grade(check.excess, 1),
+                severity: grade(check.excess, 1),
                 windows: 1,
                 calm: 0,
                 peak_excess: check.excess,
@@ -536,10 +499,10 @@ mod tests {
 
     #[test]
     fn severity_grows_with_size_and_duration() {
-        assert_eq!(Severity::grade(1.1, 1), Severity::Low);
-        assert_eq!(Severity::grade(1.5, 1), Severity::Medium);
-        assert_eq!(Severity::grade(2.2, 1), Severity::High);
-        assert_eq!(Severity::grade(1.1, 12), Severity::Medium);
-        assert_eq!(Severity::grade(4.0, 1), Severity::Critical);
+        assert_eq!(grade(1.1, 1), Severity::Low);
+        assert_eq!(grade(1.5, 1), Severity::Medium);
+        assert_eq!(grade(2.2, 1), Severity::High);
+        assert_eq!(grade(1.1, 12), Severity::Medium);
+        assert_eq!(grade(4.0, 1), Severity::Critical);
     }
 }

@@ -15,275 +15,30 @@
 //! escalation and resolution becomes a log record (`event.name` `otterline.anomaly` or
 //! `otterline.anomaly.resolved`) that flows down the pipeline like any log record.
 
+mod config;
 pub mod detect;
+mod events;
+mod judges;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::config::ConfigError;
 use otterline_core::health::ComponentHealth;
-use otterline_core::pdata::common::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
-use otterline_core::pdata::metrics::{metric, number_data_point, Metric};
-use otterline_core::pdata::resource::Resource;
-use otterline_core::pdata::ExportLogsServiceRequest;
+use otterline_core::pdata::common::any_value;
 use otterline_core::Batch;
+use otterline_model::aggregate::{self, Role};
 
-use detect::{zscore, Baseline, Check, DensityParams, MetricModel, Policy, Tracker, Transition};
+pub use config::{
+    AnomalyConfig, Detectors, ErrorRateConfig, GenericConfig, LatencyConfig, QualityConfig, RatioConfig,
+    ThroughputConfig,
+};
+pub use judges::binomial_sf;
+pub use otterline_model::event::Kind;
 
-pub const EVENT: &str = "otterline.anomaly";
-pub const EVENT_RESOLVED: &str = "otterline.anomaly.resolved";
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LatencyConfig {
-    pub enabled: bool,
-    pub z_threshold: f64,
-    /// Minimum effect: observed / baseline.
-    pub min_ratio: f64,
-    /// Floor on the spread of log(p95).
-    pub spread_floor: f64,
-}
-
-impl Default for LatencyConfig {
-    fn default() -> Self {
-        LatencyConfig { enabled: true, z_threshold: 4.0, min_ratio: 2.0, spread_floor: 0.1 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ErrorRateConfig {
-    pub enabled: bool,
-    /// The error rate must reach at least this.
-    pub floor: f64,
-    pub min_calls: u64,
-    /// The binomial tail probability under the baseline rate must be below this.
-    pub p_value: f64,
-}
-
-impl Default for ErrorRateConfig {
-    fn default() -> Self {
-        ErrorRateConfig { enabled: true, floor: 0.10, min_calls: 10, p_value: 0.001 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RatioConfig {
-    pub enabled: bool,
-    /// Observed / baseline that counts as a deviation.
-    pub ratio: f64,
-}
-
-impl Default for RatioConfig {
-    fn default() -> Self {
-        RatioConfig { enabled: true, ratio: 1.5 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QualityConfig {
-    pub enabled: bool,
-    /// The drop that counts, on a 0–1 scale (scaled ×100 for 0–100 scores, and in
-    /// proportion to the baseline for other scales).
-    pub drop: f64,
-}
-
-impl Default for QualityConfig {
-    fn default() -> Self {
-        QualityConfig { enabled: true, drop: 0.2 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ThroughputConfig {
-    pub enabled: bool,
-    /// Observed below this fraction of the baseline is a drop.
-    pub drop_ratio: f64,
-    /// Observed above this multiple of the baseline is a surge.
-    pub surge_ratio: f64,
-    /// Baselines below this many calls per second are too quiet to judge.
-    pub min_rate: f64,
-}
-
-impl Default for ThroughputConfig {
-    fn default() -> Self {
-        ThroughputConfig { enabled: true, drop_ratio: 0.1, surge_ratio: 3.0, min_rate: 0.05 }
-    }
-}
-
-/// The detector for every other gauge, sum or histogram.
-///
-/// It asks of each value how many comparable values the series has shown before (a count
-/// that fades with a half-life of `memory_windows`), and of the value's short average
-/// likewise. Fewer than `min_similar` of either is a deviation: a value never seen, or a run
-/// of values never seen together (a drift, a ramp, a burst that lasts); a never-seen value
-/// must also lie `z_threshold` spreads from the baseline. Values are judged on
-/// a symmetric log scale, so relative changes matter; "comparable" scales with the series'
-/// own long-run spread, so a series that is bursty by nature learns its bursts as normal.
-/// Cumulative counters are judged by their rate, cumulative histograms by the mean of what
-/// was added.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GenericConfig {
-    pub enabled: bool,
-    /// Fewer comparable past values than this is a deviation.
-    pub min_similar: f64,
-    /// Half-life of the memory of past values, in windows.
-    pub memory_windows: f64,
-    /// Comparable: within this fraction of the series' long-run standard deviation (on the
-    /// symmetric log scale), and at least within the neighbouring cells.
-    pub similarity: f64,
-    /// Cell width on the symmetric log scale (0.05 ≈ steps of 5 %).
-    pub resolution: f64,
-    /// EWMA weight of a new value in the short average.
-    pub smoothing: f64,
-    /// Most cells remembered per series and feature (memory bound).
-    pub max_cells: usize,
-    /// Windows a series is watched before it may alert.
-    pub warmup_windows: u64,
-    /// A never-seen value must also be this many spreads from the baseline (a z-score on
-    /// the symmetric log scale against the EWMA baseline), so that the tails of plain
-    /// noise do not alert; severity grows with z beyond it.
-    pub z_threshold: f64,
-    /// Floor on that spread.
-    pub relative_floor: f64,
-    /// Arbitrary metrics are often single-sample spikes: by default one deviating
-    /// sample starts an episode, and a longer cooldown keeps bursty series quiet.
-    pub persistence_required: u32,
-    pub persistence_windows: u32,
-    pub cooldown_windows: u32,
-}
-
-impl Default for GenericConfig {
-    fn default() -> Self {
-        GenericConfig {
-            enabled: true,
-            min_similar: 3.0,
-            memory_windows: 2000.0,
-            similarity: 0.25,
-            resolution: 0.05,
-            smoothing: 0.15,
-            max_cells: 128,
-            warmup_windows: 100,
-            z_threshold: 5.0,
-            relative_floor: 0.05,
-            persistence_required: 1,
-            persistence_windows: 1,
-            cooldown_windows: 60,
-        }
-    }
-}
-
-impl GenericConfig {
-    fn density(&self) -> DensityParams {
-        DensityParams {
-            resolution: self.resolution,
-            similarity: self.similarity,
-            decay: 0.5f64.powf(1.0 / self.memory_windows),
-            max_cells: self.max_cells,
-            spread_alpha: LONG_RUN_ALPHA,
-        }
-    }
-
-    fn check(&self) -> Result<(), &'static str> {
-        let ok = self.min_similar > 0.0
-            && self.memory_windows >= 1.0
-            && self.similarity >= 0.0
-            && self.resolution > 0.0
-            && self.smoothing > 0.0
-            && self.smoothing <= 1.0
-            && self.max_cells >= 8
-            && self.persistence_required >= 1
-            && self.persistence_required <= self.persistence_windows
-            && self.persistence_windows <= 32;
-        if ok {
-            Ok(())
-        } else {
-            Err("detectors.metrics needs min_similar > 0, memory_windows ≥ 1, similarity ≥ 0, resolution > 0, 0 < smoothing ≤ 1, max_cells ≥ 8 and 1 ≤ persistence_required ≤ persistence_windows ≤ 32")
-        }
-    }
-}
-
-/// EWMA weight of the long-run spread that scales "comparable".
-const LONG_RUN_ALPHA: f64 = 0.005;
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct Detectors {
-    pub latency: LatencyConfig,
-    pub error_rate: ErrorRateConfig,
-    pub cost: RatioConfig,
-    pub tokens: RatioConfig,
-    pub quality: QualityConfig,
-    pub satisfaction: QualityConfig,
-    pub throughput: ThroughputConfig,
-    /// Every other gauge, sum or histogram.
-    pub metrics: GenericConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AnomalyConfig {
-    /// Where baselines and open episodes are saved (periodically and at shutdown) and
-    /// loaded from at start; without it, a restart starts a new warm-up.
-    pub state_path: Option<std::path::PathBuf>,
-    #[serde(with = "otterline_core::units::duration")]
-    pub save_interval: std::time::Duration,
-    pub warmup_windows: u64,
-    /// Deviating windows needed…
-    pub persistence_required: u32,
-    /// …among this many recent ones.
-    pub persistence_windows: u32,
-    pub recovery_windows: u32,
-    pub cooldown_windows: u32,
-    /// A deviation lasting this many windows becomes the new normal.
-    pub accept_shift_after: u32,
-    /// EWMA weight of a new window.
-    pub alpha: f64,
-    pub detectors: Detectors,
-    /// Static limits; a breach is an episode of type `budget`.
-    pub budgets: Vec<crate::budget::Budget>,
-}
-
-impl Default for AnomalyConfig {
-    fn default() -> Self {
-        let p = Policy::default();
-        AnomalyConfig {
-            state_path: None,
-            save_interval: std::time::Duration::from_secs(60),
-            warmup_windows: p.warmup,
-            persistence_required: p.required,
-            persistence_windows: p.of,
-            recovery_windows: p.recovery,
-            cooldown_windows: p.cooldown,
-            accept_shift_after: p.accept_after,
-            alpha: 0.05,
-            detectors: Detectors::default(),
-            budgets: Vec::new(),
-        }
-    }
-}
-
-impl AnomalyConfig {
-    fn policy(&self) -> Policy {
-        Policy {
-            warmup: self.warmup_windows,
-            required: self.persistence_required,
-            of: self.persistence_windows,
-            recovery: self.recovery_windows,
-            cooldown: self.cooldown_windows,
-            accept_after: self.accept_shift_after,
-        }
-    }
-}
+use detect::{Baseline, MetricModel, Policy, Tracker};
 
 pub struct AnomalyProcessorFactory;
 
@@ -306,79 +61,11 @@ impl ProcessorFactory for AnomalyProcessorFactory {
             return Err(ctx.error("persistence_required", "needs 1 ≤ persistence_required ≤ persistence_windows ≤ 32"));
         }
         cfg.detectors.metrics.check().map_err(|e| ctx.error("detectors", e))?;
-        crate::budget::validate(&cfg.budgets).map_err(|e| ctx.error("budgets", e))?;
+        otterline_model::budget::validate(&cfg.budgets).map_err(|e| ctx.error("budgets", e))?;
         if cfg.recovery_windows == 0 {
             return Err(ctx.error("recovery_windows", "must be at least 1"));
         }
         Ok(Box::new(AnomalyProcessor::new(cfg)))
-    }
-}
-
-/// What a detector watches, for a series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Latency,
-    ErrorRate,
-    CostPerCall,
-    TokensPerCall,
-    Quality,
-    Satisfaction,
-    Throughput,
-    Metric,
-    Budget,
-    /// The baseline of mean latency; it feeds the `Latency` episode, never one of its own.
-    MeanLatency,
-}
-
-impl Kind {
-    /// Every kind, in `index` order.
-    pub const ALL: [Kind; 10] = [
-        Kind::Latency,
-        Kind::ErrorRate,
-        Kind::CostPerCall,
-        Kind::TokensPerCall,
-        Kind::Quality,
-        Kind::Satisfaction,
-        Kind::Throughput,
-        Kind::Metric,
-        Kind::Budget,
-        Kind::MeanLatency,
-    ];
-
-    /// Position in [`Kind::ALL`]; the exhaustive match makes a new variant a compile error
-    /// here, and the test `kinds_are_all_listed` makes forgetting `ALL` a test failure.
-    pub fn index(self) -> usize {
-        match self {
-            Kind::Latency => 0,
-            Kind::ErrorRate => 1,
-            Kind::CostPerCall => 2,
-            Kind::TokensPerCall => 3,
-            Kind::Quality => 4,
-            Kind::Satisfaction => 5,
-            Kind::Throughput => 6,
-            Kind::Metric => 7,
-            Kind::Budget => 8,
-            Kind::MeanLatency => 9,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Latency => "latency",
-            Kind::ErrorRate => "error_rate",
-            Kind::CostPerCall => "cost_per_call",
-            Kind::TokensPerCall => "tokens_per_call",
-            Kind::Quality => "quality",
-            Kind::Satisfaction => "satisfaction",
-            Kind::Throughput => "throughput",
-            Kind::Metric => "metric",
-            Kind::Budget => "budget",
-            Kind::MeanLatency => "mean_latency",
-        }
     }
 }
 
@@ -448,65 +135,15 @@ pub struct AnomalyProcessor {
     health: Option<Arc<ComponentHealth>>,
     next_save: Option<std::time::Instant>,
     /// Budget name → (period start, running totals) for per-hour/day sums.
-    periods: HashMap<String, (u64, crate::budget::Totals)>,
+    periods: HashMap<String, (u64, otterline_model::budget::Totals)>,
 }
 
 fn value_of(v: &Option<any_value::Value>) -> String {
     v.as_ref().map(otterline_core::pdata::value_text).unwrap_or_default()
 }
 
-fn num(p: &otterline_core::pdata::metrics::NumberDataPoint) -> Option<f64> {
-    match p.value {
-        Some(number_data_point::Value::AsDouble(d)) => Some(d),
-        Some(number_data_point::Value::AsInt(i)) => Some(i as f64),
-        None => None,
-    }
-}
-
-/// P(X ≥ k) for X ~ Binomial(n, p).
-pub fn binomial_sf(k: u64, n: u64, p: f64) -> f64 {
-    if k == 0 {
-        return 1.0;
-    }
-    if k > n {
-        return 0.0;
-    }
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    if n > 2000 {
-        // Normal approximation with continuity correction.
-        let (nf, kf) = (n as f64, k as f64);
-        let z = (kf - 0.5 - nf * p) / (nf * p * (1.0 - p)).sqrt();
-        return 0.5 * erfc(z / std::f64::consts::SQRT_2);
-    }
-    // Sum the upper tail in log space.
-    let ln_fact = |m: u64| (1..=m).map(|x| (x as f64).ln()).sum::<f64>();
-    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
-    let ln_n = ln_fact(n);
-    let mut ln_k = ln_fact(k);
-    let mut ln_nk = ln_fact(n - k);
-    let mut total = 0.0;
-    for i in k..=n {
-        if i > k {
-            ln_k += (i as f64).ln();
-            ln_nk -= ((n - i + 1) as f64).ln();
-        }
-        total += (ln_n - ln_k - ln_nk + i as f64 * ln_p + (n - i) as f64 * ln_q).exp();
-    }
-    total.min(1.0)
-}
-
-fn erfc(x: f64) -> f64 {
-    // Abramowitz–Stegun 7.1.26 on |x|, reflected; enough for a significance threshold.
-    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
-    let y = t
-        * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-        * (-x * x).exp();
-    if x >= 0.0 {
-        y
-    } else {
-        2.0 - y
-    }
-}
+/// The `metric` of events about the `aggregate` family's series.
+const OPERATION_METRIC: &str = "otterline.operation";
 
 /// State files in use by a live processor of this process.
 static CLAIMED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
@@ -597,604 +234,7 @@ impl AnomalyProcessor {
         self.infos.insert(key.to_string(), i.clone());
         i
     }
-
-    /// Runs one detector step; returns an event if the episode changed.
-    fn step(
-        &mut self,
-        key: &str,
-        kind: Kind,
-        info: &Arc<SeriesInfo>,
-        window_end: u64,
-        check: impl FnOnce(&Baseline) -> (Check, f64),
-    ) -> Option<LogRecord> {
-        let policy = self.policy;
-        self.step_with(key, kind, info, window_end, false, policy, check)
-    }
-
-    /// `always_learn`: fold every window into the baseline (the check returns a value
-    /// already clipped to a plausible range), so that bursty-but-normal series widen
-    /// their own spread instead of alerting forever.
-    #[allow(clippy::too_many_arguments)]
-    fn step_with(
-        &mut self,
-        key: &str,
-        kind: Kind,
-        info: &Arc<SeriesInfo>,
-        window_end: u64,
-        always_learn: bool,
-        policy: Policy,
-        check: impl FnOnce(&Baseline) -> (Check, f64),
-    ) -> Option<LogRecord> {
-        let alpha = self.cfg.alpha;
-        let st = self.states.entry((key.to_string(), kind)).or_default();
-        if window_end != 0 && window_end <= st.last_window {
-            return None; // already judged (a replayed or duplicated window)
-        }
-        if st.last_window != 0 && window_end > st.last_window {
-            st.window_ns = window_end - st.last_window;
-        }
-        st.last_window = window_end;
-        let (c, learn_value) = check(&st.baseline);
-        let (tr, learn) = st.tracker.step(c, window_end, &policy, &mut self.next_id);
-        if learn || always_learn {
-            st.baseline.update(learn_value, alpha);
-        }
-        if Tracker::accepted(&tr).is_some() {
-            st.baseline.rebase(learn_value);
-        }
-        tr.map(|t| event(kind, info, &t, window_end))
-    }
-
-    fn judge_frame(&mut self, key: &str, info: Arc<SeriesInfo>, end: u64, f: &Frame, out: &mut Vec<LogRecord>) {
-        let d = self.cfg.detectors.clone();
-        if d.latency.enabled && f.p95_weight > 0.0 {
-            let lc = d.latency.clone();
-            // One latency verdict on a log scale: z-score with a spread floor and a minimum effect.
-            let judge = |v: f64, b: &Baseline| -> (bool, f64, f64, f64) {
-                let base = b.mean.exp();
-                let z = zscore(v.max(1e-9).ln(), b, 0.0, lc.spread_floor);
-                let ratio = v / base.max(1e-12);
-                let dev = b.n > 0 && z >= lc.z_threshold && ratio >= lc.min_ratio;
-                (dev, (ratio / lc.min_ratio).min(z / lc.z_threshold).max(0.0), base, z)
-            };
-            // The mean has its own baseline; a deviation of the mean counts for the episode too.
-            let mean = f.mean_weighted / f.p95_weight;
-            let mean_verdict = {
-                let st = self.states.entry((key.to_string(), Kind::MeanLatency)).or_default();
-                let v = judge(mean, &st.baseline);
-                if !v.0 && st.last_window < end {
-                    st.baseline.update(mean.max(1e-9).ln(), self.cfg.alpha);
-                }
-                st.last_window = end;
-                v
-            };
-            let p95 = f.p95_weighted / f.p95_weight;
-            let x = p95.max(1e-9).ln();
-            if let Some(e) = self.step(key, Kind::Latency, &info, end, |b| {
-                let (p_dev, p_excess, base, z) = judge(p95, b);
-                let (m_dev, m_excess, m_base, m_z) = mean_verdict;
-                // Report whichever deviates more (p95 unless only the mean does).
-                let use_mean = m_dev && (!p_dev || m_excess > p_excess);
-                let (observed, baseline, excess, score) =
-                    if use_mean { (mean, m_base, m_excess, m_z) } else { (p95, base, p_excess, z) };
-                let dev = p_dev || m_dev;
-                let ratio = p95 / base.max(1e-12);
-                let c = Check {
-                    deviating: dev,
-                    extreme: dev && excess >= 2.0,
-                    calm: b.n == 0 || ratio < 1.0 + (lc.min_ratio - 1.0) / 2.0,
-                    excess,
-                    observed,
-                    baseline,
-                    threshold: baseline * lc.min_ratio,
-                    score,
-                };
-                (c, x)
-            }) {
-                out.push(e);
-            }
-        }
-        if d.error_rate.enabled && f.calls > 0.0 {
-            let (n, k) = (f.calls.round() as u64, f.errors.round() as u64);
-            let rate = k as f64 / n as f64;
-            let ec = d.error_rate.clone();
-            if let Some(e) = self.step(key, Kind::ErrorRate, &info, end, |b| {
-                let p0 = if b.n == 0 { 0.01 } else { b.mean.max(0.001) };
-                let tail = binomial_sf(k, n, p0);
-                let dev = n >= ec.min_calls && rate >= ec.floor && tail < ec.p_value;
-                let threshold = ec.floor.max(2.0 * p0);
-                let c = Check {
-                    deviating: dev,
-                    extreme: dev && rate >= 2.0 * threshold,
-                    calm: rate < threshold / 2.0 || n < ec.min_calls,
-                    excess: rate / threshold,
-                    observed: rate,
-                    baseline: p0,
-                    threshold,
-                    score: -tail.max(1e-300).log10(),
-                };
-                (c, rate)
-            }) {
-                out.push(e);
-            }
-        }
-        let ratio_step = |me: &mut Self, kind: Kind, enabled: bool, ratio: f64, x: f64, out: &mut Vec<LogRecord>| {
-            if !enabled {
-                return;
-            }
-            if let Some(e) = me.step(key, kind, &info, end, |b| {
-                let r = x / b.mean.max(1e-12);
-                let z = zscore(x, b, 0.05, 1e-12);
-                let dev = b.n > 0 && r >= ratio && z >= 3.0;
-                let c = Check {
-                    deviating: dev,
-                    extreme: dev && r >= 2.0 * ratio,
-                    calm: r < 1.0 + (ratio - 1.0) / 2.0,
-                    excess: r / ratio,
-                    observed: x,
-                    baseline: b.mean,
-                    threshold: b.mean * ratio,
-                    score: z,
-                };
-                (c, x)
-            }) {
-                out.push(e);
-            }
-        };
-        if f.calls > 0.0 && f.cost_seen {
-            ratio_step(self, Kind::CostPerCall, d.cost.enabled, d.cost.ratio, f.cost / f.calls, out);
-        }
-        if f.calls > 0.0 && f.tokens_seen {
-            ratio_step(self, Kind::TokensPerCall, d.tokens.enabled, d.tokens.ratio, f.tokens / f.calls, out);
-        }
-        for (kind, cfg, (sum, w)) in
-            [(Kind::Quality, &d.quality, f.quality), (Kind::Satisfaction, &d.satisfaction, f.satisfaction)]
-        {
-            if !cfg.enabled || w <= 0.0 {
-                continue;
-            }
-            let x = sum / w;
-            let drop_cfg = cfg.drop;
-            if let Some(e) = self.step(key, kind, &info, end, |b| {
-                let scale_drop = if b.mean <= 1.0 {
-                    drop_cfg
-                } else if b.mean > 10.0 {
-                    drop_cfg * 100.0
-                } else {
-                    drop_cfg * b.mean
-                };
-                let drop = b.mean - x;
-                let dev = b.n > 0 && drop >= scale_drop;
-                let c = Check {
-                    deviating: dev,
-                    extreme: dev && drop >= 2.0 * scale_drop,
-                    calm: drop < scale_drop / 2.0,
-                    excess: drop / scale_drop,
-                    observed: x,
-                    baseline: b.mean,
-                    threshold: b.mean - scale_drop,
-                    score: drop,
-                };
-                (c, x)
-            }) {
-                out.push(e);
-            }
-        }
-        if d.throughput.enabled && f.window_s > 0.0 {
-            let x = f.calls / f.window_s;
-            let tc = d.throughput.clone();
-            if let Some(e) = self.step(key, Kind::Throughput, &info, end, |b| throughput_check(x, b, &tc)) {
-                out.push(e);
-            }
-        }
-    }
-
-    /// Judges every budget on the frames of each window (summed over the series in scope).
-    fn judge_budgets(&mut self, frames: &BTreeMap<(u64, String), (Frame, Arc<SeriesInfo>)>, out: &mut Vec<LogRecord>) {
-        use crate::budget::{Mode, Totals};
-        let ends: Vec<u64> = {
-            let mut e: Vec<u64> = frames.keys().map(|(end, _)| *end).collect();
-            e.dedup();
-            e
-        };
-        let budgets = self.cfg.budgets.clone();
-        for end in ends {
-            for b in budgets.iter().filter(|b| b.mode != Mode::Off) {
-                let mut t = Totals::default();
-                let mut any = false;
-                for ((_, _), (f, info)) in frames.range((end, String::new())..).take_while(|((e, _), _)| *e == end) {
-                    let dim = |k: &str| info.dims.iter().find(|(dk, _)| dk == k).map(|(_, v)| v.as_str());
-                    if !b.scope.matches(&info.service, dim("gen_ai.operation.name"), dim("gen_ai.request.model")) {
-                        continue;
-                    }
-                    any = true;
-                    t.add(&Totals {
-                        calls: f.calls,
-                        errors: f.errors,
-                        p95_weighted: f.p95_weighted,
-                        p95_weight: f.p95_weight,
-                        duration_sum: f.duration_sum,
-                        cost: f.cost,
-                        tokens: f.tokens,
-                    });
-                }
-                if !any {
-                    continue;
-                }
-                let key = format!("budget\u{1f}{}", b.name);
-                // Sums accumulate over their period; the accumulator restarts with each period.
-                if let Some(period) = b.per.nanos() {
-                    let start = end.saturating_sub(1) / period * period;
-                    let acc = self.periods.entry(b.name.clone()).or_insert((start, Totals::default()));
-                    if acc.0 != start {
-                        *acc = (start, Totals::default());
-                    }
-                    acc.1.add(&t);
-                    t = acc.1;
-                }
-                let Some(value) = t.value(b.metric) else { continue };
-                let info = Arc::new(SeriesInfo {
-                    service: b.scope.service.clone().unwrap_or_default(),
-                    dims: vec![
-                        ("otterline.budget.name".into(), b.name.clone()),
-                        ("otterline.budget.metric".into(), b.metric.as_str().into()),
-                        ("otterline.budget.scope".into(), b.scope.describe()),
-                        (
-                            "otterline.budget.mode".into(),
-                            if b.mode == Mode::Strict { "strict".into() } else { "warn".into() },
-                        ),
-                    ],
-                    metric: format!("budget {}", b.name),
-                });
-                self.infos.insert(key.clone(), info.clone());
-                let policy = Policy { warmup: 0, required: 1, of: 1, recovery: 1, cooldown: 0, accept_after: u32::MAX };
-                let (max, strict) = (b.max, b.mode == Mode::Strict);
-                if let Some(e) = self.step_with(&key, Kind::Budget, &info, end, false, policy, |_| {
-                    let over = value > max;
-                    let excess = if max > 0.0 {
-                        value / max
-                    } else if over {
-                        10.0
-                    } else {
-                        0.0
-                    };
-                    // Strict budgets are at least high severity.
-                    let excess = if over && strict { excess.max(2.0) } else { excess };
-                    (
-                        Check {
-                            deviating: over,
-                            extreme: over,
-                            calm: !over,
-                            excess,
-                            observed: value,
-                            baseline: max,
-                            threshold: max,
-                            score: excess,
-                        },
-                        value,
-                    )
-                }) {
-                    out.push(e);
-                }
-            }
-        }
-    }
-
-    /// Feeds zero throughput for windows a known series skipped (a service gone quiet).
-    fn missing_windows(&mut self, end: u64, window_ns: u64, out: &mut Vec<LogRecord>) {
-        if !self.cfg.detectors.throughput.enabled || window_ns == 0 {
-            return;
-        }
-        let stale: Vec<(String, u64)> = self
-            .states
-            .iter()
-            .filter(|((_, k), s)| *k == Kind::Throughput && s.last_window + window_ns < end)
-            .map(|((key, _), s)| (key.clone(), s.last_window))
-            .collect();
-        let tc = self.cfg.detectors.throughput.clone();
-        for (key, last) in stale {
-            let Some(info) = self.infos.get(&key).cloned() else { continue };
-            let mut w = last + window_ns;
-            let mut steps = 0;
-            while w < end && steps < 10 {
-                if let Some(e) = self.step(&key, Kind::Throughput, &info, w, |b| throughput_check(0.0, b, &tc)) {
-                    out.push(e);
-                }
-                w += window_ns;
-                steps += 1;
-            }
-        }
-    }
-
-    fn judge_generic(&mut self, metric: &Metric, service: &str, out: &mut Vec<LogRecord>) {
-        use otterline_core::pdata::metrics::AggregationTemporality;
-        let gc = self.cfg.detectors.metrics.clone();
-        if !gc.enabled {
-            return;
-        }
-        let cumulative = |t: i32| t == AggregationTemporality::Cumulative as i32;
-        let points: Vec<(&[KeyValue], u64, Reading)> = match &metric.data {
-            Some(metric::Data::Gauge(g)) => g
-                .data_points
-                .iter()
-                .filter_map(|p| Some((&p.attributes[..], p.time_unix_nano, Reading::Value(num(p)?))))
-                .collect(),
-            Some(metric::Data::Sum(s)) => {
-                let counter = s.is_monotonic && cumulative(s.aggregation_temporality);
-                s.data_points
-                    .iter()
-                    .filter_map(|p| {
-                        let v = num(p)?;
-                        // A counter's rate per second: its increase over the time between readings.
-                        let r = if counter {
-                            Reading::Cumulative { sum: v, count: p.time_unix_nano as f64 / 1e9 }
-                        } else {
-                            Reading::Value(v)
-                        };
-                        Some((&p.attributes[..], p.time_unix_nano, r))
-                    })
-                    .collect()
-            }
-            Some(metric::Data::Histogram(h)) => h
-                .data_points
-                .iter()
-                .filter_map(|p| {
-                    Some((
-                        &p.attributes[..],
-                        p.time_unix_nano,
-                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality))?,
-                    ))
-                })
-                .collect(),
-            Some(metric::Data::ExponentialHistogram(h)) => h
-                .data_points
-                .iter()
-                .filter_map(|p| {
-                    Some((
-                        &p.attributes[..],
-                        p.time_unix_nano,
-                        Reading::mean(p.sum?, p.count, cumulative(h.aggregation_temporality))?,
-                    ))
-                })
-                .collect(),
-            // Summaries are cumulative by definition.
-            Some(metric::Data::Summary(s)) => s
-                .data_points
-                .iter()
-                .filter_map(|p| Some((&p.attributes[..], p.time_unix_nano, Reading::mean(p.sum, p.count, true)?)))
-                .collect(),
-            None => Vec::new(),
-        };
-        let params = gc.density();
-        let policy = Policy {
-            warmup: gc.warmup_windows,
-            required: gc.persistence_required,
-            of: gc.persistence_windows,
-            cooldown: gc.cooldown_windows,
-            ..self.policy
-        };
-        for (attrs, t, reading) in points {
-            let dims: Vec<(String, String)> = attrs
-                .iter()
-                .map(|kv| (kv.key.clone(), value_of(&kv.value.as_ref().and_then(|v| v.value.clone()))))
-                .collect();
-            let key = format!("{}\u{1f}{service}\u{1f}{dims:?}", metric.name);
-            let st = self.states.entry((key.clone(), Kind::Metric)).or_default();
-            if t != 0 && t <= st.last_window {
-                continue; // already judged (a replayed or duplicated point)
-            }
-            let model = st.model.get_or_insert_with(Default::default);
-            let x = match reading {
-                Reading::Value(x) => Some(x),
-                Reading::Cumulative { sum, count } => model.delta(sum, count),
-            };
-            let Some(x) = x.filter(|x| x.is_finite()) else { continue };
-            let y = slog(x);
-            let (seen, seen_smooth) = model.observe(y, gc.smoothing, &params);
-            let info = self.info(&key, service, &dims, &metric.name);
-            let (thr, rel, min) = (gc.z_threshold, gc.relative_floor, gc.min_similar);
-            if let Some(e) = self.step_with(&key, Kind::Metric, &info, t, true, policy, |b| {
-                let spread = b.std().max(rel);
-                let z = if b.n > 0 { (y - b.mean) / spread } else { 0.0 };
-                let dev = b.n > 0 && ((seen < min && z.abs() >= thr) || seen_smooth < min);
-                let c = Check {
-                    deviating: dev,
-                    extreme: dev,
-                    calm: seen >= 3.0 * min && seen_smooth >= 3.0 * min,
-                    excess: if dev { (z.abs() / thr).max(1.0) } else { z.abs() / thr },
-                    observed: x,
-                    baseline: unslog(b.mean),
-                    threshold: unslog(b.mean + thr * z.signum() * spread),
-                    score: z,
-                };
-                // The baseline (what events report as normal) learns from a winsorised value.
-                let learn = if b.n == 0 { y } else { y.clamp(b.mean - 3.0 * spread, b.mean + 3.0 * spread) };
-                (c, learn)
-            }) {
-                out.push(e);
-            }
-        }
-    }
 }
-
-/// One reading of a generic metric point.
-#[derive(Debug, Clone, Copy)]
-enum Reading {
-    /// A level, judged as it is.
-    Value(f64),
-    /// A running total: judged by `Δsum / Δcount` between readings.
-    Cumulative { sum: f64, count: f64 },
-}
-
-impl Reading {
-    /// A histogram's mean, of the window (delta) or of what was added since the last
-    /// reading; `None` for an empty delta window.
-    fn mean(sum: f64, count: u64, cumulative: bool) -> Option<Reading> {
-        if cumulative {
-            Some(Reading::Cumulative { sum, count: count as f64 })
-        } else {
-            (count > 0).then(|| Reading::Value(sum / count as f64))
-        }
-    }
-}
-
-/// Symmetric log: sign(x)·ln(1 + |x|).
-fn slog(x: f64) -> f64 {
-    x.signum() * x.abs().ln_1p()
-}
-
-fn unslog(y: f64) -> f64 {
-    y.signum() * y.abs().exp_m1()
-}
-
-fn throughput_check(x: f64, b: &Baseline, tc: &ThroughputConfig) -> (Check, f64) {
-    let judged = b.n > 0 && b.mean >= tc.min_rate;
-    let drop = judged && x <= tc.drop_ratio * b.mean;
-    let surge = judged && x >= tc.surge_ratio * b.mean && zscore(x, b, 0.1, 1e-9) >= 4.0;
-    let excess = if drop {
-        (tc.drop_ratio * b.mean / x.max(1e-9)).clamp(1.0, 10.0)
-    } else if surge {
-        x / (tc.surge_ratio * b.mean)
-    } else {
-        0.0
-    };
-    let calm = !judged || (x > 2.0 * tc.drop_ratio * b.mean && x < (1.0 + tc.surge_ratio) / 2.0 * b.mean);
-    let threshold = if x < b.mean { tc.drop_ratio * b.mean } else { tc.surge_ratio * b.mean };
-    (
-        Check {
-            deviating: drop || surge,
-            extreme: drop && x == 0.0,
-            calm,
-            excess,
-            observed: x,
-            baseline: b.mean,
-            threshold,
-            score: if b.mean > 0.0 { x / b.mean } else { 0.0 },
-        },
-        x,
-    )
-}
-
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue { key: k.to_string(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-}
-
-fn fmt_num(x: f64) -> String {
-    if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else if x.abs() >= 1.0 {
-        format!("{x:.2}")
-    } else {
-        format!("{x:.4}")
-    }
-}
-
-fn suggestion(kind: Kind, info: &SeriesInfo, c: &Check, started: &str) -> String {
-    let who = info.label();
-    let times = if c.baseline.abs() > 1e-12 { c.observed / c.baseline } else { 0.0 };
-    match kind {
-        Kind::MeanLatency => format!("mean latency of {who} is {times:.1}× its baseline ({}s vs {}s) since {started}; check provider latency, prompt size or retries", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Latency => format!("p95 of {who} is {times:.1}× its baseline ({}s vs {}s) since {started}; check provider latency, prompt size or retries", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::ErrorRate => format!("error rate of {who} is {:.1}% (baseline {:.1}%) since {started}; check provider status, rate limits and recent deploys", c.observed * 100.0, c.baseline * 100.0),
-        Kind::CostPerCall => format!("cost per call of {who} is {times:.1}× its baseline (${} vs ${}) since {started}; check for a model switch, longer prompts or outputs", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::TokensPerCall => format!("tokens per call of {who} are {times:.1}× their baseline ({} vs {}) since {started}; check prompt templates, retrieved context size or runaway outputs", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Quality => format!("quality score of {who} dropped to {} from {} since {started}; check recent prompt, model or retrieval changes", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Satisfaction => format!("user satisfaction of {who} dropped to {} from {} since {started}; review recent conversations and releases", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Throughput if c.observed < c.baseline => format!("throughput of {who} fell to {} calls/s from {} since {started}; the service or its callers may be down", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Throughput => format!("throughput of {who} surged to {} calls/s from {} since {started}; check for retry storms, loops or abuse", fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Metric => format!("{} of {who} is {} against a baseline of {} since {started}, a level it has rarely or never shown before; check what changed around then", info.metric, fmt_num(c.observed), fmt_num(c.baseline)),
-        Kind::Budget => {
-            let dim = |k: &str| info.dims.iter().find(|(dk, _)| dk == k).map(|(_, v)| v.clone()).unwrap_or_default();
-            format!("budget {}: {} of {} is {} over its limit of {} since {started} ({} mode)", dim("otterline.budget.name"), dim("otterline.budget.metric"), dim("otterline.budget.scope"), fmt_num(c.observed), fmt_num(c.threshold), dim("otterline.budget.mode"))
-        }
-    }
-}
-
-fn hhmm(ns: u64) -> String {
-    otterline_core::time::from_unix_nanos(ns).format("%H:%M UTC").to_string()
-}
-
-/// The log record for an episode transition.
-fn event(kind: Kind, info: &SeriesInfo, t: &Transition, now: u64) -> LogRecord {
-    let (ep, state, name) = match t {
-        Transition::Started(ep) => (ep, "firing", EVENT),
-        Transition::Escalated(ep) => (ep, "escalated", EVENT),
-        Transition::Resolved(ep, _) => (ep, "resolved", EVENT_RESOLVED),
-    };
-    let c = if matches!(t, Transition::Resolved(..)) {
-        &ep.last
-    } else if matches!(t, Transition::Started(_)) {
-        &ep.first
-    } else {
-        &ep.last
-    };
-    let started = hhmm(ep.started_at);
-    let text = match t {
-        Transition::Resolved(_, why) => {
-            format!("resolved ({why}) after {} windows: {}", ep.windows, suggestion(kind, info, &ep.first, &started))
-        }
-        _ => suggestion(kind, info, c, &started),
-    };
-    use any_value::Value as V;
-    let mut attributes = vec![
-        kv("otterline.anomaly.type", V::StringValue(kind.as_str().into())),
-        kv("otterline.anomaly.severity", V::StringValue(ep.severity.as_str().into())),
-        kv("otterline.anomaly.state", V::StringValue(state.into())),
-        kv("otterline.anomaly.series", V::StringValue(info.label())),
-        kv("otterline.anomaly.metric", V::StringValue(info.metric.clone())),
-        kv("otterline.anomaly.episode_id", V::IntValue(ep.id as i64)),
-        kv("otterline.anomaly.observed", V::DoubleValue(c.observed)),
-        kv("otterline.anomaly.baseline", V::DoubleValue(c.baseline)),
-        kv("otterline.anomaly.threshold", V::DoubleValue(c.threshold)),
-        kv("otterline.anomaly.score", V::DoubleValue(c.score)),
-        kv(
-            "otterline.anomaly.started_at",
-            V::StringValue(otterline_core::time::from_unix_nanos(ep.started_at).to_rfc3339_opts(chrono_secs(), true)),
-        ),
-        kv("otterline.anomaly.suggestion", V::StringValue(text.clone())),
-    ];
-    if let Transition::Resolved(_, why) = t {
-        attributes.push(kv("otterline.anomaly.resolution", V::StringValue((*why).into())));
-        attributes.push(kv("otterline.anomaly.duration_windows", V::IntValue(ep.windows as i64)));
-    }
-    for (k, v) in &info.dims {
-        attributes.push(kv(k, V::StringValue(v.clone())));
-    }
-    if !info.service.is_empty() {
-        attributes.push(kv("service.name", V::StringValue(info.service.clone())));
-    }
-    LogRecord {
-        time_unix_nano: now,
-        observed_time_unix_nano: otterline_core::time::now_unix_nanos(),
-        severity_number: if matches!(t, Transition::Resolved(..)) { 9 } else { ep.severity.otlp_number() },
-        severity_text: if matches!(t, Transition::Resolved(..)) {
-            "INFO".into()
-        } else {
-            ep.severity.as_str().to_uppercase()
-        },
-        body: Some(AnyValue { value: Some(V::StringValue(text)) }),
-        attributes,
-        event_name: name.into(),
-        ..Default::default()
-    }
-}
-
-fn chrono_secs() -> chrono::SecondsFormat {
-    chrono::SecondsFormat::Secs
-}
-
-const AGG_METRICS: [&str; 8] = [
-    "otterline.operation.calls",
-    "otterline.operation.errors",
-    "otterline.operation.duration.summary",
-    "otterline.operation.duration.mean",
-    "otterline.operation.cost",
-    "otterline.token.usage",
-    "otterline.quality.score",
-    "otterline.user.satisfaction",
-];
-const AGG_IGNORED: [&str; 3] =
-    ["gen_ai.client.operation.duration", "gen_ai.client.token.usage", "otterline.operation.throughput"];
 
 impl Processor for AnomalyProcessor {
     fn attach(&mut self, health: Arc<ComponentHealth>) {
@@ -1227,104 +267,67 @@ impl Processor for AnomalyProcessor {
             let service = otterline_core::pdata::service_name(rm.resource.as_ref()).unwrap_or("").to_string();
             for sm in &rm.scope_metrics {
                 for m in &sm.metrics {
-                    if AGG_IGNORED.contains(&m.name.as_str()) {
-                        continue;
+                    match aggregate::role(&m.name) {
+                        Role::Derived => continue,
+                        Role::Other => {
+                            self.judge_generic(m, &service, &mut events);
+                            continue;
+                        }
+                        Role::Read => {}
                     }
-                    if !AGG_METRICS.contains(&m.name.as_str()) {
-                        self.judge_generic(m, &service, &mut events);
-                        continue;
-                    }
-                    let mut add = |attrs: &[KeyValue], start: u64, end: u64, f: &mut dyn FnMut(&mut Frame, bool)| {
-                        let is_error = attrs.iter().any(|kv| {
-                            kv.key == "otel.status_code"
-                                && value_of(&kv.value.as_ref().and_then(|v| v.value.clone())) == "ERROR"
-                        });
-                        let dims: Vec<(String, String)> = attrs
+                    aggregate::points(m, |p| {
+                        let value = p.value;
+                        if let aggregate::Value::Tokens { kind, .. } = value {
+                            if kind != "input" && kind != "output" {
+                                return;
+                            }
+                        }
+                        let is_error = p.is_error();
+                        let dims: Vec<(String, String)> = p
+                            .attributes
                             .iter()
-                            .filter(|kv| kv.key != "otel.status_code" && kv.key != "gen_ai.token.type")
+                            .filter(|kv| aggregate::is_dimension(&kv.key))
                             .map(|kv| (kv.key.clone(), value_of(&kv.value.as_ref().and_then(|v| v.value.clone()))))
                             .collect();
                         let key = format!("{service}\u{1f}{dims:?}");
-                        let info = self.info(&key, &service, &dims, "otterline.operation");
+                        let info = self.info(&key, &service, &dims, OPERATION_METRIC);
+                        let (start, end) = (p.start, p.end);
                         let entry = frames.entry((end, key)).or_insert_with(|| {
                             (Frame { window_s: end.saturating_sub(start) as f64 / 1e9, ..Default::default() }, info)
                         });
                         window_ns = window_ns.max(end.saturating_sub(start));
-                        f(&mut entry.0, is_error);
-                    };
-                    match (&m.data, m.name.as_str()) {
-                        (Some(metric::Data::Sum(s)), "otterline.operation.calls") => {
-                            for p in &s.data_points {
-                                let v = num(p).unwrap_or(0.0);
-                                add(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, &mut |f, _| f.calls += v);
+                        let f = &mut entry.0;
+                        match value {
+                            aggregate::Value::Calls(v) => f.calls += v,
+                            aggregate::Value::Errors(v) => f.errors += v,
+                            aggregate::Value::Cost(v) => {
+                                f.cost += v;
+                                f.cost_seen = true;
                             }
-                        }
-                        (Some(metric::Data::Sum(s)), "otterline.operation.errors") => {
-                            for p in &s.data_points {
-                                let v = num(p).unwrap_or(0.0);
-                                add(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, &mut |f, _| f.errors += v);
+                            aggregate::Value::Tokens { count, .. } => {
+                                f.tokens += count;
+                                f.tokens_seen = true;
                             }
-                        }
-                        (Some(metric::Data::Sum(s)), "otterline.operation.cost") => {
-                            for p in &s.data_points {
-                                let v = num(p).unwrap_or(0.0);
-                                add(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, &mut |f, _| {
-                                    f.cost += v;
-                                    f.cost_seen = true;
-                                });
-                            }
-                        }
-                        (Some(metric::Data::Sum(s)), "otterline.token.usage") => {
-                            for p in &s.data_points {
-                                let ty = p
-                                    .attributes
-                                    .iter()
-                                    .find(|kv| kv.key == "gen_ai.token.type")
-                                    .map(|kv| value_of(&kv.value.as_ref().and_then(|v| v.value.clone())))
-                                    .unwrap_or_default();
-                                if ty != "input" && ty != "output" {
-                                    continue;
+                            aggregate::Value::Duration { count, sum, p95 } => {
+                                let (w, mean) = (count as f64, if count > 0 { sum / count as f64 } else { 0.0 });
+                                f.duration_sum += sum;
+                                // Latency is judged on the calls that did not fail.
+                                if !is_error {
+                                    f.p95_weighted += p95 * w;
+                                    f.p95_weight += w;
+                                    f.mean_weighted += mean * w;
                                 }
-                                let v = num(p).unwrap_or(0.0);
-                                add(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, &mut |f, _| {
-                                    f.tokens += v;
-                                    f.tokens_seen = true;
-                                });
+                            }
+                            aggregate::Value::Quality(v) => {
+                                f.quality.0 += v;
+                                f.quality.1 += 1.0;
+                            }
+                            aggregate::Value::Satisfaction(v) => {
+                                f.satisfaction.0 += v;
+                                f.satisfaction.1 += 1.0;
                             }
                         }
-                        (Some(metric::Data::Summary(s)), _) => {
-                            for p in &s.data_points {
-                                let Some(q) = p.quantile_values.iter().find(|q| (q.quantile - 0.95).abs() < 1e-9)
-                                else {
-                                    continue;
-                                };
-                                let (w, v, mean) =
-                                    (p.count as f64, q.value, if p.count > 0 { p.sum / p.count as f64 } else { 0.0 });
-                                let total = p.sum;
-                                add(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, &mut |f, err| {
-                                    f.duration_sum += total;
-                                    // Latency is judged on the calls that did not fail.
-                                    if !err {
-                                        f.p95_weighted += v * w;
-                                        f.p95_weight += w;
-                                        f.mean_weighted += mean * w;
-                                    }
-                                });
-                            }
-                        }
-                        (Some(metric::Data::Gauge(g)), "otterline.quality.score" | "otterline.user.satisfaction") => {
-                            let sat = m.name == "otterline.user.satisfaction";
-                            for p in &g.data_points {
-                                let v = num(p).unwrap_or(0.0);
-                                add(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, &mut |f, _| {
-                                    let slot = if sat { &mut f.satisfaction } else { &mut f.quality };
-                                    slot.0 += v;
-                                    slot.1 += 1.0;
-                                });
-                            }
-                        }
-                        _ => {}
-                    }
+                    });
                 }
             }
         }
@@ -1343,56 +346,23 @@ impl Processor for AnomalyProcessor {
             if let Some(h) = &self.health {
                 h.add_extra("anomaly_events", events.len() as u64);
             }
-            out.push(events_batch(events));
+            out.push(events::events_batch(events));
         }
     }
-}
-
-/// Groups events by service into one logs batch.
-fn events_batch(events: Vec<LogRecord>) -> Batch {
-    let mut by_service: BTreeMap<String, Vec<LogRecord>> = BTreeMap::new();
-    for e in events {
-        let svc = e
-            .attributes
-            .iter()
-            .find(|kv| kv.key == "service.name")
-            .map(|kv| value_of(&kv.value.as_ref().and_then(|v| v.value.clone())))
-            .unwrap_or_default();
-        by_service.entry(svc).or_default().push(e);
-    }
-    Batch::Logs(ExportLogsServiceRequest {
-        resource_logs: by_service
-            .into_iter()
-            .map(|(svc, log_records)| ResourceLogs {
-                resource: Some(Resource {
-                    attributes: if svc.is_empty() {
-                        vec![]
-                    } else {
-                        vec![kv("service.name", any_value::Value::StringValue(svc))]
-                    },
-                    ..Default::default()
-                }),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: "otterline.anomaly".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    log_records,
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            })
-            .collect(),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aggregate::{AggregateConfig, AggregateProcessor};
+    use otterline_core::pdata::common::{AnyValue, KeyValue};
+    use otterline_core::pdata::logs::LogRecord;
+    use otterline_core::pdata::metrics::{metric, number_data_point, Metric};
+    use otterline_core::pdata::resource::Resource;
     use otterline_core::pdata::trace::{ResourceSpans, ScopeSpans, Span, Status};
     use otterline_core::pdata::ExportTraceServiceRequest;
+    use otterline_model::attrs::kv;
+    use otterline_model::names::event::{ANOMALY as EVENT, ANOMALY_RESOLVED as EVENT_RESOLVED};
     use std::time::Duration;
 
     const T0: u64 = 1_763_874_000_000_000_000;
@@ -1620,7 +590,7 @@ mod tests {
 
     #[test]
     fn budgets_fire_on_breach_with_their_mode_and_scope() {
-        use crate::budget::{Budget, BudgetMetric, Mode, Period, Scope};
+        use otterline_model::budget::{Budget, BudgetMetric, Mode, Period, Scope};
         let budgets = vec![
             // p95 ≈ 0.8 × 1.2 s in every window: breached from the first window, strict.
             Budget {

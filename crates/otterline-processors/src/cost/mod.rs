@@ -19,338 +19,32 @@
 //! model attribute) are priced too, as a derived `otterline.token.cost` sum; see
 //! `docs/metrics.md` for what is and is not priced there.
 
+mod prices;
+mod pricing;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use regex::Regex;
 use serde::Deserialize;
-use serde_json::Value;
 
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
-use otterline_core::config::{from_node, yaml, ConfigError};
+use otterline_core::config::ConfigError;
 use otterline_core::health::ComponentHealth;
 use otterline_core::pdata::common::{any_value, AnyValue, KeyValue};
 use otterline_core::pdata::metrics::{metric, Metric, NumberDataPoint, Sum};
 use otterline_core::pdata::trace::Span;
 use otterline_core::Batch;
 
-/// The embedded default price table.
-pub const DEFAULT_PRICES: &str = include_str!("../../../pipelines/prices.yaml");
+use otterline_model::attrs::{attr, attr_f64, attr_str};
+
+pub use prices::{candidates, Price, PriceTable, DEFAULT_PRICES};
+pub use pricing::{llm_cost, model, tokens, Tokens};
 
 pub const ATTR_MODEL: &str = "otterline.cost.model";
 pub const ATTR_CATEGORY: &str = "otterline.cost.category";
 pub const ATTR_UNPRICED: &str = "otterline.cost.unpriced";
-
-/// One model's prices (USD per token).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Price {
-    /// The table entry this price came from.
-    pub name: String,
-    pub input: f64,
-    pub output: f64,
-    pub cache_read: Option<f64>,
-    pub cache_creation: Option<f64>,
-    pub reasoning: Option<f64>,
-}
-
-/// Model name → price, with aliases and regex patterns.
-#[derive(Debug, Default, Clone)]
-pub struct PriceTable {
-    exact: HashMap<String, Arc<Price>>,
-    patterns: Vec<(Regex, Arc<Price>)>,
-    pub as_of: Option<String>,
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    match v.get(key)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-impl PriceTable {
-    /// Parses a table: Otterline's format (`models:` map) or LiteLLM's (a flat map of
-    /// model → entry); YAML or JSON. Entries without input and output prices are ignored.
-    pub fn parse(name: &str, text: &str) -> Result<PriceTable, ConfigError> {
-        let root: Value = if name.ends_with(".json") {
-            serde_json::from_str(text)
-                .map_err(|e| ConfigError::plain(format!("{name}: invalid JSON price table: {e}")))?
-        } else {
-            let node = yaml::parse(name, text)?;
-            from_node(&node, "")?
-        };
-        let Value::Object(top) = &root else {
-            return Err(ConfigError::plain(format!("{name}: a price table is a map of model names to prices")));
-        };
-        let as_of = top.get("prices_as_of").and_then(|v| v.as_str()).map(str::to_string);
-        let models = match top.get("models") {
-            Some(Value::Object(m)) => m,
-            _ => top,
-        };
-        let mut t = PriceTable { as_of, ..Default::default() };
-        for (model, entry) in models {
-            if model == "sample_spec" || model == "prices_as_of" || !entry.is_object() {
-                continue;
-            }
-            let (Some(input), Some(output)) = (num(entry, "input_cost_per_token"), num(entry, "output_cost_per_token"))
-            else {
-                continue;
-            };
-            let price = Arc::new(Price {
-                name: model.clone(),
-                input,
-                output,
-                cache_read: num(entry, "cache_read_input_token_cost"),
-                cache_creation: num(entry, "cache_creation_input_token_cost"),
-                reasoning: num(entry, "output_cost_per_reasoning_token"),
-            });
-            t.exact.insert(model.to_lowercase(), price.clone());
-            if let Some(Value::Array(aliases)) = entry.get("aliases") {
-                for a in aliases.iter().filter_map(|a| a.as_str()) {
-                    t.exact.insert(a.to_lowercase(), price.clone());
-                }
-            }
-            if let Some(p) = entry.get("pattern").and_then(|p| p.as_str()) {
-                let re = Regex::new(p)
-                    .map_err(|e| ConfigError::plain(format!("{name}: model {model}: invalid pattern {p:?}: {e}")))?;
-                t.patterns.push((re, price));
-            }
-        }
-        Ok(t)
-    }
-
-    /// Adds (or replaces) every entry of `other`.
-    pub fn extend(&mut self, other: PriceTable) {
-        self.exact.extend(other.exact);
-        let mut patterns = other.patterns;
-        patterns.append(&mut self.patterns);
-        self.patterns = patterns;
-        if other.as_of.is_some() {
-            self.as_of = other.as_of;
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.exact.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty()
-    }
-
-    /// Finds a model's price: exact name, then normalised names (provider prefix and
-    /// dated or version suffixes removed), then patterns.
-    pub fn lookup(&self, model: &str) -> Option<Arc<Price>> {
-        let cands = candidates(model);
-        cands.iter().find_map(|c| self.exact.get(c)).cloned().or_else(|| {
-            cands.iter().find_map(|c| self.patterns.iter().find(|(re, _)| re.is_match(c)).map(|(_, p)| p.clone()))
-        })
-    }
-}
-
-/// Names to try for a model, most specific first.
-pub fn candidates(model: &str) -> Vec<String> {
-    let mut out = Vec::with_capacity(4);
-    let mut push = |s: String| {
-        if !s.is_empty() && !out.contains(&s) {
-            out.push(s);
-        }
-    };
-    let lower = model.trim().to_lowercase();
-    push(lower.clone());
-    // `openai/gpt-4o`, `vertex_ai/gemini-2.0-flash`, `bedrock/anthropic.claude-…`
-    let base = lower.rsplit('/').next().unwrap_or(&lower).to_string();
-    push(base.clone());
-    // Bedrock-style vendor prefixes: `anthropic.claude-…`, `meta.llama…`
-    let base = match base.split_once('.') {
-        Some((vendor, rest))
-            if ["anthropic", "meta", "amazon", "cohere", "mistral", "ai21", "us", "eu"].contains(&vendor) =>
-        {
-            let rest =
-                rest.split_once('.').filter(|_| vendor == "us" || vendor == "eu").map(|(_, r)| r).unwrap_or(rest);
-            rest.to_string()
-        }
-        _ => base,
-    };
-    push(base.clone());
-    push(strip_suffixes(&base));
-    out
-}
-
-/// Removes dated and version suffixes: `-2024-08-06`, `-20250514`, `@20240620`,
-/// `-v1:0`, `:0`, `-latest`.
-fn strip_suffixes(name: &str) -> String {
-    let mut s = name.to_string();
-    loop {
-        let before = s.len();
-        if let Some(i) = s.rfind(':') {
-            if s[i + 1..].chars().all(|c| c.is_ascii_digit()) {
-                s.truncate(i);
-            }
-        }
-        if let Some(i) = s.rfind("-v") {
-            if s[i + 2..].chars().all(|c| c.is_ascii_digit()) && i + 2 < s.len() {
-                s.truncate(i);
-            }
-        }
-        for sep in ['-', '@'] {
-            if let Some(i) = s.rfind(sep) {
-                let tail = &s[i + 1..];
-                let dated = (tail.len() == 8 && tail.chars().all(|c| c.is_ascii_digit())) || tail == "latest";
-                if dated {
-                    s.truncate(i);
-                }
-            }
-        }
-        // `-2024-08-06`
-        if s.len() > 11 {
-            let tail = &s[s.len() - 11..];
-            let b = tail.as_bytes();
-            if b[0] == b'-'
-                && b[5] == b'-'
-                && b[8] == b'-'
-                && tail[1..].replace('-', "").chars().all(|c| c.is_ascii_digit())
-            {
-                s.truncate(s.len() - 11);
-            }
-        }
-        if s.len() == before {
-            return s;
-        }
-    }
-}
-
-/// Token usage of one call.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Tokens {
-    pub input: i64,
-    pub output: i64,
-    pub cache_read: i64,
-    pub cache_creation: i64,
-    pub reasoning: i64,
-}
-
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs.iter().find(|kv| kv.key == key).and_then(value_of)
-}
-
-fn value_of(kv: &KeyValue) -> Option<&any_value::Value> {
-    kv.value.as_ref().and_then(|v| v.value.as_ref())
-}
-
-/// An integer attribute (ints, integral doubles, numeric strings).
-pub fn attr_i64(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    value_i64(attr(attrs, key)?)
-}
-
-fn value_i64(v: &any_value::Value) -> Option<i64> {
-    match v {
-        any_value::Value::IntValue(i) => Some(*i),
-        any_value::Value::DoubleValue(d) if d.fract() == 0.0 => Some(*d as i64),
-        any_value::Value::StringValue(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A numeric attribute as f64.
-pub fn attr_f64(attrs: &[KeyValue], key: &str) -> Option<f64> {
-    match attr(attrs, key)? {
-        any_value::Value::IntValue(i) => Some(*i as f64),
-        any_value::Value::DoubleValue(d) => Some(*d),
-        any_value::Value::StringValue(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match attr(attrs, key)? {
-        any_value::Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-/// Where a token-count attribute goes: the [`Tokens`] field (0 input, 1 output, 2 cache read,
-/// 3 cache creation, 4 reasoning) and its rank among the names for that field (0 = current
-/// semantic conventions, higher = legacy; the lowest rank present wins).
-fn token_slot(key: &str) -> Option<(usize, u8)> {
-    Some(match key {
-        "gen_ai.usage.input_tokens" => (0, 0),
-        "gen_ai.usage.prompt_tokens" => (0, 1),
-        "llm.usage.prompt_tokens" => (0, 2),
-        "gen_ai.usage.output_tokens" => (1, 0),
-        "gen_ai.usage.completion_tokens" => (1, 1),
-        "llm.usage.completion_tokens" => (1, 2),
-        "gen_ai.usage.cache_read.input_tokens" => (2, 0),
-        "gen_ai.usage.cache_read_input_tokens" => (2, 1),
-        "gen_ai.usage.cache_creation.input_tokens" => (3, 0),
-        "gen_ai.usage.cache_creation_input_tokens" => (3, 1),
-        "gen_ai.usage.reasoning.output_tokens" => (4, 0),
-        "gen_ai.usage.reasoning_tokens" => (4, 1),
-        _ => return None,
-    })
-}
-
-/// Token usage from current and legacy attribute names; `None` when the span has neither an
-/// input nor an output count. One pass over the attributes: this runs for every span.
-pub fn tokens(attrs: &[KeyValue]) -> Option<Tokens> {
-    let mut best: [Option<(u8, i64)>; 5] = [None; 5];
-    for kv in attrs {
-        let Some((slot, rank)) = token_slot(&kv.key) else { continue };
-        if best[slot].is_some_and(|(r, _)| r <= rank) {
-            continue;
-        }
-        if let Some(n) = value_of(kv).and_then(value_i64) {
-            best[slot] = Some((rank, n));
-        }
-    }
-    if best[0].is_none() && best[1].is_none() {
-        return None;
-    }
-    let get = |i: usize| best[i].map_or(0, |(_, n)| n);
-    Some(Tokens { input: get(0), output: get(1), cache_read: get(2), cache_creation: get(3), reasoning: get(4) })
-}
-
-/// The model a span used: the response model, else the request model (empty values are
-/// skipped). One pass over the attributes.
-pub fn model(attrs: &[KeyValue]) -> Option<&str> {
-    let mut best: Option<(u8, &str)> = None;
-    for kv in attrs {
-        let rank = match kv.key.as_str() {
-            "gen_ai.response.model" => 0,
-            "gen_ai.request.model" => 1,
-            "llm.response.model" => 2,
-            "llm.request.model" => 3,
-            _ => continue,
-        };
-        if best.is_some_and(|(r, _)| r <= rank) {
-            continue;
-        }
-        if let Some(any_value::Value::StringValue(m)) = value_of(kv) {
-            if !m.is_empty() {
-                best = Some((rank, m));
-            }
-        }
-    }
-    best.map(|(_, m)| m)
-}
-
-/// The USD cost of a call.
-pub fn llm_cost(p: &Price, t: &Tokens) -> f64 {
-    let cache_read = t.cache_read.max(0) as f64;
-    let cache_creation = t.cache_creation.max(0) as f64;
-    let uncached = (t.input - t.cache_read - t.cache_creation).max(0) as f64;
-    let (plain_output, reasoning) = match p.reasoning {
-        Some(_) => ((t.output - t.reasoning).max(0) as f64, t.reasoning.clamp(0, t.output.max(0)) as f64),
-        None => (t.output.max(0) as f64, 0.0),
-    };
-    uncached * p.input
-        + cache_read * p.cache_read.unwrap_or(p.input)
-        + cache_creation * p.cache_creation.unwrap_or(p.input)
-        + plain_output * p.output
-        + reasoning * p.reasoning.unwrap_or(p.output)
-}
 
 /// `cost.rules[]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -698,6 +392,7 @@ impl Processor for CostProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otterline_core::config::yaml;
     use otterline_core::config::Mark;
     use otterline_core::pdata::trace::{ResourceSpans, ScopeSpans};
     use otterline_core::pdata::ExportTraceServiceRequest;
