@@ -7,6 +7,7 @@
 mod common;
 
 mod alerting;
+mod architecture;
 // `otterline query | report | budget check | compare` exist only with the analytics feature.
 #[cfg(feature = "analytics")]
 mod analytics;

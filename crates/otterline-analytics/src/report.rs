@@ -11,6 +11,9 @@
 //! for the metric. Forecasts extend the daily line over the next period; the interval sums
 //! the daily 95 % prediction bounds (conservative). Insights are the sentences a reader
 //! should not miss, most important first.
+//!
+//! Why one file of this size: every report kind shares the period, trend and insight
+//! helpers above the renderers, and the kinds differ only in their SQL and their sentences.
 
 use std::collections::BTreeMap;
 

@@ -1,9 +1,15 @@
 //! Builders for OTLP data points and metrics, so derived metrics are shaped one way.
 
-use otterline_core::pdata::common::KeyValue;
+use otterline_core::pdata::common::{InstrumentationScope, KeyValue};
 use otterline_core::pdata::metrics::{
     metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint, Sum,
 };
+
+/// The instrumentation scope of what an Otterline component derives (named from
+/// [`crate::names::scope`]), with Otterline's version.
+pub fn scope(name: &str) -> InstrumentationScope {
+    InstrumentationScope { name: name.into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }
+}
 
 /// A number data point over `[start, end]` (Unix ns; `start` 0 for gauges without one).
 pub fn point(start: u64, end: u64, value: number_data_point::Value, attributes: Vec<KeyValue>) -> NumberDataPoint {

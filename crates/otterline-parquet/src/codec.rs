@@ -5,6 +5,9 @@
 //! Arrays are built column by column from the rows (no row-at-a-time builders):
 //! nested values (attribute maps, events, links, buckets) are flattened into one
 //! child array plus offsets, recursively.
+//!
+//! Why one file of this size: the schema and both directions of the mapping must change
+//! together, column by column, and archive v2 replaces this file as a whole.
 
 use std::borrow::Borrow;
 use std::sync::{Arc, OnceLock};

@@ -26,7 +26,7 @@ use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::config::ConfigError;
 use otterline_core::health::ComponentHealth;
-use otterline_core::pdata::common::{any_value, InstrumentationScope, KeyValue};
+use otterline_core::pdata::common::{any_value, KeyValue};
 use otterline_core::pdata::metrics::{
     metric, number_data_point, summary_data_point::ValueAtQuantile, AggregationTemporality, Gauge, Histogram,
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
@@ -447,11 +447,7 @@ impl AggregateProcessor {
                     ..Default::default()
                 }),
                 scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: scope::AGGREGATE.into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
+                    scope: Some(otterline_model::otlp::scope(scope::AGGREGATE)),
                     metrics: metrics_for(&list, start, end, secs),
                     schema_url: String::new(),
                 }],

@@ -36,7 +36,7 @@ use serde::Deserialize;
 
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::config::ConfigError;
-use otterline_core::pdata::common::{InstrumentationScope, KeyValue};
+use otterline_core::pdata::common::KeyValue;
 use otterline_core::pdata::metrics::{Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
 use otterline_core::pdata::{service_name, ExportMetricsServiceRequest};
 use otterline_core::Batch;
@@ -347,11 +347,7 @@ impl HealthProcessor {
             resource_metrics: vec![ResourceMetrics {
                 resource: Some(Default::default()),
                 scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: names::scope::HEALTH.into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
+                    scope: Some(otterline_model::otlp::scope(names::scope::HEALTH)),
                     metrics,
                     schema_url: String::new(),
                 }],

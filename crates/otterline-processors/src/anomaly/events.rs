@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use otterline_core::pdata::common::InstrumentationScope;
 use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
 use otterline_core::pdata::resource::Resource;
 use otterline_core::pdata::ExportLogsServiceRequest;
@@ -111,11 +110,7 @@ pub(super) fn events_batch(events: Vec<LogRecord>) -> Batch {
                     ..Default::default()
                 }),
                 scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: names::scope::ANOMALY.into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
+                    scope: Some(otterline_model::otlp::scope(names::scope::ANOMALY)),
                     log_records,
                     schema_url: String::new(),
                 }],
