@@ -672,7 +672,7 @@ pub fn decode_any_value(text: &str) -> Result<AnyValue, JsonError> {
     any_value(&value)
 }
 
-/// Parses what [`encode_entity_refs`] wrote.
+/// Parses what [`super::encode_entity_refs`] wrote.
 pub fn decode_entity_refs(text: &str) -> Result<Vec<EntityRef>, JsonError> {
     let value: Value = serde_json::from_str(text).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
     Ok(resource(&value)?.entity_refs)

@@ -562,7 +562,6 @@ fn enc_exemplar(e: &Exemplar, out: &mut String) {
 }
 
 /// One `AnyValue` as OTLP/JSON (used where a nested value must fit in one text column).
-
 pub fn encode_any_value(v: &AnyValue) -> String {
     let mut out = String::new();
     enc_any_value(v, &mut out);
