@@ -75,6 +75,14 @@ enum Command {
     /// A/B comparison of two variants of an attribute (duration, cost, tokens or quality).
     #[cfg(feature = "analytics")]
     Compare(analytics_cli::CompareArgs),
+    /// `query`, `report`, `budget` and `compare` in a binary built without them: an error
+    /// that says how to build them, instead of "unrecognized subcommand".
+    #[cfg(not(feature = "analytics"))]
+    #[command(name = "query", hide = true, disable_help_flag = true, aliases = ["report", "budget", "compare"])]
+    Analytics {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -145,6 +153,15 @@ fn main() -> ExitCode {
         Command::Budget { command } => analytics_cli::budget(&command),
         #[cfg(feature = "analytics")]
         Command::Compare(args) => analytics_cli::compare(&args),
+        #[cfg(not(feature = "analytics"))]
+        Command::Analytics { .. } => {
+            eprintln!(
+                "otterline: this binary was built without the archive analytics commands (query, report, budget, \
+                 compare; they bring DataFusion). Build them in with `cargo build --release --features analytics` \
+                 (or `--profile dist --features analytics`) and run target/<profile>/otterline."
+            );
+            ExitCode::from(2)
+        }
     }
 }
 

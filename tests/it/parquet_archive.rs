@@ -80,27 +80,8 @@ fn python_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn replay(config: &str, dir: &std::path::Path, extra: &[&str]) -> Output {
-    let cfg = dir.join("replay.yaml");
-    std::fs::write(&cfg, config).unwrap();
-    Command::new(BIN)
-        .arg("replay")
-        .arg("--archive")
-        .arg(dir.join("archive"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
 fn replay_to_json(dir: &std::path::Path, out: &str, extra: &[&str]) -> Output {
-    let config = format!(
-        "exporters:\n  json: {{path: \"{}\"}}\nservice:\n  pipelines:\n    all: {{exporters: [json]}}\n",
-        dir.join(out).display()
-    );
-    replay(&config, dir, extra)
+    common::replay_to_json(&dir.join("archive"), &dir.join(out), extra)
 }
 
 /// Every item as its own one-item batch in OTLP/JSON, sorted: a normal form that ignores

@@ -3,9 +3,17 @@
 //! `verbosity: basic` (default) prints one line per batch: signal, resources,
 //! items. `normal` adds one line per item (span, data point group, log record).
 //! `detailed` prints each batch as OTLP/JSON.
+//!
+//! Sampling, with the Collector's keys and zap's rule: in each second, the first
+//! `sampling_initial` batches (default 2) are printed, then every `sampling_thereafter`-th
+//! (default 1: all of them; 0: none until the next second). One count per exporter, across
+//! signals. The first line printed after skipped batches says how many batches and items
+//! were not shown, so nothing passes unaccounted. The embedded default pipeline uses
+//! `sampling_initial: 1, sampling_thereafter: 0`: at most one line per second under any load.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -24,10 +32,58 @@ pub enum Verbosity {
     Detailed,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DebugConfig {
     pub verbosity: Verbosity,
+    /// Batches printed in each second before sampling starts.
+    pub sampling_initial: u64,
+    /// After those, every this-many-th batch in the second is printed (1: all, 0: none).
+    pub sampling_thereafter: u64,
+}
+
+impl Default for DebugConfig {
+    fn default() -> Self {
+        DebugConfig { verbosity: Verbosity::Basic, sampling_initial: 2, sampling_thereafter: 1 }
+    }
+}
+
+/// Which batches get printed: counts per one-second tick (zap's sampler, as the Collector's
+/// `debug` exporter uses it), and what was skipped since the last printed line.
+#[derive(Debug)]
+struct Sampler {
+    initial: u64,
+    thereafter: u64,
+    tick: Option<Instant>,
+    seen: u64,
+    skipped_batches: u64,
+    skipped_items: u64,
+}
+
+impl Sampler {
+    const TICK: Duration = Duration::from_secs(1);
+
+    fn new(initial: u64, thereafter: u64) -> Sampler {
+        Sampler { initial, thereafter, tick: None, seen: 0, skipped_batches: 0, skipped_items: 0 }
+    }
+
+    /// Whether to print a batch of `items` arriving at `now`; when printing, the batches and
+    /// items skipped since the last printed one.
+    fn admit(&mut self, now: Instant, items: u64) -> Option<(u64, u64)> {
+        if self.tick.is_none_or(|t| now.duration_since(t) >= Self::TICK) {
+            self.tick = Some(now);
+            self.seen = 0;
+        }
+        self.seen += 1;
+        let n = self.seen;
+        let print = n <= self.initial || (self.thereafter > 0 && (n - self.initial).is_multiple_of(self.thereafter));
+        if !print {
+            self.skipped_batches += 1;
+            self.skipped_items += items;
+            return None;
+        }
+        Some((std::mem::take(&mut self.skipped_batches), std::mem::take(&mut self.skipped_items)))
+    }
 }
 
 pub struct DebugExporterFactory;
@@ -44,13 +100,19 @@ impl ExporterFactory for DebugExporterFactory {
     }
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Exporter>, ConfigError> {
         let cfg: DebugConfig = ctx.parse()?;
-        Ok(Box::new(DebugExporter { name: ctx.id.to_string(), verbosity: cfg.verbosity, buf: String::new() }))
+        Ok(Box::new(DebugExporter {
+            name: ctx.id.to_string(),
+            verbosity: cfg.verbosity,
+            sampler: Sampler::new(cfg.sampling_initial, cfg.sampling_thereafter),
+            buf: String::new(),
+        }))
     }
 }
 
 struct DebugExporter {
     name: String,
     verbosity: Verbosity,
+    sampler: Sampler,
     buf: String,
 }
 
@@ -131,7 +193,17 @@ fn hex(b: &[u8]) -> String {
 #[async_trait]
 impl Exporter for DebugExporter {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        let Some((skipped, skipped_items)) = self.sampler.admit(Instant::now(), batch.item_count() as u64) else {
+            return Ok(());
+        };
         self.buf.clear();
+        if skipped > 0 {
+            let _ = writeln!(
+                self.buf,
+                "otterline {}: {skipped} batch(es) with {skipped_items} item(s) not shown (sampling)",
+                self.name
+            );
+        }
         render(&self.name, self.verbosity, batch, &mut self.buf);
         // One write per batch keeps lines from different batches apart.
         let _ = std::io::stderr().lock().write_all(self.buf.as_bytes());
@@ -175,6 +247,24 @@ mod tests {
         let mut out = String::new();
         render("debug", Verbosity::Normal, &batch(), &mut out);
         assert!(out.contains("span service=- name=\"chat\" trace_id=01010101010101010101010101010101 span_id=0202020202020202 duration=2.500ms"), "{out}");
+    }
+
+    #[test]
+    fn sampling_follows_the_collector_keys_per_second() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // initial 2, thereafter 3: batches 1, 2, 5, 8 … of each second.
+        let mut s = Sampler::new(2, 3);
+        let printed: Vec<u64> = (1..=9).filter(|i| s.admit(at(*i), 10).is_some()).collect();
+        assert_eq!(printed, [1, 2, 5, 8]);
+        // A new second starts over, and says what the last one skipped (batch 9).
+        assert_eq!(s.admit(at(1500), 10), Some((1, 10)));
+        // thereafter 0: one line per second, whatever the load; 1: everything.
+        let mut one = Sampler::new(1, 0);
+        assert_eq!((0..1000).filter(|i| one.admit(at(*i / 2), 1).is_some()).count(), 1);
+        assert_eq!(one.admit(at(1000), 1), Some((999, 999)));
+        let mut all = Sampler::new(2, 1);
+        assert!((0..100).all(|i| all.admit(at(i), 1) == Some((0, 0))));
     }
 
     #[test]

@@ -371,3 +371,24 @@ pub fn string_bodies(logs: &[LogRecord]) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Replays the Parquet archive at `archive` into OTLP/JSON files under `out/<signal>/`
+/// (`otterline replay`, its config written beside `out`), with `extra` arguments.
+pub fn replay_to_json(archive: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let config = format!(
+        "exporters:\n  json: {{path: \"{}\"}}\nservice:\n  pipelines:\n    all: {{exporters: [json]}}\n",
+        out.display()
+    );
+    let cfg = out.with_extension("replay.yaml");
+    std::fs::write(&cfg, config).expect("write the replay config");
+    Command::new(BIN)
+        .arg("replay")
+        .arg("--archive")
+        .arg(archive)
+        .arg("--config")
+        .arg(&cfg)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run otterline replay")
+}
