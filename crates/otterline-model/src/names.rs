@@ -40,6 +40,18 @@ pub mod metric {
     pub const HEALTH_SUBSCORE: &str = "otterline.health.subscore";
 }
 
+/// Attributes the `cost` processor writes on spans, and its derived metric.
+pub mod cost {
+    /// The price-table entry a span was priced with.
+    pub const MODEL: &str = "otterline.cost.model";
+    /// The category of a rule-priced call (api, compute, storage, …).
+    pub const CATEGORY: &str = "otterline.cost.category";
+    /// `true` on a span with token usage whose model has no price.
+    pub const UNPRICED: &str = "otterline.cost.unpriced";
+    /// USD of `gen_ai.client.token.usage` histograms, as a sum.
+    pub const TOKEN_COST_METRIC: &str = "otterline.token.cost";
+}
+
 /// Instrumentation scopes of what Otterline derives.
 pub mod scope {
     pub const AGGREGATE: &str = "otterline.aggregate";

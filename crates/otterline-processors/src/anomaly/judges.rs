@@ -9,6 +9,7 @@ use otterline_core::pdata::common::KeyValue;
 use otterline_core::pdata::logs::LogRecord;
 use otterline_core::pdata::metrics::{metric, Metric};
 use otterline_model::event::Kind;
+use otterline_model::names;
 use otterline_model::otlp::number;
 
 use super::config::ThroughputConfig;
@@ -234,7 +235,11 @@ impl AnomalyProcessor {
                 let mut any = false;
                 for ((_, _), (f, info)) in frames.range((end, String::new())..).take_while(|((e, _), _)| *e == end) {
                     let dim = |k: &str| info.dims.iter().find(|(dk, _)| dk == k).map(|(_, v)| v.as_str());
-                    if !b.scope.matches(&info.service, dim("gen_ai.operation.name"), dim("gen_ai.request.model")) {
+                    if !b.scope.matches(
+                        &info.service,
+                        dim(names::attr::GEN_AI_OPERATION_NAME),
+                        dim(names::attr::GEN_AI_REQUEST_MODEL),
+                    ) {
                         continue;
                     }
                     any = true;
@@ -266,11 +271,11 @@ impl AnomalyProcessor {
                 let info = Arc::new(SeriesInfo {
                     service: b.scope.service.clone().unwrap_or_default(),
                     dims: vec![
-                        ("otterline.budget.name".into(), b.name.clone()),
-                        ("otterline.budget.metric".into(), b.metric.as_str().into()),
-                        ("otterline.budget.scope".into(), b.scope.describe()),
+                        (names::budget::NAME.into(), b.name.clone()),
+                        (names::budget::METRIC.into(), b.metric.as_str().into()),
+                        (names::budget::SCOPE.into(), b.scope.describe()),
                         (
-                            "otterline.budget.mode".into(),
+                            names::budget::MODE.into(),
                             if b.mode == Mode::Strict { "strict".into() } else { "warn".into() },
                         ),
                     ],

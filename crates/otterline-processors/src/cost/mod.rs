@@ -38,13 +38,14 @@ use otterline_core::pdata::trace::Span;
 use otterline_core::Batch;
 
 use otterline_model::attrs::{attr, attr_f64, attr_str};
+use otterline_model::names;
 
 pub use prices::{candidates, Price, PriceTable, DEFAULT_PRICES};
 pub use pricing::{llm_cost, model, tokens, Tokens};
 
-pub const ATTR_MODEL: &str = "otterline.cost.model";
-pub const ATTR_CATEGORY: &str = "otterline.cost.category";
-pub const ATTR_UNPRICED: &str = "otterline.cost.unpriced";
+pub const ATTR_MODEL: &str = names::cost::MODEL;
+pub const ATTR_CATEGORY: &str = names::cost::CATEGORY;
+pub const ATTR_UNPRICED: &str = names::cost::UNPRICED;
 
 /// `cost.rules[]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,7 +137,7 @@ impl Default for CostConfig {
         CostConfig {
             price_table: None,
             use_default_prices: true,
-            attribute: "gen_ai.usage.cost".into(),
+            attribute: names::attr::GEN_AI_USAGE_COST.into(),
             rules: Vec::new(),
         }
     }
@@ -306,7 +307,7 @@ impl CostProcessor {
     fn price_metrics(&mut self, metrics: &mut Vec<Metric>) {
         let mut derived = Vec::new();
         for m in metrics.iter() {
-            if m.name != "gen_ai.client.token.usage" {
+            if m.name != names::metric::GEN_AI_TOKEN_USAGE {
                 continue;
             }
             let Some(metric::Data::Histogram(h)) = &m.data else { continue };
@@ -315,7 +316,7 @@ impl CostProcessor {
                 let Some(sum) = p.sum else { continue };
                 let Some(model) = model(&p.attributes).map(str::to_string) else { continue };
                 let Some(price) = self.price(&model) else { continue };
-                let per_token = match attr_str(&p.attributes, "gen_ai.token.type") {
+                let per_token = match attr_str(&p.attributes, names::attr::GEN_AI_TOKEN_TYPE) {
                     Some("input") => price.input,
                     Some("output") => price.output,
                     _ => continue,
@@ -332,7 +333,7 @@ impl CostProcessor {
             }
             if !points.is_empty() {
                 derived.push(Metric {
-                    name: "otterline.token.cost".into(),
+                    name: names::cost::TOKEN_COST_METRIC.into(),
                     description: "USD cost of the tokens in gen_ai.client.token.usage".into(),
                     unit: "USD".into(),
                     data: Some(metric::Data::Sum(Sum {
