@@ -4,21 +4,25 @@
 use otterline_core::pdata::common::{any_value, AnyValue, KeyValue};
 
 /// The value of `key` (the first occurrence), if it has one.
+#[inline]
 pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     attrs.iter().find(|kv| kv.key == key).and_then(value_of)
 }
 
 /// The value a `KeyValue` carries, if any.
+#[inline]
 pub fn value_of(kv: &KeyValue) -> Option<&any_value::Value> {
     kv.value.as_ref().and_then(|v| v.value.as_ref())
 }
 
 /// An integer attribute (ints, integral doubles, numeric strings).
+#[inline]
 pub fn attr_i64(attrs: &[KeyValue], key: &str) -> Option<i64> {
     value_i64(attr(attrs, key)?)
 }
 
 /// An integer value (ints, integral doubles, numeric strings).
+#[inline]
 pub fn value_i64(v: &any_value::Value) -> Option<i64> {
     match v {
         any_value::Value::IntValue(i) => Some(*i),
@@ -29,6 +33,7 @@ pub fn value_i64(v: &any_value::Value) -> Option<i64> {
 }
 
 /// A numeric attribute as f64 (ints, doubles, numeric strings).
+#[inline]
 pub fn attr_f64(attrs: &[KeyValue], key: &str) -> Option<f64> {
     match attr(attrs, key)? {
         any_value::Value::IntValue(i) => Some(*i as f64),
@@ -39,6 +44,7 @@ pub fn attr_f64(attrs: &[KeyValue], key: &str) -> Option<f64> {
 }
 
 /// A string attribute (only string values).
+#[inline]
 pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     match attr(attrs, key)? {
         any_value::Value::StringValue(s) => Some(s),
@@ -48,6 +54,7 @@ pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
 
 /// A scalar attribute as text (strings as they are, numbers and booleans printed); empty
 /// when absent or not a scalar.
+#[inline]
 pub fn attr_text(attrs: &[KeyValue], key: &str) -> String {
     match attr(attrs, key) {
         Some(any_value::Value::StringValue(v)) => v.clone(),
@@ -59,26 +66,31 @@ pub fn attr_text(attrs: &[KeyValue], key: &str) -> String {
 }
 
 /// An attribute with any value.
+#[inline]
 pub fn kv(key: impl Into<String>, value: any_value::Value) -> KeyValue {
     KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
 }
 
 /// A string attribute.
+#[inline]
 pub fn kv_str(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
     kv(key, any_value::Value::StringValue(value.into()))
 }
 
 /// An integer attribute.
+#[inline]
 pub fn kv_i64(key: impl Into<String>, value: i64) -> KeyValue {
     kv(key, any_value::Value::IntValue(value))
 }
 
 /// A double attribute.
+#[inline]
 pub fn kv_f64(key: impl Into<String>, value: f64) -> KeyValue {
     kv(key, any_value::Value::DoubleValue(value))
 }
 
 /// A boolean attribute.
+#[inline]
 pub fn kv_bool(key: impl Into<String>, value: bool) -> KeyValue {
     kv(key, any_value::Value::BoolValue(value))
 }

@@ -62,6 +62,7 @@ pub fn sum(
 }
 
 /// A number data point's value as f64, if it has one.
+#[inline]
 pub fn number(p: &NumberDataPoint) -> Option<f64> {
     match p.value {
         Some(number_data_point::Value::AsDouble(d)) => Some(d),
