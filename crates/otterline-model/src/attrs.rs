@@ -56,7 +56,13 @@ pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
 /// when absent or not a scalar.
 #[inline]
 pub fn attr_text(attrs: &[KeyValue], key: &str) -> String {
-    match attr(attrs, key) {
+    scalar_text(attr(attrs, key))
+}
+
+/// A scalar value as text, as [`attr_text`] prints it; empty for none or a non-scalar.
+#[inline]
+pub fn scalar_text(v: Option<&any_value::Value>) -> String {
+    match v {
         Some(any_value::Value::StringValue(v)) => v.clone(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),

@@ -9,7 +9,7 @@
 use otterline_core::pdata::common::{any_value, AnyValue, KeyValue};
 use otterline_core::pdata::logs::LogRecord;
 
-use crate::attrs::{attr_f64, attr_i64, attr_text, kv_f64, kv_i64, kv_str};
+use crate::attrs::{attr_f64, attr_i64, attr_text, kv_f64, kv_i64, kv_str, scalar_text, value_of};
 use crate::names::{self, anomaly as a};
 
 /// How bad an episode is; ordered from least to most severe.
@@ -253,7 +253,7 @@ impl AnomalyEvent {
         let dims = at
             .iter()
             .filter(|kv| !kv.key.starts_with(a::PREFIX) && kv.key != names::attr::SERVICE_NAME)
-            .map(|kv| (kv.key.clone(), attr_text(std::slice::from_ref(kv), &kv.key)))
+            .map(|kv| (kv.key.clone(), scalar_text(value_of(kv))))
             .collect();
         Some(AnomalyEvent {
             resolved: r.event_name == names::event::ANOMALY_RESOLVED,

@@ -409,10 +409,7 @@ impl AnomalyProcessor {
             ..self.policy
         };
         for (attrs, t, reading) in points {
-            let dims: Vec<(String, String)> = attrs
-                .iter()
-                .map(|kv| (kv.key.clone(), value_of(&kv.value.as_ref().and_then(|v| v.value.clone()))))
-                .collect();
+            let dims: Vec<(String, String)> = attrs.iter().map(|kv| (kv.key.clone(), value_of(kv))).collect();
             let key = format!("{}\u{1f}{service}\u{1f}{dims:?}", metric.name);
             let st = self.states.entry((key.clone(), Kind::Metric)).or_default();
             if t != 0 && t <= st.last_window {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use otterline_core::component::{BuildContext, Processor, ProcessorFactory};
 use otterline_core::config::ConfigError;
 use otterline_core::health::ComponentHealth;
-use otterline_core::pdata::common::any_value;
+use otterline_core::pdata::common::KeyValue;
 use otterline_core::Batch;
 use otterline_model::aggregate::{self, Role};
 
@@ -138,8 +138,9 @@ pub struct AnomalyProcessor {
     periods: HashMap<String, (u64, otterline_model::budget::Totals)>,
 }
 
-fn value_of(v: &Option<any_value::Value>) -> String {
-    v.as_ref().map(otterline_core::pdata::value_text).unwrap_or_default()
+/// A point attribute's value as text (no copy of the value).
+fn value_of(kv: &KeyValue) -> String {
+    otterline_model::attrs::value_of(kv).map(otterline_core::pdata::value_text).unwrap_or_default()
 }
 
 /// The `metric` of events about the `aggregate` family's series.
@@ -287,7 +288,7 @@ impl Processor for AnomalyProcessor {
                             .attributes
                             .iter()
                             .filter(|kv| aggregate::is_dimension(&kv.key))
-                            .map(|kv| (kv.key.clone(), value_of(&kv.value.as_ref().and_then(|v| v.value.clone()))))
+                            .map(|kv| (kv.key.clone(), value_of(kv)))
                             .collect();
                         let key = format!("{service}\u{1f}{dims:?}");
                         let info = self.info(&key, &service, &dims, OPERATION_METRIC);
@@ -355,7 +356,7 @@ impl Processor for AnomalyProcessor {
 mod tests {
     use super::*;
     use crate::aggregate::{AggregateConfig, AggregateProcessor};
-    use otterline_core::pdata::common::{AnyValue, KeyValue};
+    use otterline_core::pdata::common::{any_value, AnyValue};
     use otterline_core::pdata::logs::LogRecord;
     use otterline_core::pdata::metrics::{metric, number_data_point, Metric};
     use otterline_core::pdata::resource::Resource;
@@ -473,11 +474,7 @@ mod tests {
     }
 
     fn attr_s(r: &LogRecord, k: &str) -> String {
-        r.attributes
-            .iter()
-            .find(|kv| kv.key == k)
-            .map(|kv| value_of(&kv.value.as_ref().and_then(|v| v.value.clone())))
-            .unwrap_or_default()
+        r.attributes.iter().find(|kv| kv.key == k).map(value_of).unwrap_or_default()
     }
 
     fn plan(steady: usize, bad: Traffic, bad_windows: usize, after: usize) -> Vec<Traffic> {
