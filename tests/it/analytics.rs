@@ -364,9 +364,7 @@ print(json.dumps({'t':t.statistic,'df':t.df,'p':t.pvalue,'u':m.statistic,'mw_p':
 }
 
 fn durations(version: &str) -> Vec<f64> {
-    let sql = format!(
-        "SELECT duration_ms FROM spans WHERE get_field(resource_attributes['deployment.version'], 'string') = '{version}'"
-    );
+    let sql = format!("SELECT duration_ms FROM spans WHERE resource_attributes['deployment.version'] = '{version}'");
     let rows = ok_json(&["query", "--archive", &dir(), "--format", "json", &sql]);
     rows.as_array().unwrap().iter().map(|r| r["duration_ms"].as_f64().unwrap()).collect()
 }

@@ -95,7 +95,7 @@ def cmd_schema(args):
             n += 1
             schema = pq.read_schema(f)
             meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
-            if meta.get("otterline.schema.version") != "1" or meta.get("otterline.signal") != sig:
+            if meta.get("otterline.schema.version") != "2" or meta.get("otterline.signal") != sig:
                 sys.exit(f"{f}: metadata {meta}")
             got = [(fld.name, with_aliases(canonical(fld.type), aliases), fld.nullable) for fld in schema]
             if got != cols:
@@ -121,8 +121,8 @@ def cmd_duckdb(args):
         "output_tokens_per_model": {
             m: int(v) for m, v in q(f"SELECT gen_ai_request_model, sum(gen_ai_usage_output_tokens) FROM {t} WHERE gen_ai_request_model IS NOT NULL GROUP BY 1")
         },
-        "spans_per_user_7": q(f"SELECT count(*) FROM {t} WHERE attributes['user.id'].string = 'user-7'")[0][0],
-        "temperature_by_key": (q(f"SELECT DISTINCT attributes['gen_ai.request.temperature'].double FROM {t} WHERE attributes['gen_ai.request.temperature'].type = 'double'") or [[None]])[0][0],
+        "spans_per_user_7": q(f"SELECT count(*) FROM {t} WHERE attributes['user.id'] = 'user-7'")[0][0],
+        "temperature_by_key": (q(f"SELECT DISTINCT CAST(attributes['gen_ai.request.temperature'] AS DOUBLE) FROM {t} WHERE attributes['gen_ai.request.temperature'] IS NOT NULL") or [[None]])[0][0],
         "partitions": sorted({f"{d}/{h}" for d, h in q(f"SELECT DISTINCT CAST(date AS VARCHAR), hour FROM {t}")}),
     }
     print(json.dumps(out, sort_keys=True))

@@ -109,10 +109,7 @@ pub struct Comparison {
 
 async fn values(archive: &Archive, opts: &Options, variant: &str) -> Result<Vec<f64>, AnalyticsError> {
     let key = sql_string(&opts.by);
-    let variant_of = format!(
-        "COALESCE(get_field(attributes[{key}], 'string'), CAST(get_field(attributes[{key}], 'int') AS VARCHAR), \
-         get_field(resource_attributes[{key}], 'string'), CAST(get_field(resource_attributes[{key}], 'int') AS VARCHAR))"
-    );
+    let variant_of = format!("COALESCE(attributes[{key}], resource_attributes[{key}])");
     let sql = format!(
         "SELECT CAST({m} AS DOUBLE) AS v FROM spans WHERE {variant_of} = {} AND {m} IS NOT NULL",
         sql_string(variant),

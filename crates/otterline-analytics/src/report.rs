@@ -128,7 +128,7 @@ fn dim_expr(d: &str) -> String {
         "model" | "gen_ai_request_model" => "gen_ai_request_model".to_string(),
         "operation" | "gen_ai_operation_name" => "gen_ai_operation_name".to_string(),
         "name" | "span" => "name".to_string(),
-        other => format!("get_field(attributes[{}], 'string')", crate::sql_string(other)),
+        other => format!("attributes[{}]", crate::sql_string(other)),
     };
     format!("COALESCE({e}, '(none)')")
 }
@@ -682,7 +682,7 @@ async fn score(
 
 async fn errors(archive: &Archive, key: &str, by: &str, r: &mut Report) -> Result<(), AnalyticsError> {
     r.title = "Errors".into();
-    let category = "COALESCE(get_field(attributes['error.type'], 'string'), status_message, 'unknown')";
+    let category = "COALESCE(attributes['error.type'], status_message, 'unknown')";
     let cats = rows(
         archive,
         &format!(

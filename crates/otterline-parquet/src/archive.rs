@@ -21,7 +21,7 @@ use parquet::file::statistics::Statistics;
 
 use otterline_core::{Signal, SignalSet};
 
-use crate::codec::{self, META_SIGNAL, META_VERSION, SCHEMA_VERSION};
+use crate::codec::{self, Version, META_SIGNAL, META_VERSION};
 use crate::rows::{MetricPoint, Row, Rows};
 
 /// One checked archive file.
@@ -29,6 +29,8 @@ use crate::rows::{MetricPoint, Row, Rows};
 pub struct ArchiveFile {
     pub path: PathBuf,
     pub signal: Signal,
+    /// Archive schema version (from the file's metadata).
+    pub version: Version,
     pub rows: u64,
     pub bytes: u64,
     /// Smallest and largest item timestamp (Unix ns), from the column statistics.
@@ -100,11 +102,11 @@ pub fn inspect(path: &Path) -> Result<ArchiveFile, String> {
     let Some(version) = get(META_VERSION) else {
         return Err("foreign Parquet file: no otterline.schema.version metadata (not written by Otterline)".into());
     };
-    if version != SCHEMA_VERSION {
+    let Some(version) = Version::parse(&version) else {
         return Err(format!(
-            "unsupported archive schema version {version} (this Otterline reads version {SCHEMA_VERSION})"
+            "unsupported archive schema version {version} (this Otterline reads versions 1 and 2; a newer Otterline wrote it)"
         ));
-    }
+    };
     let signal =
         get(META_SIGNAL).as_deref().and_then(Signal::parse).ok_or("missing or unknown otterline.signal metadata")?;
     let time_col = if signal == Signal::Traces { "start_time" } else { "time" };
@@ -134,6 +136,7 @@ pub fn inspect(path: &Path) -> Result<ArchiveFile, String> {
     Ok(ArchiveFile {
         path: path.to_path_buf(),
         signal,
+        version,
         rows: meta.file_metadata().num_rows().max(0) as u64,
         bytes,
         min_ts,

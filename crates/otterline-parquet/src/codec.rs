@@ -1,13 +1,20 @@
-//! The archive's Arrow schema (version [`SCHEMA_VERSION`], documented in
-//! `docs/parquet-schema.md`) and the conversion between [`Rows`] and Arrow
-//! record batches, both ways.
+//! The archive's Arrow schema, versions 1 and 2 (documented in `docs/parquet-schema.md`),
+//! and the conversion between [`Rows`] and Arrow record batches, both ways.
+//!
+//! The two versions differ only in how an OTLP `AnyValue` is stored (attribute values,
+//! log bodies). Version 1: a struct of six typed leaves per value. Version 2: the value
+//! as text (`MAP<STRING, STRING>` for attribute maps, so `attributes['user.id']` works
+//! as is and numbers need one cast), plus a sibling `<column>_types` string with one type
+//! letter per entry ([`TYPE_CHARS`]), NULL when every entry is a string: the common
+//! case costs one null per row, and the round trip stays exact. The writer writes
+//! [`Version::CURRENT`]; decoding reads either, telling them apart by column type.
 //!
 //! Arrays are built column by column from the rows (no row-at-a-time builders):
 //! nested values (attribute maps, events, links, buckets) are flattened into one
 //! child array plus offsets, recursively.
 //!
 //! Why one file of this size: the schema and both directions of the mapping must change
-//! together, column by column, and archive v2 replaces this file as a whole.
+//! together, column by column.
 
 use std::borrow::Borrow;
 use std::sync::{Arc, OnceLock};
@@ -37,8 +44,84 @@ use otterline_core::Signal;
 
 use crate::rows::{Ctx, MetricHeader, MetricKind, MetricPoint, Point, Row, Rows};
 
-/// Written to every file's key-value metadata as `otterline.schema.version`.
-pub const SCHEMA_VERSION: &str = "1";
+/// An archive schema version, written to every file's key-value metadata as
+/// `otterline.schema.version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "u32")]
+pub enum Version {
+    V1,
+    #[default]
+    V2,
+}
+
+impl TryFrom<u32> for Version {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        match v {
+            1 => Ok(Version::V1),
+            2 => Ok(Version::V2),
+            _ => Err(format!("archive schema version {v} does not exist; use 2 (the default) or 1")),
+        }
+    }
+}
+
+impl Version {
+    /// What the exporter writes.
+    pub const CURRENT: Version = Version::V2;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "1",
+            Version::V2 => "2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Version> {
+        match s {
+            "1" => Some(Version::V1),
+            "2" => Some(Version::V2),
+            _ => None,
+        }
+    }
+
+    /// The file name suffix: v2 files end in `.v2.parquet`, so that a glob (or a
+    /// DataFusion listing table) can take one version without opening every footer.
+    pub fn file_suffix(self) -> &'static str {
+        match self {
+            Version::V1 => ".parquet",
+            Version::V2 => ".v2.parquet",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Version 2's type letters, one per map entry in `<column>_types` (and for a log body
+/// in `body_type`), with how the value text is written.
+pub const TYPE_CHARS: &[(u8, &str)] = &[
+    (T_STRING, "string, as is"),
+    (T_INT, "int, decimal"),
+    (T_DOUBLE, "double, shortest text that reads back to the same bits (`NaN`, `inf`, `-inf`)"),
+    (T_BOOL, "bool, `true`/`false`"),
+    (T_BYTES, "bytes, base64"),
+    (T_ARRAY, "array, OTLP/JSON of the AnyValue"),
+    (T_KVLIST, "kvlist, OTLP/JSON of the AnyValue"),
+    (T_EMPTY, "an AnyValue with no value: NULL"),
+    (T_NONE, "no AnyValue at all: NULL"),
+    (T_STRINDEX, "string-table index, decimal"),
+];
+const T_STRING: u8 = b's';
+const T_INT: u8 = b'i';
+const T_DOUBLE: u8 = b'd';
+const T_BOOL: u8 = b'b';
+const T_BYTES: u8 = b'y';
+const T_ARRAY: u8 = b'a';
+const T_KVLIST: u8 = b'k';
+const T_EMPTY: u8 = b'e';
+const T_NONE: u8 = b'n';
+const T_STRINDEX: u8 = b'x';
 pub const META_VERSION: &str = "otterline.schema.version";
 pub const META_SIGNAL: &str = "otterline.signal";
 
@@ -82,90 +165,119 @@ fn any_type() -> DataType {
     DataType::Struct(any_fields())
 }
 
-fn map_entries_field() -> FieldRef {
+fn map_entries_field(v: Version) -> FieldRef {
+    let value = match v {
+        Version::V1 => any_type(),
+        Version::V2 => DataType::Utf8,
+    };
     Arc::new(Field::new(
         "entries",
         DataType::Struct(Fields::from(vec![
             Field::new("keys", DataType::Utf8, false),
-            Field::new("values", any_type(), true),
+            Field::new("values", value, true),
         ])),
         false,
     ))
 }
 
-fn map_type() -> DataType {
-    DataType::Map(map_entries_field(), false)
+fn map_type(v: Version) -> DataType {
+    DataType::Map(map_entries_field(v), false)
+}
+
+/// The column(s) of an attribute map: the map, and in version 2 its `<name>_types`.
+fn map_fields(name: &str, v: Version) -> Vec<Field> {
+    let mut f = vec![Field::new(name, map_type(v), true)];
+    if v == Version::V2 {
+        f.push(Field::new(format!("{name}_types"), DataType::Utf8, true));
+    }
+    f
+}
+
+/// The column(s) of one AnyValue (a log body): version 1 the typed struct, version 2
+/// the text and `<name>_type`.
+fn any_value_fields(name: &str, v: Version) -> Vec<Field> {
+    match v {
+        Version::V1 => vec![Field::new(name, any_type(), true)],
+        Version::V2 => {
+            vec![Field::new(name, DataType::Utf8, true), Field::new(format!("{name}_type"), DataType::Utf8, true)]
+        }
+    }
 }
 
 fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, true)))
 }
 
-fn event_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("time", ts_type(), true),
-        Field::new("name", DataType::Utf8, true),
-        Field::new("attributes", map_type(), true),
-        Field::new("dropped_attributes_count", DataType::UInt32, true),
-    ])
+fn event_fields(v: Version) -> Fields {
+    let mut f = vec![Field::new("time", ts_type(), true), Field::new("name", DataType::Utf8, true)];
+    f.extend(map_fields("attributes", v));
+    f.push(Field::new("dropped_attributes_count", DataType::UInt32, true));
+    Fields::from(f)
 }
 
-fn link_fields() -> Fields {
-    Fields::from(vec![
+fn link_fields(v: Version) -> Fields {
+    let mut f = vec![
         Field::new("trace_id", DataType::Utf8, true),
         Field::new("span_id", DataType::Utf8, true),
         Field::new("trace_state", DataType::Utf8, true),
-        Field::new("attributes", map_type(), true),
+    ];
+    f.extend(map_fields("attributes", v));
+    f.extend([
         Field::new("dropped_attributes_count", DataType::UInt32, true),
         Field::new("flags", DataType::UInt32, true),
-    ])
+    ]);
+    Fields::from(f)
 }
 
-fn exemplar_fields() -> Fields {
-    Fields::from(vec![
+fn exemplar_fields(v: Version) -> Fields {
+    let mut f = vec![
         Field::new("time", ts_type(), true),
         Field::new("value_double", DataType::Float64, true),
         Field::new("value_int", DataType::Int64, true),
         Field::new("trace_id", DataType::Utf8, true),
         Field::new("span_id", DataType::Utf8, true),
-        Field::new("filtered_attributes", map_type(), true),
-    ])
+    ];
+    f.extend(map_fields("filtered_attributes", v));
+    Fields::from(f)
 }
 
 fn quantile_fields() -> Fields {
     Fields::from(vec![Field::new("quantile", DataType::Float64, true), Field::new("value", DataType::Float64, true)])
 }
 
-fn context_fields() -> Vec<Field> {
-    vec![
-        Field::new("service_name", DataType::Utf8, true),
-        Field::new("resource_attributes", map_type(), true),
+fn context_fields(v: Version) -> Vec<Field> {
+    let mut f = vec![Field::new("service_name", DataType::Utf8, true)];
+    f.extend(map_fields("resource_attributes", v));
+    f.extend([
         Field::new("resource_dropped_attributes_count", DataType::UInt32, true),
         Field::new("resource_schema_url", DataType::Utf8, true),
         Field::new("resource_entity_refs", DataType::Utf8, true),
         Field::new("scope_name", DataType::Utf8, true),
         Field::new("scope_version", DataType::Utf8, true),
-        Field::new("scope_attributes", map_type(), true),
+    ]);
+    f.extend(map_fields("scope_attributes", v));
+    f.extend([
         Field::new("scope_dropped_attributes_count", DataType::UInt32, true),
         Field::new("scope_schema_url", DataType::Utf8, true),
-    ]
+    ]);
+    f
 }
 
-fn with_meta(fields: Vec<Field>, signal: Signal) -> SchemaRef {
-    let meta = [
-        (META_VERSION.to_string(), SCHEMA_VERSION.to_string()),
-        (META_SIGNAL.to_string(), signal.as_str().to_string()),
-    ];
+fn with_meta(fields: Vec<Field>, signal: Signal, v: Version) -> SchemaRef {
+    let meta =
+        [(META_VERSION.to_string(), v.as_str().to_string()), (META_SIGNAL.to_string(), signal.as_str().to_string())];
     Arc::new(Schema::new(fields).with_metadata(meta.into_iter().collect::<std::collections::HashMap<String, String>>()))
 }
 
-/// The Arrow schema of a signal's table.
-pub fn schema(signal: Signal) -> SchemaRef {
-    static SCHEMAS: OnceLock<[SchemaRef; 3]> = OnceLock::new();
-    SCHEMAS.get_or_init(|| [traces_schema(), metrics_schema(), logs_schema()])[signal.index()].clone()
+/// The Arrow schema of a signal's table in version `v`.
+pub fn schema(signal: Signal, v: Version) -> SchemaRef {
+    static SCHEMAS: OnceLock<[[SchemaRef; 3]; 2]> = OnceLock::new();
+    SCHEMAS.get_or_init(|| [Version::V1, Version::V2].map(|v| [traces_schema(v), metrics_schema(v), logs_schema(v)]))
+        [v.index()][signal.index()]
+    .clone()
 }
 
-fn traces_schema() -> SchemaRef {
+fn traces_schema(v: Version) -> SchemaRef {
     let mut f = vec![
         Field::new("start_time", ts_type(), false),
         Field::new("end_time", ts_type(), false),
@@ -180,23 +292,23 @@ fn traces_schema() -> SchemaRef {
         Field::new("status_code", DataType::Utf8, false),
         Field::new("status_message", DataType::Utf8, true),
     ];
-    f.extend(context_fields());
+    f.extend(context_fields(v));
     f.extend(GENAI_STRING_COLUMNS.iter().map(|(c, _)| Field::new(*c, DataType::Utf8, true)));
     f.extend(GENAI_INT_COLUMNS.iter().map(|(c, _)| Field::new(*c, DataType::Int64, true)));
     f.push(Field::new(GENAI_COST_COLUMN.0, DataType::Float64, true));
+    f.extend(map_fields("attributes", v));
     f.extend([
-        Field::new("attributes", map_type(), true),
         Field::new("dropped_attributes_count", DataType::UInt32, false),
-        Field::new("events", list_of(DataType::Struct(event_fields())), true),
+        Field::new("events", list_of(DataType::Struct(event_fields(v))), true),
         Field::new("dropped_events_count", DataType::UInt32, false),
-        Field::new("links", list_of(DataType::Struct(link_fields())), true),
+        Field::new("links", list_of(DataType::Struct(link_fields(v))), true),
         Field::new("dropped_links_count", DataType::UInt32, false),
         Field::new("status_present", DataType::Boolean, false),
     ]);
-    with_meta(f, Signal::Traces)
+    with_meta(f, Signal::Traces, v)
 }
 
-fn metrics_schema() -> SchemaRef {
+fn metrics_schema(v: Version) -> SchemaRef {
     let mut f = vec![
         Field::new("time", ts_type(), false),
         Field::new("start_time", ts_type(), true),
@@ -204,13 +316,15 @@ fn metrics_schema() -> SchemaRef {
         Field::new("metric_type", DataType::Utf8, false),
         Field::new("metric_unit", DataType::Utf8, true),
         Field::new("metric_description", DataType::Utf8, true),
-        Field::new("metric_metadata", map_type(), true),
+    ];
+    f.extend(map_fields("metric_metadata", v));
+    f.extend([
         Field::new("aggregation_temporality", DataType::Utf8, true),
         Field::new("is_monotonic", DataType::Boolean, true),
-    ];
-    f.extend(context_fields());
+    ]);
+    f.extend(context_fields(v));
+    f.extend(map_fields("attributes", v));
     f.extend([
-        Field::new("attributes", map_type(), true),
         Field::new("flags", DataType::UInt32, false),
         Field::new("value_double", DataType::Float64, true),
         Field::new("value_int", DataType::Int64, true),
@@ -228,30 +342,32 @@ fn metrics_schema() -> SchemaRef {
         Field::new("negative_offset", DataType::Int32, true),
         Field::new("negative_bucket_counts", list_of(DataType::UInt64), true),
         Field::new("quantile_values", list_of(DataType::Struct(quantile_fields())), true),
-        Field::new("exemplars", list_of(DataType::Struct(exemplar_fields())), true),
+        Field::new("exemplars", list_of(DataType::Struct(exemplar_fields(v))), true),
     ]);
-    with_meta(f, Signal::Metrics)
+    with_meta(f, Signal::Metrics, v)
 }
 
-fn logs_schema() -> SchemaRef {
+fn logs_schema(v: Version) -> SchemaRef {
     let mut f = vec![
         Field::new("time", ts_type(), false),
         Field::new("timestamp", ts_type(), true),
         Field::new("observed_timestamp", ts_type(), true),
         Field::new("severity_number", DataType::Int32, false),
         Field::new("severity_text", DataType::Utf8, true),
-        Field::new("body", any_type(), true),
+    ];
+    f.extend(any_value_fields("body", v));
+    f.extend([
         Field::new("trace_id", DataType::Utf8, true),
         Field::new("span_id", DataType::Utf8, true),
         Field::new("event_name", DataType::Utf8, true),
-    ];
-    f.extend(context_fields());
+    ]);
+    f.extend(context_fields(v));
+    f.extend(map_fields("attributes", v));
     f.extend([
-        Field::new("attributes", map_type(), true),
         Field::new("dropped_attributes_count", DataType::UInt32, false),
         Field::new("flags", DataType::UInt32, false),
     ]);
-    with_meta(f, Signal::Logs)
+    with_meta(f, Signal::Logs, v)
 }
 
 // ---------------------------------------------------------------------------
@@ -391,8 +507,19 @@ fn any_struct(values: &[Option<&AnyValue>]) -> Result<StructArray, ArrowError> {
     )
 }
 
-/// A map column from per-row attribute lists (`None`: a null map).
-fn attr_map<'a>(lists: impl Iterator<Item = Option<&'a [KeyValue]>>) -> Result<ArrayRef, ArrowError> {
+/// The column(s) of an attribute map from per-row attribute lists (`None`: a null map):
+/// version 1 one map of typed structs, version 2 a map of texts and its `_types`.
+fn attr_cols<'a>(v: Version, lists: impl Iterator<Item = Option<&'a [KeyValue]>>) -> Result<Vec<ArrayRef>, ArrowError> {
+    match v {
+        Version::V1 => Ok(vec![attr_map_v1(lists)?]),
+        Version::V2 => {
+            let (map, types) = attr_map_v2(lists)?;
+            Ok(vec![map, types])
+        }
+    }
+}
+
+fn attr_map_v1<'a>(lists: impl Iterator<Item = Option<&'a [KeyValue]>>) -> Result<ArrayRef, ArrowError> {
     let mut lens = Vec::new();
     let mut valid = Vec::new();
     let mut keys: Vec<&str> = Vec::new();
@@ -406,14 +533,151 @@ fn attr_map<'a>(lists: impl Iterator<Item = Option<&'a [KeyValue]>>) -> Result<A
             vals.push(kv.value.as_ref());
         }
     }
-    let DataType::Struct(entry_fields) = map_entries_field().data_type().clone() else { unreachable!() };
+    let field = map_entries_field(Version::V1);
+    let DataType::Struct(entry_fields) = field.data_type().clone() else { unreachable!() };
     let entries = StructArray::try_new(
         entry_fields,
         vec![Arc::new(StringArray::from(keys)), Arc::new(any_struct(&vals)?)],
         None,
     )?;
     let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
-    Ok(Arc::new(MapArray::try_new(map_entries_field(), OffsetBuffer::from_lengths(lens), entries, nulls, false)?))
+    Ok(Arc::new(MapArray::try_new(field, OffsetBuffer::from_lengths(lens), entries, nulls, false)?))
+}
+
+/// Version 2: keys and value texts go straight into two string buffers; the row's type
+/// letters are kept only when some value is not a string.
+fn attr_map_v2<'a>(lists: impl Iterator<Item = Option<&'a [KeyValue]>>) -> Result<(ArrayRef, ArrayRef), ArrowError> {
+    let (lo, _) = lists.size_hint();
+    let mut offsets: Vec<i32> = Vec::with_capacity(lo + 1);
+    offsets.push(0);
+    let mut valid = BooleanBufferBuilder::new(lo);
+    let mut any_null = false;
+    let mut keys = StringBuilder::with_capacity(lo * 8, lo * 128);
+    let mut vals = StringBuilder::with_capacity(lo * 8, lo * 128);
+    let mut types = StringBuilder::with_capacity(lo, lo);
+    let mut row_types: Vec<u8> = Vec::new();
+    let mut n: i32 = 0;
+    for l in lists {
+        valid.append(l.is_some());
+        any_null |= l.is_none();
+        let l = l.unwrap_or(&[]);
+        row_types.clear();
+        let mut all_strings = true;
+        for kv in l {
+            keys.append_value(&kv.key);
+            let t = append_value_text(kv.value.as_ref(), &mut vals);
+            all_strings &= t == T_STRING;
+            row_types.push(t);
+        }
+        n += l.len() as i32;
+        offsets.push(n);
+        if all_strings {
+            types.append_null();
+        } else {
+            // Only ASCII letters were pushed.
+            types.append_value(std::str::from_utf8(&row_types).unwrap_or_default());
+        }
+    }
+    let field = map_entries_field(Version::V2);
+    let DataType::Struct(entry_fields) = field.data_type().clone() else { unreachable!() };
+    let entries = StructArray::try_new(entry_fields, vec![Arc::new(keys.finish()), Arc::new(vals.finish())], None)?;
+    let nulls = any_null.then(|| NullBuffer::new(valid.finish()));
+    let map = MapArray::try_new(field, OffsetBuffer::new(offsets.into()), entries, nulls, false)?;
+    Ok((Arc::new(map), Arc::new(types.finish())))
+}
+
+/// Appends the version 2 text of one value (NULL when it has none) and returns its type letter.
+fn append_value_text(v: Option<&AnyValue>, out: &mut StringBuilder) -> u8 {
+    use any_value::Value as V;
+    let Some(av) = v else {
+        out.append_null();
+        return T_NONE;
+    };
+    match &av.value {
+        None => {
+            out.append_null();
+            T_EMPTY
+        }
+        Some(V::StringValue(s)) => {
+            out.append_value(s);
+            T_STRING
+        }
+        Some(V::IntValue(i)) => {
+            out.append_value(itoa::Buffer::new().format(*i));
+            T_INT
+        }
+        Some(V::DoubleValue(d)) => {
+            out.append_value(ryu::Buffer::new().format(*d));
+            T_DOUBLE
+        }
+        Some(V::BoolValue(b)) => {
+            out.append_value(if *b { "true" } else { "false" });
+            T_BOOL
+        }
+        Some(V::BytesValue(b)) => {
+            use base64::Engine as _;
+            out.append_value(base64::engine::general_purpose::STANDARD.encode(b));
+            T_BYTES
+        }
+        Some(V::ArrayValue(_)) => {
+            out.append_value(json::encode_any_value(av));
+            T_ARRAY
+        }
+        Some(V::KvlistValue(_)) => {
+            out.append_value(json::encode_any_value(av));
+            T_KVLIST
+        }
+        Some(V::StringValueStrindex(x)) => {
+            out.append_value(itoa::Buffer::new().format(*x));
+            T_STRINDEX
+        }
+    }
+}
+
+/// A value back from its version 2 text and type letter (`None`: no AnyValue). A text
+/// that does not parse as its type (a damaged or hand-edited file) comes back as a string.
+fn value_from_text(t: u8, text: Option<&str>) -> Option<AnyValue> {
+    use any_value::Value as V;
+    let s = text.unwrap_or("");
+    let as_string = || Some(V::StringValue(s.to_string()));
+    let value = match t {
+        T_NONE => return None,
+        T_EMPTY => None,
+        T_INT => s.parse().ok().map(V::IntValue).or_else(as_string),
+        T_DOUBLE => s.parse().ok().map(V::DoubleValue).or_else(as_string),
+        T_BOOL => match s {
+            "true" => Some(V::BoolValue(true)),
+            "false" => Some(V::BoolValue(false)),
+            _ => as_string(),
+        },
+        T_BYTES => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(s).ok().map(V::BytesValue).or_else(as_string)
+        }
+        T_ARRAY | T_KVLIST => json::decode_any_value(s).ok().and_then(|a| a.value).or_else(as_string),
+        T_STRINDEX => s.parse().ok().map(V::StringValueStrindex).or_else(as_string),
+        _ => as_string(),
+    };
+    Some(AnyValue { value })
+}
+
+/// The column(s) of one AnyValue per row (log bodies).
+fn any_cols(v: Version, values: &[Option<&AnyValue>]) -> Result<Vec<ArrayRef>, ArrowError> {
+    match v {
+        Version::V1 => Ok(vec![Arc::new(any_struct(values)?)]),
+        Version::V2 => {
+            let n = values.len();
+            let mut text = StringBuilder::with_capacity(n, n * 64);
+            let mut types = StringBuilder::with_capacity(n, n);
+            for value in values {
+                match append_value_text(*value, &mut text) {
+                    T_STRING => types.append_null(),
+                    t => types.append_value(std::str::from_utf8(&[t]).unwrap_or_default()),
+                }
+            }
+            Ok(vec![Arc::new(text.finish()), Arc::new(types.finish())])
+        }
+    }
 }
 
 /// A list column whose items are built from the flattened children.
@@ -515,10 +779,10 @@ fn exemplars_of(r: &Row<MetricPoint>) -> &[Exemplar] {
     }
 }
 
-fn context_columns<T>(rows: &[Row<T>]) -> Result<Vec<ArrayRef>, ArrowError> {
-    Ok(vec![
-        utf8(rows.iter().map(|r| otterline_core::pdata::service_name(res(r)))),
-        attr_map(rows.iter().map(|r| res(r).map(|x| x.attributes.as_slice())))?,
+fn context_columns<T>(v: Version, rows: &[Row<T>]) -> Result<Vec<ArrayRef>, ArrowError> {
+    let mut cols = vec![utf8(rows.iter().map(|r| otterline_core::pdata::service_name(res(r))))];
+    cols.extend(attr_cols(v, rows.iter().map(|r| res(r).map(|x| x.attributes.as_slice())))?);
+    cols.extend([
         u32s(rows.iter().map(|r| res(r).map(|x| x.dropped_attributes_count))),
         utf8(rows.iter().map(|r| nonempty(&r.ctx.resource_schema_url))),
         utf8_owned(
@@ -528,10 +792,13 @@ fn context_columns<T>(rows: &[Row<T>]) -> Result<Vec<ArrayRef>, ArrowError> {
         ),
         utf8(rows.iter().map(|r| scope_of(r).map(|s| s.name.as_str()))),
         utf8(rows.iter().map(|r| scope_of(r).map(|s| s.version.as_str()))),
-        attr_map(rows.iter().map(|r| scope_of(r).map(|s| s.attributes.as_slice())))?,
+    ]);
+    cols.extend(attr_cols(v, rows.iter().map(|r| scope_of(r).map(|s| s.attributes.as_slice())))?);
+    cols.extend([
         u32s(rows.iter().map(|r| scope_of(r).map(|s| s.dropped_attributes_count))),
         utf8(rows.iter().map(|r| nonempty(&r.ctx.scope_schema_url))),
-    ])
+    ]);
+    Ok(cols)
 }
 
 fn value_i64(v: Option<&any_value::Value>) -> Option<i64> {
@@ -568,15 +835,16 @@ fn enum_value(names: &[&str], s: &str) -> i32 {
 // Encoding: rows -> record batch
 // ---------------------------------------------------------------------------
 
-/// Encodes the rows in `range` (which must lie within `rows`) as one record batch.
+/// Encodes the rows in `range` (which must lie within `rows`) as one record batch of version `v`.
 pub fn encode_range<S: Borrow<Span>, L: Borrow<LogRecord>>(
     rows: &Rows<S, L>,
     range: std::ops::Range<usize>,
+    v: Version,
 ) -> Result<RecordBatch, ArrowError> {
     match rows {
-        Rows::Spans(r) => encode_spans(&r[range]),
-        Rows::Points(r) => encode_points(&r[range]),
-        Rows::Logs(r) => encode_logs(&r[range]),
+        Rows::Spans(r) => encode_spans(v, &r[range]),
+        Rows::Points(r) => encode_points(v, &r[range]),
+        Rows::Logs(r) => encode_logs(v, &r[range]),
     }
 }
 
@@ -651,7 +919,7 @@ impl<'a> GenAi<'a> {
     }
 }
 
-fn encode_spans<S: Borrow<Span>>(rows: &[Row<S>]) -> Result<RecordBatch, ArrowError> {
+fn encode_spans<S: Borrow<Span>>(v: Version, rows: &[Row<S>]) -> Result<RecordBatch, ArrowError> {
     let mut cols: Vec<ArrayRef> = vec![
         ts(rows.iter().map(|r| Some(span_of(r).start_time_unix_nano as i64))),
         ts(rows.iter().map(|r| Some(span_of(r).end_time_unix_nano as i64))),
@@ -668,7 +936,7 @@ fn encode_spans<S: Borrow<Span>>(rows: &[Row<S>]) -> Result<RecordBatch, ArrowEr
         enum_col(&STATUS_CODES, rows.iter().map(|r| span_of(r).status.as_ref().map_or(0, |x| x.code))),
         utf8(rows.iter().map(|r| span_of(r).status.as_ref().and_then(|x| nonempty(&x.message)))),
     ];
-    cols.extend(context_columns(rows)?);
+    cols.extend(context_columns(v, rows)?);
     let genai: Vec<GenAi<'_>> = rows.iter().map(|r| GenAi::of(&span_of(r).attributes)).collect();
     for i in 0..GENAI_STRING_COLUMNS.len() {
         cols.push(utf8(genai.iter().map(|g| g.strings[i])));
@@ -677,51 +945,47 @@ fn encode_spans<S: Borrow<Span>>(rows: &[Row<S>]) -> Result<RecordBatch, ArrowEr
         cols.push(Arc::new(Int64Array::from_iter(genai.iter().map(|g| g.ints[i]))));
     }
     cols.push(Arc::new(Float64Array::from_iter(genai.iter().map(|g| g.cost))));
-    cols.push(attr_map(rows.iter().map(|r| Some(span_of(r).attributes.as_slice())))?);
+    cols.extend(attr_cols(v, rows.iter().map(|r| Some(span_of(r).attributes.as_slice())))?);
     cols.push(u32s(rows.iter().map(|r| Some(span_of(r).dropped_attributes_count))));
 
     let events: Vec<&span::Event> = rows.iter().flat_map(|r| &span_of(r).events).collect();
-    let ev = StructArray::try_new(
-        event_fields(),
-        vec![
-            ts(events.iter().map(|e| Some(e.time_unix_nano as i64))),
-            utf8(events.iter().map(|e| Some(e.name.as_str()))),
-            attr_map(events.iter().map(|e| Some(e.attributes.as_slice())))?,
-            u32s(events.iter().map(|e| Some(e.dropped_attributes_count))),
-        ],
-        None,
-    )?;
+    let mut ev_cols = vec![
+        ts(events.iter().map(|e| Some(e.time_unix_nano as i64))),
+        utf8(events.iter().map(|e| Some(e.name.as_str()))),
+    ];
+    ev_cols.extend(attr_cols(v, events.iter().map(|e| Some(e.attributes.as_slice())))?);
+    ev_cols.push(u32s(events.iter().map(|e| Some(e.dropped_attributes_count))));
+    let ev = StructArray::try_new(event_fields(v), ev_cols, None)?;
     cols.push(list_col(
-        DataType::Struct(event_fields()),
+        DataType::Struct(event_fields(v)),
         rows.iter().map(|r| span_of(r).events.len()).collect(),
         Arc::new(ev),
     )?);
     cols.push(u32s(rows.iter().map(|r| Some(span_of(r).dropped_events_count))));
 
     let links: Vec<&span::Link> = rows.iter().flat_map(|r| &span_of(r).links).collect();
-    let lk = StructArray::try_new(
-        link_fields(),
-        vec![
-            hex_col(links.iter().map(|l| Some(l.trace_id.as_slice()))),
-            hex_col(links.iter().map(|l| Some(l.span_id.as_slice()))),
-            utf8(links.iter().map(|l| nonempty(&l.trace_state))),
-            attr_map(links.iter().map(|l| Some(l.attributes.as_slice())))?,
-            u32s(links.iter().map(|l| Some(l.dropped_attributes_count))),
-            u32s(links.iter().map(|l| Some(l.flags))),
-        ],
-        None,
-    )?;
+    let mut lk_cols = vec![
+        hex_col(links.iter().map(|l| Some(l.trace_id.as_slice()))),
+        hex_col(links.iter().map(|l| Some(l.span_id.as_slice()))),
+        utf8(links.iter().map(|l| nonempty(&l.trace_state))),
+    ];
+    lk_cols.extend(attr_cols(v, links.iter().map(|l| Some(l.attributes.as_slice())))?);
+    lk_cols.extend([
+        u32s(links.iter().map(|l| Some(l.dropped_attributes_count))),
+        u32s(links.iter().map(|l| Some(l.flags))),
+    ]);
+    let lk = StructArray::try_new(link_fields(v), lk_cols, None)?;
     cols.push(list_col(
-        DataType::Struct(link_fields()),
+        DataType::Struct(link_fields(v)),
         rows.iter().map(|r| span_of(r).links.len()).collect(),
         Arc::new(lk),
     )?);
     cols.push(u32s(rows.iter().map(|r| Some(span_of(r).dropped_links_count))));
     cols.push(Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(span_of(r).status.is_some())))));
-    RecordBatch::try_new(schema(Signal::Traces), cols)
+    RecordBatch::try_new(schema(Signal::Traces, v), cols)
 }
 
-fn encode_logs<L: Borrow<LogRecord>>(rows: &[Row<L>]) -> Result<RecordBatch, ArrowError> {
+fn encode_logs<L: Borrow<LogRecord>>(v: Version, rows: &[Row<L>]) -> Result<RecordBatch, ArrowError> {
     let bodies: Vec<Option<&AnyValue>> = rows.iter().map(|r| log_of(r).body.as_ref()).collect();
     let mut cols: Vec<ArrayRef> = vec![
         ts(rows.iter().map(|r| Some(r.ts))),
@@ -729,19 +993,21 @@ fn encode_logs<L: Borrow<LogRecord>>(rows: &[Row<L>]) -> Result<RecordBatch, Arr
         ts(rows.iter().map(|r| nonzero_ts(log_of(r).observed_time_unix_nano))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| log_of(r).severity_number))),
         utf8(rows.iter().map(|r| nonempty(&log_of(r).severity_text))),
-        Arc::new(any_struct(&bodies)?),
+    ];
+    cols.extend(any_cols(v, &bodies)?);
+    cols.extend([
         hex_col(rows.iter().map(|r| Some(log_of(r).trace_id.as_slice()).filter(|x| !x.is_empty()))),
         hex_col(rows.iter().map(|r| Some(log_of(r).span_id.as_slice()).filter(|x| !x.is_empty()))),
         utf8(rows.iter().map(|r| nonempty(&log_of(r).event_name))),
-    ];
-    cols.extend(context_columns(rows)?);
-    cols.push(attr_map(rows.iter().map(|r| Some(log_of(r).attributes.as_slice())))?);
+    ]);
+    cols.extend(context_columns(v, rows)?);
+    cols.extend(attr_cols(v, rows.iter().map(|r| Some(log_of(r).attributes.as_slice())))?);
     cols.push(u32s(rows.iter().map(|r| Some(log_of(r).dropped_attributes_count))));
     cols.push(u32s(rows.iter().map(|r| Some(log_of(r).flags))));
-    RecordBatch::try_new(schema(Signal::Logs), cols)
+    RecordBatch::try_new(schema(Signal::Logs, v), cols)
 }
 
-fn encode_points(rows: &[Row<MetricPoint>]) -> Result<RecordBatch, ArrowError> {
+fn encode_points(v: Version, rows: &[Row<MetricPoint>]) -> Result<RecordBatch, ArrowError> {
     let has_temporality =
         |k: MetricKind| matches!(k, MetricKind::Sum | MetricKind::Histogram | MetricKind::ExponentialHistogram);
 
@@ -752,16 +1018,21 @@ fn encode_points(rows: &[Row<MetricPoint>]) -> Result<RecordBatch, ArrowError> {
         utf8(rows.iter().map(|r| Some(hdr(r).kind.as_str()))),
         utf8(rows.iter().map(|r| nonempty(&hdr(r).unit))),
         utf8(rows.iter().map(|r| nonempty(&hdr(r).description))),
-        attr_map(rows.iter().map(|r| (!hdr(r).metadata.is_empty()).then_some(hdr(r).metadata.as_slice())))?,
+    ];
+    cols.extend(attr_cols(
+        v,
+        rows.iter().map(|r| (!hdr(r).metadata.is_empty()).then_some(hdr(r).metadata.as_slice())),
+    )?);
+    cols.extend([
         utf8_owned(
             rows.iter().map(|r| has_temporality(hdr(r).kind).then(|| enum_name(&TEMPORALITIES, hdr(r).temporality))),
         ),
         Arc::new(BooleanArray::from_iter(
             rows.iter().map(|r| (hdr(r).kind == MetricKind::Sum).then_some(hdr(r).monotonic)),
         )),
-    ];
-    cols.extend(context_columns(rows)?);
-    cols.push(attr_map(rows.iter().map(|r| Some(attrs(r))))?);
+    ]);
+    cols.extend(context_columns(v, rows)?);
+    cols.extend(attr_cols(v, rows.iter().map(|r| Some(attrs(r))))?);
     cols.push(u32s(rows.iter().map(|r| Some(start_flags(r).1))));
     cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| match num(r).and_then(|p| p.value) {
         Some(number_data_point::Value::AsDouble(d)) => Some(d),
@@ -822,30 +1093,27 @@ fn encode_points(rows: &[Row<MetricPoint>]) -> Result<RecordBatch, ArrowError> {
     )?);
     // Exemplars.
     let ex: Vec<&Exemplar> = rows.iter().flat_map(|r| exemplars_of(r).iter()).collect();
-    let exa = StructArray::try_new(
-        exemplar_fields(),
-        vec![
-            ts(ex.iter().map(|e| Some(e.time_unix_nano as i64))),
-            Arc::new(Float64Array::from_iter(ex.iter().map(|e| match e.value {
-                Some(exemplar::Value::AsDouble(d)) => Some(d),
-                _ => None,
-            }))),
-            Arc::new(Int64Array::from_iter(ex.iter().map(|e| match e.value {
-                Some(exemplar::Value::AsInt(i)) => Some(i),
-                _ => None,
-            }))),
-            hex_col(ex.iter().map(|e| Some(e.trace_id.as_slice()).filter(|x| !x.is_empty()))),
-            hex_col(ex.iter().map(|e| Some(e.span_id.as_slice()).filter(|x| !x.is_empty()))),
-            attr_map(ex.iter().map(|e| Some(e.filtered_attributes.as_slice())))?,
-        ],
-        None,
-    )?;
+    let mut ex_cols: Vec<ArrayRef> = vec![
+        ts(ex.iter().map(|e| Some(e.time_unix_nano as i64))),
+        Arc::new(Float64Array::from_iter(ex.iter().map(|e| match e.value {
+            Some(exemplar::Value::AsDouble(d)) => Some(d),
+            _ => None,
+        }))),
+        Arc::new(Int64Array::from_iter(ex.iter().map(|e| match e.value {
+            Some(exemplar::Value::AsInt(i)) => Some(i),
+            _ => None,
+        }))),
+        hex_col(ex.iter().map(|e| Some(e.trace_id.as_slice()).filter(|x| !x.is_empty()))),
+        hex_col(ex.iter().map(|e| Some(e.span_id.as_slice()).filter(|x| !x.is_empty()))),
+    ];
+    ex_cols.extend(attr_cols(v, ex.iter().map(|e| Some(e.filtered_attributes.as_slice())))?);
+    let exa = StructArray::try_new(exemplar_fields(v), ex_cols, None)?;
     cols.push(list_col(
-        DataType::Struct(exemplar_fields()),
+        DataType::Struct(exemplar_fields(v)),
         rows.iter().map(|r| exemplars_of(r).len()).collect(),
         Arc::new(exa),
     )?);
-    RecordBatch::try_new(schema(Signal::Metrics), cols)
+    RecordBatch::try_new(schema(Signal::Metrics, v), cols)
 }
 
 fn u64_list(lists: &[Option<&[u64]>]) -> Result<ArrayRef, ArrowError> {
@@ -916,23 +1184,97 @@ fn read_any(s: &StructArray, i: usize) -> Option<AnyValue> {
     Some(AnyValue { value })
 }
 
-fn read_map(m: &MapArray, i: usize) -> Option<Vec<KeyValue>> {
-    if m.is_null(i) {
-        return None;
-    }
-    let offsets = m.value_offsets();
-    let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-    let keys = m.keys().as_string::<i32>();
-    let vals = m.values().as_struct();
-    Some(
-        (start..end)
-            .map(|j| KeyValue { key: keys.value(j).to_string(), value: read_any(vals, j), ..Default::default() })
-            .collect(),
-    )
+/// An attribute map column of either version, read row by row.
+#[derive(Clone, Copy)]
+enum MapReader<'a> {
+    V1(&'a MapArray),
+    V2 { map: &'a MapArray, types: Option<&'a StringArray> },
 }
 
-fn map_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a MapArray, ArrowError> {
-    expect::<MapArray>(col(b, name)?.as_ref(), name)
+impl<'a> MapReader<'a> {
+    /// `map` and its `_types` sibling (version 2); the version is told by the value type.
+    fn new(name: &str, map: &'a ArrayRef, types: Option<&'a ArrayRef>) -> Result<Self, ArrowError> {
+        let m = expect::<MapArray>(map.as_ref(), name)?;
+        Ok(match m.values().data_type() {
+            DataType::Utf8 => MapReader::V2 { map: m, types: types.and_then(|t| t.as_string_opt::<i32>()) },
+            _ => MapReader::V1(m),
+        })
+    }
+
+    fn of_batch(b: &'a RecordBatch, name: &str) -> Result<Self, ArrowError> {
+        MapReader::new(name, col(b, name)?, b.column_by_name(&format!("{name}_types")))
+    }
+
+    fn of_struct(s: &'a StructArray, name: &str) -> Result<Self, ArrowError> {
+        MapReader::new(name, field(s, name)?, s.column_by_name(&format!("{name}_types")))
+    }
+
+    fn read(&self, i: usize) -> Option<Vec<KeyValue>> {
+        let m = match self {
+            MapReader::V1(m) | MapReader::V2 { map: m, .. } => *m,
+        };
+        if m.is_null(i) {
+            return None;
+        }
+        let offsets = m.value_offsets();
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let keys = m.keys().as_string::<i32>();
+        let kv = |j: usize, value: Option<AnyValue>| KeyValue {
+            key: keys.value(j).to_string(),
+            value,
+            ..Default::default()
+        };
+        Some(match self {
+            MapReader::V1(m) => {
+                let vals = m.values().as_struct();
+                (start..end).map(|j| kv(j, read_any(vals, j))).collect()
+            }
+            MapReader::V2 { map, types } => {
+                let vals = map.values().as_string::<i32>();
+                let row_types = types.filter(|t| t.is_valid(i)).map(|t| t.value(i).as_bytes());
+                (start..end)
+                    .map(|j| {
+                        let t = row_types.and_then(|t| t.get(j - start).copied()).unwrap_or(T_STRING);
+                        kv(j, value_from_text(t, vals.is_valid(j).then(|| vals.value(j))))
+                    })
+                    .collect()
+            }
+        })
+    }
+}
+
+/// A column of one AnyValue per row (log bodies), either version.
+enum AnyReader<'a> {
+    V1(&'a StructArray),
+    V2 { text: &'a StringArray, types: Option<&'a StringArray> },
+}
+
+impl<'a> AnyReader<'a> {
+    fn of_batch(b: &'a RecordBatch, name: &str) -> Result<Self, ArrowError> {
+        let c = col(b, name)?;
+        Ok(match c.data_type() {
+            DataType::Utf8 => AnyReader::V2 {
+                text: expect::<StringArray>(c.as_ref(), name)?,
+                types: b.column_by_name(&format!("{name}_type")).and_then(|t| t.as_string_opt::<i32>()),
+            },
+            _ => AnyReader::V1(expect::<StructArray>(c.as_ref(), name)?),
+        })
+    }
+
+    fn read(&self, i: usize) -> Option<AnyValue> {
+        match self {
+            AnyReader::V1(s) => read_any(s, i),
+            AnyReader::V2 { text, types } => {
+                let t = types.filter(|t| t.is_valid(i)).and_then(|t| t.value(i).as_bytes().first().copied());
+                value_from_text(t.unwrap_or(T_STRING), text.is_valid(i).then(|| text.value(i)))
+            }
+        }
+    }
+}
+
+/// A struct's child column by name, or an error naming it.
+fn field<'a>(s: &'a StructArray, name: &str) -> Result<&'a ArrayRef, ArrowError> {
+    s.column_by_name(name).ok_or_else(|| ArrowError::SchemaError(format!("field `{name}` is missing")))
 }
 
 fn list_range(l: &ListArray, i: usize) -> std::ops::Range<usize> {
@@ -942,13 +1284,13 @@ fn list_range(l: &ListArray, i: usize) -> std::ops::Range<usize> {
 
 /// Context columns of row `i`; consecutive equal contexts are shared.
 struct CtxReader<'a> {
-    res_attrs: &'a MapArray,
+    res_attrs: MapReader<'a>,
     res_dropped: &'a ArrayRef,
     res_url: Str<'a>,
     res_refs: Str<'a>,
     scope_name: Str<'a>,
     scope_version: Str<'a>,
-    scope_attrs: &'a MapArray,
+    scope_attrs: MapReader<'a>,
     scope_dropped: &'a ArrayRef,
     scope_url: Str<'a>,
     last: Option<Arc<Ctx>>,
@@ -957,13 +1299,13 @@ struct CtxReader<'a> {
 impl<'a> CtxReader<'a> {
     fn new(b: &'a RecordBatch) -> Result<Self, ArrowError> {
         Ok(CtxReader {
-            res_attrs: map_col(b, "resource_attributes")?,
+            res_attrs: MapReader::of_batch(b, "resource_attributes")?,
             res_dropped: col(b, "resource_dropped_attributes_count")?,
             res_url: str_col(b, "resource_schema_url")?,
             res_refs: str_col(b, "resource_entity_refs")?,
             scope_name: str_col(b, "scope_name")?,
             scope_version: str_col(b, "scope_version")?,
-            scope_attrs: map_col(b, "scope_attributes")?,
+            scope_attrs: MapReader::of_batch(b, "scope_attributes")?,
             scope_dropped: col(b, "scope_dropped_attributes_count")?,
             scope_url: str_col(b, "scope_schema_url")?,
             last: None,
@@ -971,7 +1313,7 @@ impl<'a> CtxReader<'a> {
     }
 
     fn get(&mut self, i: usize) -> Arc<Ctx> {
-        let resource = read_map(self.res_attrs, i).map(|attributes| Resource {
+        let resource = self.res_attrs.read(i).map(|attributes| Resource {
             attributes,
             dropped_attributes_count: prim::<UInt32Type>(self.res_dropped, i).unwrap_or(0),
             entity_refs: self.res_refs.get(i).and_then(|t| json::decode_entity_refs(t).ok()).unwrap_or_default(),
@@ -979,7 +1321,7 @@ impl<'a> CtxReader<'a> {
         let scope = self.scope_name.get(i).map(|name| InstrumentationScope {
             name: name.to_string(),
             version: self.scope_version.or_empty(i),
-            attributes: read_map(self.scope_attrs, i).unwrap_or_default(),
+            attributes: self.scope_attrs.read(i).unwrap_or_default(),
             dropped_attributes_count: prim::<UInt32Type>(self.scope_dropped, i).unwrap_or(0),
         });
         let ctx = Ctx {
@@ -1017,18 +1359,26 @@ fn decode_spans(b: &RecordBatch) -> Result<Vec<Row<Span>>, ArrowError> {
     let status_present =
         col(b, "status_present")?.as_boolean_opt().ok_or_else(|| ArrowError::SchemaError("status_present".into()))?;
     let flags = col(b, "flags")?;
-    let attrs = map_col(b, "attributes")?;
+    let attrs = MapReader::of_batch(b, "attributes")?;
     let (dropped_attrs, dropped_events, dropped_links) =
         (col(b, "dropped_attributes_count")?, col(b, "dropped_events_count")?, col(b, "dropped_links_count")?);
     let events = expect::<ListArray>(col(b, "events")?.as_ref(), "events")?;
     let ev = events.values().as_struct();
-    let (ev_time, ev_name, ev_attrs, ev_dropped) =
-        (ev.column(0), ev.column(1).as_string::<i32>(), ev.column(2).as_map(), ev.column(3));
+    let (ev_time, ev_name, ev_attrs, ev_dropped) = (
+        field(ev, "time")?,
+        field(ev, "name")?.as_string::<i32>(),
+        MapReader::of_struct(ev, "attributes")?,
+        field(ev, "dropped_attributes_count")?,
+    );
     let links = expect::<ListArray>(col(b, "links")?.as_ref(), "links")?;
     let lk = links.values().as_struct();
-    let (lk_tid, lk_sid, lk_state) =
-        (lk.column(0).as_string::<i32>(), lk.column(1).as_string::<i32>(), lk.column(2).as_string::<i32>());
-    let (lk_attrs, lk_dropped, lk_flags) = (lk.column(3).as_map(), lk.column(4), lk.column(5));
+    let (lk_tid, lk_sid, lk_state) = (
+        field(lk, "trace_id")?.as_string::<i32>(),
+        field(lk, "span_id")?.as_string::<i32>(),
+        field(lk, "trace_state")?.as_string::<i32>(),
+    );
+    let (lk_attrs, lk_dropped, lk_flags) =
+        (MapReader::of_struct(lk, "attributes")?, field(lk, "dropped_attributes_count")?, field(lk, "flags")?);
     let mut ctx = CtxReader::new(b)?;
     let mut out = Vec::with_capacity(b.num_rows());
     for i in 0..b.num_rows() {
@@ -1043,13 +1393,13 @@ fn decode_spans(b: &RecordBatch) -> Result<Vec<Row<Span>>, ArrowError> {
             kind: enum_value(&SPAN_KINDS, name_or(&kind, i)),
             start_time_unix_nano: start_ns as u64,
             end_time_unix_nano: ts_at(end, i).unwrap_or(0) as u64,
-            attributes: read_map(attrs, i).unwrap_or_default(),
+            attributes: attrs.read(i).unwrap_or_default(),
             dropped_attributes_count: prim::<UInt32Type>(dropped_attrs, i).unwrap_or(0),
             events: list_range(events, i)
                 .map(|j| span::Event {
                     time_unix_nano: ts_at(ev_time, j).unwrap_or(0) as u64,
                     name: ev_name.value(j).to_string(),
-                    attributes: read_map(ev_attrs, j).unwrap_or_default(),
+                    attributes: ev_attrs.read(j).unwrap_or_default(),
                     dropped_attributes_count: prim::<UInt32Type>(ev_dropped, j).unwrap_or(0),
                 })
                 .collect(),
@@ -1059,7 +1409,7 @@ fn decode_spans(b: &RecordBatch) -> Result<Vec<Row<Span>>, ArrowError> {
                     trace_id: unhex(lk_tid.value(j)),
                     span_id: unhex(lk_sid.value(j)),
                     trace_state: if lk_state.is_valid(j) { lk_state.value(j).to_string() } else { String::new() },
-                    attributes: read_map(lk_attrs, j).unwrap_or_default(),
+                    attributes: lk_attrs.read(j).unwrap_or_default(),
                     dropped_attributes_count: prim::<UInt32Type>(lk_dropped, j).unwrap_or(0),
                     flags: prim::<UInt32Type>(lk_flags, j).unwrap_or(0),
                 })
@@ -1084,8 +1434,8 @@ fn decode_logs(b: &RecordBatch) -> Result<Vec<Row<LogRecord>>, ArrowError> {
     let sev = col(b, "severity_number")?;
     let (sev_text, trace_id, span_id, event_name) =
         (str_col(b, "severity_text")?, str_col(b, "trace_id")?, str_col(b, "span_id")?, str_col(b, "event_name")?);
-    let body = expect::<StructArray>(col(b, "body")?.as_ref(), "body")?;
-    let attrs = map_col(b, "attributes")?;
+    let body = AnyReader::of_batch(b, "body")?;
+    let attrs = MapReader::of_batch(b, "attributes")?;
     let (dropped, flags) = (col(b, "dropped_attributes_count")?, col(b, "flags")?);
     let mut ctx = CtxReader::new(b)?;
     let mut out = Vec::with_capacity(b.num_rows());
@@ -1095,8 +1445,8 @@ fn decode_logs(b: &RecordBatch) -> Result<Vec<Row<LogRecord>>, ArrowError> {
             observed_time_unix_nano: ts_at(observed, i).unwrap_or(0) as u64,
             severity_number: prim::<Int32Type>(sev, i).unwrap_or(0),
             severity_text: sev_text.or_empty(i),
-            body: read_any(body, i),
-            attributes: read_map(attrs, i).unwrap_or_default(),
+            body: body.read(i),
+            attributes: attrs.read(i).unwrap_or_default(),
             dropped_attributes_count: prim::<UInt32Type>(dropped, i).unwrap_or(0),
             flags: prim::<UInt32Type>(flags, i).unwrap_or(0),
             trace_id: trace_id.get(i).map(unhex).unwrap_or_default(),
@@ -1125,10 +1475,10 @@ fn decode_points(b: &RecordBatch) -> Result<Vec<Row<MetricPoint>>, ArrowError> {
         str_col(b, "metric_description")?,
         str_col(b, "aggregation_temporality")?,
     );
-    let metadata = map_col(b, "metric_metadata")?;
+    let metadata = MapReader::of_batch(b, "metric_metadata")?;
     let monotonic =
         col(b, "is_monotonic")?.as_boolean_opt().ok_or_else(|| ArrowError::SchemaError("is_monotonic".into()))?;
-    let attrs = map_col(b, "attributes")?;
+    let attrs = MapReader::of_batch(b, "attributes")?;
     let flags = col(b, "flags")?;
     let (vd, vi, count, sum, min, max) = (
         col(b, "value_double")?,
@@ -1151,6 +1501,14 @@ fn decode_points(b: &RecordBatch) -> Result<Vec<Row<MetricPoint>>, ArrowError> {
     let qv = quantiles.values().as_struct();
     let exemplars = lists("exemplars")?;
     let ex = exemplars.values().as_struct();
+    let (ex_time, ex_double, ex_int, ex_tid, ex_sid) = (
+        field(ex, "time")?,
+        field(ex, "value_double")?,
+        field(ex, "value_int")?,
+        field(ex, "trace_id")?,
+        field(ex, "span_id")?,
+    );
+    let ex_attrs = MapReader::of_struct(ex, "filtered_attributes")?;
     let mut ctx = CtxReader::new(b)?;
     let mut last_header: Option<Arc<MetricHeader>> = None;
     let mut out = Vec::with_capacity(b.num_rows());
@@ -1161,7 +1519,7 @@ fn decode_points(b: &RecordBatch) -> Result<Vec<Row<MetricPoint>>, ArrowError> {
             name: name.or_empty(i),
             description: desc.or_empty(i),
             unit: unit.or_empty(i),
-            metadata: read_map(metadata, i).unwrap_or_default(),
+            metadata: metadata.read(i).unwrap_or_default(),
             kind,
             temporality: temporality.get(i).map(|t| enum_value(&TEMPORALITIES, t)).unwrap_or(0),
             monotonic: monotonic.is_valid(i) && monotonic.value(i),
@@ -1176,18 +1534,16 @@ fn decode_points(b: &RecordBatch) -> Result<Vec<Row<MetricPoint>>, ArrowError> {
         };
         let ex_list: Vec<Exemplar> = list_range(exemplars, i)
             .map(|j| Exemplar {
-                filtered_attributes: read_map(ex.column(5).as_map(), j).unwrap_or_default(),
-                time_unix_nano: ts_at(ex.column(0), j).unwrap_or(0) as u64,
-                value: prim::<Float64Type>(ex.column(1), j).map(exemplar::Value::AsDouble).or(prim::<Int64Type>(
-                    ex.column(2),
-                    j,
-                )
-                .map(exemplar::Value::AsInt)),
-                span_id: str_at(ex.column(4), j).map(unhex).unwrap_or_default(),
-                trace_id: str_at(ex.column(3), j).map(unhex).unwrap_or_default(),
+                filtered_attributes: ex_attrs.read(j).unwrap_or_default(),
+                time_unix_nano: ts_at(ex_time, j).unwrap_or(0) as u64,
+                value: prim::<Float64Type>(ex_double, j)
+                    .map(exemplar::Value::AsDouble)
+                    .or(prim::<Int64Type>(ex_int, j).map(exemplar::Value::AsInt)),
+                span_id: str_at(ex_sid, j).map(unhex).unwrap_or_default(),
+                trace_id: str_at(ex_tid, j).map(unhex).unwrap_or_default(),
             })
             .collect();
-        let attributes = read_map(attrs, i).unwrap_or_default();
+        let attributes = attrs.read(i).unwrap_or_default();
         let t = ts_at(time, i).unwrap_or(0);
         let st = ts_at(start, i).unwrap_or(0) as u64;
         let fl = prim::<UInt32Type>(flags, i).unwrap_or(0);
@@ -1300,5 +1656,82 @@ mod tests {
         assert_eq!(g.strings, [Some("a"), None, None, None, None]);
         assert_eq!(g.ints, [Some(12), Some(3), None, None, None]);
         assert_eq!(g.cost, Some(2.0));
+    }
+
+    /// Every kind of value, in attributes and as a log body, comes back exactly from
+    /// both versions; version 2 stores strings without a type list.
+    #[test]
+    fn every_value_kind_round_trips_in_both_versions() {
+        use any_value::Value as V;
+        let values: Vec<Option<AnyValue>> = vec![
+            Some(AnyValue { value: Some(V::StringValue("x".into())) }),
+            Some(AnyValue { value: Some(V::StringValue(String::new())) }),
+            Some(AnyValue { value: Some(V::IntValue(i64::MIN)) }),
+            Some(AnyValue { value: Some(V::DoubleValue(0.1)) }),
+            Some(AnyValue { value: Some(V::DoubleValue(1e300)) }),
+            Some(AnyValue { value: Some(V::DoubleValue(f64::MIN_POSITIVE)) }),
+            Some(AnyValue { value: Some(V::DoubleValue(f64::NEG_INFINITY)) }),
+            Some(AnyValue { value: Some(V::BoolValue(false)) }),
+            Some(AnyValue { value: Some(V::BytesValue(vec![0, 255, 7])) }),
+            Some(AnyValue {
+                value: Some(V::ArrayValue(otterline_core::pdata::common::ArrayValue {
+                    values: vec![AnyValue { value: Some(V::IntValue(3)) }],
+                })),
+            }),
+            Some(AnyValue {
+                value: Some(V::KvlistValue(otterline_core::pdata::common::KeyValueList {
+                    values: vec![KeyValue {
+                        key: "k".into(),
+                        value: Some(AnyValue { value: Some(V::BoolValue(true)) }),
+                        ..Default::default()
+                    }],
+                })),
+            }),
+            Some(AnyValue { value: None }),
+            None,
+        ];
+        let attrs: Vec<KeyValue> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| KeyValue { key: format!("k{i}"), value: v.clone(), ..Default::default() })
+            .collect();
+        let strings_only = vec![KeyValue {
+            key: "user.id".into(),
+            value: Some(AnyValue { value: Some(V::StringValue("u-1".into())) }),
+            ..Default::default()
+        }];
+        let ctx = Arc::new(Ctx::default());
+        let spans: Vec<Row<Span>> = [attrs.clone(), strings_only.clone()]
+            .into_iter()
+            .map(|attributes| Row {
+                ts: 5,
+                ctx: ctx.clone(),
+                item: Span { start_time_unix_nano: 5, attributes, ..Default::default() },
+            })
+            .collect();
+        let logs: Vec<Row<LogRecord>> = values
+            .iter()
+            .map(|body| Row { ts: 7, ctx: ctx.clone(), item: LogRecord { body: body.clone(), ..Default::default() } })
+            .collect();
+        for v in [Version::V1, Version::V2] {
+            let rows: Rows = Rows::Spans(spans.clone());
+            let b = encode_range(&rows, 0..2, v).unwrap();
+            assert_eq!(b.schema(), schema(Signal::Traces, v));
+            let Rows::Spans(back) = decode(Signal::Traces, &b).unwrap() else { panic!() };
+            assert_eq!(back[0].item.attributes, attrs, "{v:?}");
+            assert_eq!(back[1].item.attributes, strings_only, "{v:?}");
+            if v == Version::V2 {
+                let types = b.column_by_name("attributes_types").unwrap().as_string::<i32>();
+                assert_eq!(types.value(0), "ssiddddbyaken");
+                assert!(types.is_null(1), "a row of strings needs no type list");
+                let map = b.column_by_name("attributes").unwrap().as_map();
+                assert_eq!(map.values().as_string::<i32>().value(4), "1e300");
+            }
+            let rows: Rows = Rows::Logs(logs.clone());
+            let b = encode_range(&rows, 0..logs.len(), v).unwrap();
+            let Rows::Logs(back) = decode(Signal::Logs, &b).unwrap() else { panic!() };
+            let bodies: Vec<Option<AnyValue>> = back.into_iter().map(|r| r.item.body).collect();
+            assert_eq!(bodies, values, "{v:?}");
+        }
     }
 }

@@ -82,6 +82,9 @@ pub struct ParquetConfig {
     pub row_group_size: usize,
     /// Partitions (per signal) that may have an open file at once.
     pub max_open_files: usize,
+    /// Archive schema version to write: 2 (the default) or 1, for readers that only
+    /// know version 1.
+    pub schema_version: codec::Version,
 }
 
 impl Default for ParquetConfig {
@@ -96,6 +99,7 @@ impl Default for ParquetConfig {
             max_file_size: ByteSize(128 * 1024 * 1024),
             row_group_size: 50_000,
             max_open_files: 8,
+            schema_version: codec::Version::CURRENT,
         }
     }
 }
@@ -174,7 +178,9 @@ fn writer_properties(cfg: &ParquetConfig) -> Result<SignalProps, String> {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(cfg.row_group_size))
             .set_created_by(format!("otterline {}", env!("CARGO_PKG_VERSION")));
-        let desc = ArrowSchemaConverter::new().convert(&codec::schema(signal)).map_err(|e| e.to_string())?;
+        let desc = ArrowSchemaConverter::new()
+            .convert(&codec::schema(signal, cfg.schema_version))
+            .map_err(|e| e.to_string())?;
         for col in desc.columns() {
             let path = col.path();
             let top = path.parts().first().map(String::as_str).unwrap_or_default();
@@ -282,16 +288,17 @@ impl ParquetExporter {
         let n = f.rows;
         let (signal, hour) = key;
         let name = format!(
-            "{}-{}-{}-{:05}.parquet",
+            "{}-{}-{}-{:05}{}",
             signal.as_str(),
             otterline_core::time::file_stamp(SystemTime::now()),
             std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            self.cfg.schema_version.file_suffix()
         );
         let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
         let mut rows = file_rows(signal, &f.batches, hour);
         rows.sort_by_ts();
-        match write_parquet(signal, &rows, &self.props[signal.index()]) {
+        match write_parquet(signal, &rows, &self.props[signal.index()], self.cfg.schema_version) {
             Ok(data) => {
                 self.pending.push_back(Encoded { path, data, rows: n });
                 Ok(())
@@ -386,19 +393,21 @@ fn write_parquet<S: Borrow<Span>, L: Borrow<LogRecord>>(
     signal: Signal,
     rows: &Rows<S, L>,
     props: &WriterProperties,
+    version: codec::Version,
 ) -> Result<Vec<u8>, String> {
     let n = rows.len();
     if n == 0 {
         return Err("no rows to write".into());
     }
-    let schema = codec::schema(signal);
+    let schema = codec::schema(signal, version);
     let mut out = Vec::new();
     let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props.clone())).map_err(|e| e.to_string())?;
     for (k, v) in schema.metadata() {
         w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(k.clone(), v.clone()));
     }
     for start in (0..n).step_by(ENCODE_SLICE) {
-        let chunk = codec::encode_range(rows, start..(start + ENCODE_SLICE).min(n)).map_err(|e| e.to_string())?;
+        let chunk =
+            codec::encode_range(rows, start..(start + ENCODE_SLICE).min(n), version).map_err(|e| e.to_string())?;
         w.write(&chunk).map_err(|e| e.to_string())?;
     }
     w.close().map_err(|e| e.to_string())?;
@@ -612,15 +621,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_fixture_round_trips_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut e = exporter(dir.path(), ParquetConfig::default());
-        for s in Signal::ALL {
-            e.export(&fixture(s)).await.unwrap();
-        }
-        e.shutdown().await.unwrap();
-        for s in Signal::ALL {
-            assert_eq!(read_back(dir.path(), s), fixture(s), "{s}");
+    async fn every_fixture_round_trips_exactly_in_both_versions() {
+        for v in [codec::Version::V1, codec::Version::V2] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut e = exporter(dir.path(), ParquetConfig { schema_version: v, ..Default::default() });
+            for s in Signal::ALL {
+                e.export(&fixture(s)).await.unwrap();
+            }
+            e.shutdown().await.unwrap();
+            for s in Signal::ALL {
+                assert_eq!(read_back(dir.path(), s), fixture(s), "{s} {v:?}");
+            }
+            let names: Vec<String> = glob::glob(&format!("{}/**/*.parquet", dir.path().display()))
+                .unwrap()
+                .map(|p| p.unwrap().display().to_string())
+                .collect();
+            assert_eq!(names.len(), 3);
+            assert!(names.iter().all(|n| n.ends_with(".v2.parquet") == (v == codec::Version::V2)), "{names:?}");
         }
     }
 
