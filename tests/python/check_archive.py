@@ -7,6 +7,8 @@
       Answers the questions the tests ask, as JSON.
   check_archive.py count --archive DIR
       Rows per signal read by DuckDB over every *.parquet file (fails on any unreadable file).
+  check_archive.py span-ids --archive DIR
+      {span_id: rows} over every traces file (DuckDB).
   check_archive.py foreign --out FILE
       Writes a Parquet file that is not an Otterline archive file.
 """
@@ -147,6 +149,14 @@ def cmd_metric_sum(args):
     print(json.dumps({"sum": v[0], "points": v[1]}))
 
 
+def cmd_span_ids(args):
+    import duckdb
+
+    files = glob.glob(os.path.join(args.archive, "traces", "**", "*.parquet"), recursive=True)
+    rows = duckdb.connect().execute(f"SELECT span_id, count(*) FROM read_parquet({files!r}) GROUP BY 1").fetchall() if files else []
+    print(json.dumps({sid: n for sid, n in rows}))
+
+
 def cmd_foreign(args):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -167,10 +177,12 @@ def main():
     m = sub.add_parser("metric-sum")
     m.add_argument("--archive", required=True)
     m.add_argument("--name", required=True)
+    i = sub.add_parser("span-ids")
+    i.add_argument("--archive", required=True)
     f = sub.add_parser("foreign")
     f.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"schema": cmd_schema, "duckdb": cmd_duckdb, "count": cmd_count, "metric-sum": cmd_metric_sum, "foreign": cmd_foreign}[args.cmd](args)
+    {"schema": cmd_schema, "duckdb": cmd_duckdb, "count": cmd_count, "metric-sum": cmd_metric_sum, "span-ids": cmd_span_ids, "foreign": cmd_foreign}[args.cmd](args)
 
 
 if __name__ == "__main__":

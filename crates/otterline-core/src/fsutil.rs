@@ -58,6 +58,23 @@ impl PendingFile {
     }
 }
 
+/// Takes an exclusive lock on `dir` (its `LOCK` file, `flock`) for as long as the returned
+/// file is open, so that two processes never share a directory of state; `hint` says what
+/// to do when another holds it.
+pub fn lock_dir(dir: &Path, hint: &str) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+    // SAFETY: flock(2) on a file descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{} is in use by another process (its LOCK file is held); {hint}", dir.display()),
+        ));
+    }
+    Ok(f)
+}
+
 /// Temp files (ours, by name) directly inside `dir`, sorted.
 pub fn leftovers(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();

@@ -425,20 +425,10 @@ fn parse_name(path: &Path) -> Option<(u64, Signal, u64)> {
 }
 
 fn lock_dir(dir: &Path) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
-    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
-    // SAFETY: flock(2) on a file descriptor we own; no memory is passed.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!(
-                "{} is in use by another process (its LOCK file is held); give each exporter and each Otterline its own sending_queue.storage directory",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(f)
+    otterline_core::fsutil::lock_dir(
+        dir,
+        "give each exporter and each Otterline its own sending_queue.storage directory",
+    )
 }
 
 #[cfg(test)]

@@ -1,30 +1,38 @@
-//! The `parquet` exporter: a Hive-partitioned Parquet archive.
+//! The `parquet` exporter: a Hive-partitioned Parquet archive with a write-ahead log.
 //!
-//! Rows go to `<path>/<signal>/date=YYYY-MM-DD/hour=HH/<signal>-<stamp>-<pid>-<seq>.parquet`,
+//! Rows go to `<path>/<signal>/date=YYYY-MM-DD/hour=HH/<signal>-<stamp>-<pid>-<seq>.v2.parquet`,
 //! partitioned by the item's own timestamp (span start, data point time, log time).
-//! Each partition being written has an open file that holds the batches with rows in it:
-//! the pipeline's own shared, immutable batches, kept by reference and not copied (they
-//! take less memory than their Arrow encoding would).
-//! A file is closed when it reaches `max_rows_per_file` rows or `max_file_size`
-//! (uncompressed OTLP size), when it has been open `flush_interval`, when more
-//! than `max_open_files` partitions are open (oldest first), and at shutdown.
 //!
-//! Closing flattens the partition's rows out of its batches (borrowed, not copied), sorts
-//! them by time and encodes them once, straight from the spans, records or points, to
-//! Parquet in memory (zstd by default, dictionary encoding, page statistics), a slice of
-//! rows at a time, and writes the bytes under a
-//! hidden temp name that is renamed when complete. If that write fails (disk
-//! full, permissions), the encoded file stays in memory and is retried; while it
-//! is pending, new batches are refused with a retryable error, so backpressure
-//! reaches the clients and nothing acknowledged is lost. A crash loses what was
-//! buffered (at most `flush_interval` of data); temp files it leaves behind are
-//! incomplete by construction and are removed, with a warning, at the next start.
+//! **Accepting a batch** appends it to the write-ahead log ([`crate::wal`]) first; a batch
+//! the log cannot take (disk full) is refused with a retryable error, so backpressure
+//! reaches the clients. The log is fsynced at least every `wal.sync_interval`.
+//!
+//! **Writing.** Each partition being written has an open file: a hidden temp file with an
+//! Arrow-to-Parquet writer. A batch's rows are staged (the shared batch is kept by
+//! reference, not copied) until [`STAGE_ROWS`] rows wait; they are then sorted by time,
+//! encoded straight from the spans, points or records (schema version 2 by default) and
+//! added to the file's current row group, which goes to disk when it has `row_group_size`
+//! rows or [`ROW_GROUP_BYTES`] of encoded data. So what an open file holds in memory is
+//! bounded by those two, whatever `flush_interval` and the rate. A file is closed (footer,
+//! fsync, rename to its final name) when it reaches `max_rows_per_file` rows or
+//! `max_file_size` (uncompressed OTLP size), when it has been open `flush_interval`, when
+//! more than `max_open_files` partitions are open (oldest first), and at shutdown. Its
+//! metadata names the log records it holds (`otterline.wal.run`, `otterline.wal.lsn`); log
+//! segments whose records are all in closed files are deleted.
+//!
+//! **Crash and failure.** At start, temp files a crash left are deleted (their rows are in
+//! the log), and the log segments of the previous run are replayed: every record whose rows
+//! no closed file holds (by the files' metadata) is written again; a torn record at the end
+//! of a segment is dropped and counted. A failed write while running (disk full) is the
+//! same case without the crash: the open files are dropped, one error line names the path,
+//! new batches are refused (retryable) and the log is replayed into files as soon as
+//! writing works again.
 //!
 //! `retention` deletes whole hour partitions older than that, at start and every
 //! ten minutes.
 
-use std::borrow::Borrow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +42,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::file::metadata::KeyValue as PqKeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::Deserialize;
 
@@ -42,15 +51,23 @@ use otterline_core::component::{
 };
 use otterline_core::config::ConfigError;
 use otterline_core::fsutil::{self, PendingFile};
-use otterline_core::pdata::logs::LogRecord;
-use otterline_core::pdata::trace::Span;
 use otterline_core::units::{ByteSize, Seconds};
 use otterline_core::{Batch, Signal, SignalSet};
 
 use crate::codec;
 use crate::rows::{self, RowRefs, Rows};
+use crate::wal::{self, Wal};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// Rows staged per open file before they are sorted and encoded.
+pub const STAGE_ROWS: usize = 4096;
+/// An open file's row group goes to disk at this much encoded data, even if it has fewer
+/// than `row_group_size` rows.
+pub const ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// File metadata keys naming the log records a file holds.
+pub const META_WAL_RUN: &str = "otterline.wal.run";
+pub const META_WAL_LSN: &str = "otterline.wal.lsn";
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +102,31 @@ pub struct ParquetConfig {
     /// Archive schema version to write: 2 (the default) or 1, for readers that only
     /// know version 1.
     pub schema_version: codec::Version,
+    /// The write-ahead log.
+    pub wal: WalConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    /// Directory of the log (default `<path>/.wal`); one per exporter, on a local disk.
+    pub directory: Option<PathBuf>,
+    /// Longest time a written record waits for fdatasync; `0s` syncs every batch.
+    #[serde(with = "otterline_core::units::duration")]
+    pub sync_interval: Duration,
+    /// Segment files are sealed at this size; a segment is deleted once its records are
+    /// all in closed Parquet files.
+    pub segment_size: ByteSize,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            directory: None,
+            sync_interval: Duration::from_millis(100),
+            segment_size: ByteSize(32 * 1024 * 1024),
+        }
+    }
 }
 
 impl Default for ParquetConfig {
@@ -100,6 +142,7 @@ impl Default for ParquetConfig {
             row_group_size: 50_000,
             max_open_files: 8,
             schema_version: codec::Version::CURRENT,
+            wal: WalConfig::default(),
         }
     }
 }
@@ -111,7 +154,7 @@ impl ExporterFactory for ParquetExporterFactory {
         "parquet"
     }
     fn description(&self) -> &'static str {
-        "Hive-partitioned Parquet archive (<path>/<signal>/date=…/hour=…/), zstd, rotation, retention"
+        "Hive-partitioned Parquet archive (<path>/<signal>/date=…/hour=…/), write-ahead log, zstd, rotation, retention"
     }
     fn signals(&self) -> SignalSet {
         SignalSet::ALL
@@ -129,6 +172,12 @@ impl ExporterFactory for ParquetExporterFactory {
         }
         if !(1..=22).contains(&cfg.compression_level) {
             return Err(ctx.error("compression_level", "zstd levels go from 1 to 22"));
+        }
+        if cfg.wal.sync_interval > Duration::from_secs(10) {
+            return Err(ctx.error("wal.sync_interval", "at most 10s: accepted data waits this long to be durable"));
+        }
+        if cfg.wal.segment_size.0 < 1024 * 1024 {
+            return Err(ctx.error("wal.segment_size", "at least 1MiB"));
         }
         if cfg.retention.is_some_and(|r| r.0 < Duration::from_secs(3600)) {
             return Err(ctx.error("retention", "retention deletes whole hour partitions: use at least 1h"));
@@ -196,20 +245,89 @@ fn writer_properties(cfg: &ParquetConfig) -> Result<SignalProps, String> {
     Ok([for_signal(Signal::Traces)?, for_signal(Signal::Metrics)?, for_signal(Signal::Logs)?])
 }
 
-/// A partition's file while it is open: the batches that have rows in it, how many of
-/// their rows are its own, and those rows' share of the batches' OTLP size.
+/// A partition's file while it is open.
 struct OpenFile {
-    batches: Vec<Arc<Batch>>,
+    pending: PendingFile,
+    writer: ArrowWriter<File>,
+    /// Batches with rows in this file that are not encoded yet.
+    staged: Vec<Arc<Batch>>,
+    staged_rows: usize,
     rows: usize,
     bytes: usize,
     opened: Instant,
+    /// The log run and the first and last lsn of the records with rows in this file.
+    run: u64,
+    first_lsn: u64,
+    last_lsn: u64,
 }
 
-/// An encoded file waiting to be written to disk.
-struct Encoded {
-    path: PathBuf,
-    data: Vec<u8>,
-    rows: usize,
+impl OpenFile {
+    /// Sorts the staged rows of `hour` by time and adds them to the current row group.
+    fn write_staged(&mut self, signal: Signal, hour: i64, version: codec::Version) -> Result<(), String> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let mut rows = file_rows(signal, &self.staged, hour);
+        rows.sort_by_ts();
+        let n = rows.len();
+        for start in (0..n).step_by(ENCODE_SLICE) {
+            let chunk =
+                codec::encode_range(&rows, start..(start + ENCODE_SLICE).min(n), version).map_err(|e| e.to_string())?;
+            self.writer.write(&chunk).map_err(|e| e.to_string())?;
+        }
+        drop(rows);
+        self.staged.clear();
+        self.staged_rows = 0;
+        if self.writer.memory_size() >= ROW_GROUP_BYTES {
+            self.writer.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is staged and the footer, syncs and renames the file to its final name.
+    fn commit(mut self, signal: Signal, hour: i64, version: codec::Version) -> Result<PathBuf, String> {
+        self.write_staged(signal, hour, version)?;
+        for (k, v) in codec::schema(signal, version).metadata() {
+            self.writer.append_key_value_metadata(PqKeyValue::new(k.clone(), v.clone()));
+        }
+        self.writer.append_key_value_metadata(PqKeyValue::new(META_WAL_RUN.into(), self.run.to_string()));
+        self.writer.append_key_value_metadata(PqKeyValue::new(
+            META_WAL_LSN.into(),
+            format!("{}-{}", self.first_lsn, self.last_lsn),
+        ));
+        let file = self.writer.into_inner().map_err(|e| e.to_string())?;
+        let temp = self.pending.temp_path.clone();
+        self.pending.commit(file).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            describe_io(&e)
+        })
+    }
+
+    /// Drops the file (its rows stay in the log).
+    fn abandon(self) {
+        let temp = self.pending.temp_path.clone();
+        drop(self.writer);
+        let _ = std::fs::remove_file(temp);
+    }
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    if fsutil::is_operator_fixable(e) {
+        format!("{e} (free disk space or fix permissions; writing resumes by itself)")
+    } else {
+        e.to_string()
+    }
+}
+
+/// What a replay of log segments did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recovery {
+    /// Records whose rows were written (again).
+    pub records: u64,
+    /// Records every row of which a closed file already held.
+    pub already_archived: u64,
+    pub torn_bytes: u64,
+    pub bad_records: u64,
 }
 
 pub struct ParquetExporter {
@@ -218,7 +336,14 @@ pub struct ParquetExporter {
     props: SignalProps,
     name: String,
     open: HashMap<(Signal, i64), OpenFile>,
-    pending: VecDeque<Encoded>,
+    wal: Option<Wal>,
+    /// Segments of earlier runs still to be replayed.
+    old_segments: Vec<PathBuf>,
+    /// Why writing failed, while it does: open files are dropped, new batches refused.
+    broken: Option<String>,
+    /// The log refuses appends (disk full): logged once until it works again.
+    wal_failing: bool,
+    last_repair: Option<Instant>,
     last_retention: Option<Instant>,
 }
 
@@ -230,38 +355,102 @@ pub fn partition_dir(hour: i64) -> String {
     dt.format("date=%Y-%m-%d/hour=%H").to_string()
 }
 
+/// Rows encoded to Arrow at a time: small enough that the rows' items stay in cache while
+/// their columns are built one after another.
+const ENCODE_SLICE: usize = 2048;
+
 impl ParquetExporter {
     pub fn new(root: PathBuf, cfg: ParquetConfig, props: SignalProps, name: String) -> Self {
-        ParquetExporter { root, cfg, props, name, open: HashMap::new(), pending: VecDeque::new(), last_retention: None }
+        ParquetExporter {
+            root,
+            cfg,
+            props,
+            name,
+            open: HashMap::new(),
+            wal: None,
+            old_segments: Vec::new(),
+            broken: None,
+            wal_failing: false,
+            last_repair: None,
+            last_retention: None,
+        }
     }
 
-    /// Adds a batch to the open files of the partitions its rows fall in (no I/O, no copy).
-    /// Returns the files that are now due to be closed: full ones, and the oldest while
-    /// more than `max_open_files` of this signal are open.
-    fn append(&mut self, batch: &Arc<Batch>) -> Vec<(Signal, i64)> {
-        let signal = batch.signal();
-        let mut per_hour: Vec<(i64, usize)> = Vec::new();
-        rows::item_timestamps(batch, |ts| {
-            let hour = ts.div_euclid(HOUR_NS);
-            match per_hour.iter_mut().find(|(h, _)| *h == hour) {
-                Some((_, n)) => *n += 1,
-                None => per_hour.push((hour, 1)),
+    fn wal_dir(&self) -> PathBuf {
+        self.cfg.wal.directory.clone().unwrap_or_else(|| self.root.join(".wal"))
+    }
+
+    /// Every batch accepted up to this log sequence number is on stable storage: what a
+    /// receiver may acknowledge without trusting the page cache.
+    pub fn durable_lsn(&self) -> u64 {
+        self.wal.as_ref().map_or(0, Wal::durable_lsn)
+    }
+
+    /// Opens the file of a partition.
+    fn create_file(&self, signal: Signal, hour: i64, run: u64, lsn: u64) -> Result<OpenFile, String> {
+        let name = format!(
+            "{}-{}-{}-{:05}{}",
+            signal.as_str(),
+            otterline_core::time::file_stamp(SystemTime::now()),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            self.cfg.schema_version.file_suffix()
+        );
+        let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
+        let (pending, file) = PendingFile::create(path.clone())
+            .map_err(|e| format!("cannot create {}: {}", fsutil::temp_path(&path).display(), describe_io(&e)))?;
+        let schema = codec::schema(signal, self.cfg.schema_version);
+        let writer = match ArrowWriter::try_new(file, schema, Some(self.props[signal.index()].clone())) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_file(&pending.temp_path);
+                return Err(e.to_string());
             }
-        });
+        };
+        Ok(OpenFile {
+            pending,
+            writer,
+            staged: Vec::new(),
+            staged_rows: 0,
+            rows: 0,
+            bytes: 0,
+            opened: Instant::now(),
+            run,
+            first_lsn: lsn,
+            last_lsn: lsn,
+        })
+    }
+
+    /// Adds a logged batch (record `run`/`lsn`) to the open files of the partitions its rows
+    /// fall in, except the hours in `skip`; closes files that are due.
+    fn route(&mut self, batch: &Arc<Batch>, run: u64, lsn: u64, skip: &[i64]) -> Result<(), String> {
+        let signal = batch.signal();
+        let per_hour = rows_per_hour(batch);
         if per_hour.is_empty() {
-            return Vec::new();
+            return Ok(());
         }
         let per_row_bytes = batch.encoded_len() / batch.item_count().max(1);
-        for &(hour, n) in &per_hour {
-            let f = self.open.entry((signal, hour)).or_insert_with(|| OpenFile {
-                batches: Vec::new(),
-                rows: 0,
-                bytes: 0,
-                opened: Instant::now(),
-            });
-            f.batches.push(batch.clone());
+        let version = self.cfg.schema_version;
+        for &(hour, n) in per_hour.iter().filter(|(h, _)| !skip.contains(h)) {
+            let key = (signal, hour);
+            if self.open.get(&key).is_some_and(|f| f.run != run) {
+                // A file holds the records of one run (replay after a crash).
+                self.close(key)?;
+            }
+            if !self.open.contains_key(&key) {
+                let f = self.create_file(signal, hour, run, lsn)?;
+                self.open.insert(key, f);
+            }
+            let Some(f) = self.open.get_mut(&key) else { continue };
+            f.staged.push(batch.clone());
+            f.staged_rows += n;
             f.rows += n;
             f.bytes += per_row_bytes * n;
+            f.last_lsn = lsn;
+            if f.staged_rows >= STAGE_ROWS {
+                f.write_staged(signal, hour, version)
+                    .map_err(|e| format!("writing {}: {e}", f.pending.temp_path.display()))?;
+            }
         }
         let mut due: Vec<(Signal, i64)> = per_hour
             .iter()
@@ -279,64 +468,134 @@ impl ParquetExporter {
             let excess = rest.len() - self.cfg.max_open_files;
             due.extend(rest[..excess].iter().map(|(k, _)| *k));
         }
-        due
-    }
-
-    /// Encodes an open file and queues it for writing.
-    fn close(&mut self, key: (Signal, i64)) -> Result<(), ExportError> {
-        let Some(f) = self.open.remove(&key) else { return Ok(()) };
-        let n = f.rows;
-        let (signal, hour) = key;
-        let name = format!(
-            "{}-{}-{}-{:05}{}",
-            signal.as_str(),
-            otterline_core::time::file_stamp(SystemTime::now()),
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            self.cfg.schema_version.file_suffix()
-        );
-        let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
-        let mut rows = file_rows(signal, &f.batches, hour);
-        rows.sort_by_ts();
-        match write_parquet(signal, &rows, &self.props[signal.index()], self.cfg.schema_version) {
-            Ok(data) => {
-                self.pending.push_back(Encoded { path, data, rows: n });
-                Ok(())
-            }
-            Err(e) => {
-                // Only a bug can get here (the schema is ours); say so loudly and count it.
-                tracing::error!(exporter = %self.name, rows = n, error = %e, "cannot encode rows as Parquet; they are dropped");
-                Err(ExportError::Permanent(format!("{n} {} could not be encoded as Parquet: {e}", signal.item_name())))
-            }
-        }
-    }
-
-    /// Writes queued files; stops at the first failure (the rest stay queued).
-    fn persist(&mut self) -> Result<(), ExportError> {
-        while let Some(enc) = self.pending.front() {
-            match write_file(&enc.path, &enc.data) {
-                Ok(()) => {
-                    tracing::debug!(exporter = %self.name, file = %enc.path.display(), rows = enc.rows, bytes = enc.data.len(), "wrote");
-                    self.pending.pop_front();
-                }
-                Err(e) => {
-                    let hint = if fsutil::is_operator_fixable(&e) {
-                        " (free disk space or fix permissions; writing resumes by itself)"
-                    } else {
-                        ""
-                    };
-                    return Err(ExportError::Retryable(format!(
-                        "writing {}: {e}{hint}; {} file(s) held in memory, new data is refused until they are written",
-                        enc.path.display(),
-                        self.pending.len()
-                    )));
-                }
-            }
+        for k in due {
+            self.close(k)?;
         }
         Ok(())
     }
 
-    fn close_aged(&mut self) -> Result<(), ExportError> {
+    /// Closes an open file: footer, fsync, rename.
+    fn close(&mut self, key: (Signal, i64)) -> Result<(), String> {
+        let Some(f) = self.open.remove(&key) else { return Ok(()) };
+        let (rows, temp) = (f.rows, f.pending.temp_path.clone());
+        match f.commit(key.0, key.1, self.cfg.schema_version) {
+            Ok(path) => {
+                tracing::debug!(exporter = %self.name, file = %path.display(), rows, "wrote");
+                Ok(())
+            }
+            Err(e) => Err(format!("writing {}: {e}", temp.display())),
+        }
+    }
+
+    fn close_all(&mut self) -> Result<(), String> {
+        let keys: Vec<(Signal, i64)> = self.open.keys().copied().collect();
+        for k in keys {
+            self.close(k)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the log segments whose records are all in closed files.
+    fn release_log(&mut self) {
+        let Some(wal) = self.wal.as_mut() else { return };
+        let run = wal.run();
+        let oldest = self.open.values().filter(|f| f.run == run).map(|f| f.first_lsn).min();
+        wal.release_below(oldest.unwrap_or(wal.next_lsn()));
+    }
+
+    /// Writing failed: drops every open file (their rows are in the log) and refuses new
+    /// batches until [`ParquetExporter::repair`] has written the log out again.
+    fn fail(&mut self, reason: String) {
+        for (_, f) in self.open.drain() {
+            f.abandon();
+        }
+        tracing::error!(
+            exporter = %self.name,
+            wal = %self.wal_dir().display(),
+            "{reason}; new data is refused (retryable) until writing works again; nothing accepted is lost (it is in the write-ahead log)"
+        );
+        self.broken = Some(reason);
+    }
+
+    /// Replays log segments into files: every record whose rows no closed file holds.
+    fn replay(&mut self, segments: &[PathBuf]) -> Result<Recovery, String> {
+        let mut stats = Recovery::default();
+        let mut index: HashMap<(Signal, i64), Vec<(u64, u64, u64)>> = HashMap::new();
+        for seg in segments {
+            let (records, damage) =
+                wal::read_segment(seg).map_err(|e| format!("cannot read {}: {}", seg.display(), describe_io(&e)))?;
+            stats.torn_bytes += damage.torn_bytes;
+            stats.bad_records += damage.bad_records;
+            if damage != wal::Damage::default() {
+                tracing::warn!(exporter = %self.name, segment = %seg.display(), torn_bytes = damage.torn_bytes, bad_records = damage.bad_records, "dropped a torn or unreadable record at the end of a write-ahead log segment (a write the crash interrupted)");
+            }
+            for r in records {
+                let batch = match Batch::decode_protobuf(r.signal, &r.payload) {
+                    Ok(b) => Arc::new(b),
+                    Err(e) => {
+                        tracing::warn!(exporter = %self.name, segment = %seg.display(), lsn = r.lsn, error = %e, "skipping a log record that is not an OTLP request");
+                        stats.bad_records += 1;
+                        continue;
+                    }
+                };
+                let hours: Vec<i64> = rows_per_hour(&batch).into_iter().map(|(h, _)| h).collect();
+                let mut skip = Vec::new();
+                for &h in &hours {
+                    let files = index.entry((r.signal, h)).or_insert_with(|| archived_ranges(&self.root, r.signal, h));
+                    if files.iter().any(|&(run, first, last)| run == r.run && (first..=last).contains(&r.lsn)) {
+                        skip.push(h);
+                    }
+                }
+                if skip.len() == hours.len() {
+                    stats.already_archived += 1;
+                    continue;
+                }
+                self.route(&batch, r.run, r.lsn, &skip)?;
+                stats.records += 1;
+            }
+        }
+        self.close_all()?;
+        Ok(stats)
+    }
+
+    /// After a failed write, or at start: writes out what the log holds and no file does.
+    fn repair(&mut self) -> Result<(), ExportError> {
+        let Some(reason) = self.broken.clone() else { return Ok(()) };
+        self.last_repair = Some(Instant::now());
+        let mut segments = self.old_segments.clone();
+        if let Some(wal) = self.wal.as_mut() {
+            // Later records go to a new segment; these are read whole.
+            let _ = wal.seal();
+            segments.extend(wal.segments());
+        }
+        match self.replay(&segments) {
+            Ok(stats) => {
+                if let Some(wal) = &self.wal {
+                    wal.remove(&self.old_segments);
+                }
+                if !self.old_segments.is_empty() {
+                    tracing::info!(exporter = %self.name, records = stats.records, already_archived = stats.already_archived, torn_bytes = stats.torn_bytes, bad_records = stats.bad_records, "recovered the write-ahead log of the previous run");
+                } else {
+                    tracing::info!(exporter = %self.name, records = stats.records, "archive writes work again; the write-ahead log is written out");
+                }
+                self.old_segments.clear();
+                self.broken = None;
+                self.release_log();
+                Ok(())
+            }
+            Err(e) => {
+                for (_, f) in self.open.drain() {
+                    f.abandon();
+                }
+                tracing::debug!(exporter = %self.name, error = %e, "archive writes still fail");
+                Err(ExportError::Retryable(format!(
+                    "the Parquet archive cannot be written ({reason}); still failing: {e}"
+                )))
+            }
+        }
+    }
+
+    fn close_aged(&mut self) -> Result<(), String> {
         let aged: Vec<(Signal, i64)> =
             self.open.iter().filter(|(_, f)| f.opened.elapsed() >= self.cfg.flush_interval).map(|(k, _)| *k).collect();
         for k in aged {
@@ -364,6 +623,77 @@ impl ParquetExporter {
             }
         }
     }
+
+    /// Logs a batch, then routes it to the open files.
+    fn accept(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
+        if self.broken.is_some() {
+            self.repair()?;
+        }
+        let Some(wal) = self.wal.as_mut() else {
+            return Err(ExportError::Retryable("the parquet exporter is not started".into()));
+        };
+        let lsn = match wal.append(batch) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                let msg =
+                    format!("cannot append to the write-ahead log in {}: {}", wal.dir().display(), describe_io(&e));
+                if !self.wal_failing {
+                    self.wal_failing = true;
+                    tracing::error!(exporter = %self.name, "{msg}; new data is refused (retryable) until it works again");
+                }
+                return Err(ExportError::Retryable(msg));
+            }
+        };
+        let run = wal.run();
+        if self.cfg.wal.sync_interval.is_zero() {
+            wal.sync_now();
+        }
+        if std::mem::take(&mut self.wal_failing) {
+            tracing::info!(exporter = %self.name, "the write-ahead log accepts data again");
+        }
+        // The batch is in the log: accepted, whatever happens to the files now.
+        if let Err(e) = self.route(batch, run, lsn, &[]) {
+            self.fail(e);
+        }
+        Ok(())
+    }
+}
+
+/// (hour, rows) of a batch's items, in order of first appearance.
+fn rows_per_hour(batch: &Batch) -> Vec<(i64, usize)> {
+    let mut per_hour: Vec<(i64, usize)> = Vec::new();
+    rows::item_timestamps(batch, |ts| {
+        let hour = ts.div_euclid(HOUR_NS);
+        match per_hour.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, n)) => *n += 1,
+            None => per_hour.push((hour, 1)),
+        }
+    });
+    per_hour
+}
+
+/// (run, first lsn, last lsn) of the closed files of a partition, from their metadata.
+fn archived_ranges(root: &Path, signal: Signal, hour: i64) -> Vec<(u64, u64, u64)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = root.join(signal.as_str()).join(partition_dir(hour));
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with('.') || !name.ends_with(".parquet") {
+            continue;
+        }
+        let Some(reader) = File::open(&p).ok().and_then(|f| SerializedFileReader::new(f).ok()) else { continue };
+        let kv = reader.metadata().file_metadata().key_value_metadata();
+        let get = |k: &str| kv.and_then(|kv| kv.iter().find(|e| e.key == k)).and_then(|e| e.value.clone());
+        let (Some(run), Some(lsn)) = (get(META_WAL_RUN), get(META_WAL_LSN)) else { continue };
+        let Some((first, last)) = lsn.split_once('-') else { continue };
+        if let (Ok(run), Ok(first), Ok(last)) = (run.parse(), first.parse(), last.parse()) {
+            out.push((run, first, last));
+        }
+    }
+    out
 }
 
 /// The rows of `hour` in `batches` (borrowed), in batch order.
@@ -379,57 +709,6 @@ fn file_rows(signal: Signal, batches: &[Arc<Batch>], hour: i64) -> RowRefs<'_> {
         all.append(part);
     }
     all
-}
-
-/// Rows encoded to Arrow at a time while writing: row groups are larger (the writer
-/// gathers slices into them), this bounds the Arrow memory held at once. Small enough that
-/// the rows' items stay in cache while their columns are built one after another (2048:
-/// about 9 % faster writes than 8192 in `otterline-parquet-bench`; 256 and 512 are slower,
-/// the writer's per-call work shows).
-const ENCODE_SLICE: usize = 2048;
-
-/// Writes rows, in the order given, as one Parquet file in memory.
-fn write_parquet<S: Borrow<Span>, L: Borrow<LogRecord>>(
-    signal: Signal,
-    rows: &Rows<S, L>,
-    props: &WriterProperties,
-    version: codec::Version,
-) -> Result<Vec<u8>, String> {
-    let n = rows.len();
-    if n == 0 {
-        return Err("no rows to write".into());
-    }
-    let schema = codec::schema(signal, version);
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props.clone())).map_err(|e| e.to_string())?;
-    for (k, v) in schema.metadata() {
-        w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(k.clone(), v.clone()));
-    }
-    for start in (0..n).step_by(ENCODE_SLICE) {
-        let chunk =
-            codec::encode_range(rows, start..(start + ENCODE_SLICE).min(n), version).map_err(|e| e.to_string())?;
-        w.write(&chunk).map_err(|e| e.to_string())?;
-    }
-    w.close().map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
-fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let (pending, mut file) = match PendingFile::create(path.to_path_buf()) {
-        Ok(v) => v,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // A temp file of an earlier failed attempt: replace it.
-            let _ = std::fs::remove_file(fsutil::temp_path(path));
-            PendingFile::create(path.to_path_buf())?
-        }
-        Err(e) => return Err(e),
-    };
-    let result = file.write_all(data).and_then(|_| pending.commit(file).map(|_| ()));
-    if result.is_err() {
-        let _ = std::fs::remove_file(fsutil::temp_path(path));
-    }
-    result
 }
 
 /// Deletes `hour=HH` partitions (and emptied `date=` directories) that ended before `cutoff`.
@@ -503,17 +782,28 @@ impl Exporter for ParquetExporter {
             leftovers_recursive(&dir, &mut found)
                 .map_err(|e| ComponentError::new(format!("cannot scan {}: {e}", dir.display())))?;
             for tmp in found {
-                // A temp file is only ever an incomplete copy of a file being written when
-                // the process died: it has no footer and cannot be read. Its rows were lost
-                // with the process's memory.
+                // A temp file was open when the process died: it has no footer. Its rows
+                // are in the write-ahead log, replayed below.
                 match std::fs::remove_file(&tmp) {
                     Ok(()) => {
-                        tracing::warn!(exporter = %self.name, file = %tmp.display(), "removed an incomplete Parquet file left by a crash")
+                        tracing::info!(exporter = %self.name, file = %tmp.display(), "removed an incomplete Parquet file left by a crash (its rows are recovered from the write-ahead log)")
                     }
                     Err(e) => {
                         tracing::error!(exporter = %self.name, file = %tmp.display(), error = %e, "cannot remove an incomplete Parquet file")
                     }
                 }
+            }
+        }
+        let dir = self.wal_dir();
+        let (wal, old) = Wal::open(&dir, self.cfg.wal.sync_interval, self.cfg.wal.segment_size.0)
+            .map_err(|e| ComponentError::new(format!("cannot open the write-ahead log in {}: {e}", dir.display())))?;
+        self.wal = Some(wal);
+        if !old.is_empty() {
+            self.old_segments = old;
+            self.broken = Some("recovering the write-ahead log of the previous run".into());
+            if let Err(e) = otterline_core::blocking(|| self.repair()) {
+                // Started anyway: batches are refused until the log is written out.
+                tracing::error!(exporter = %self.name, error = %e, "cannot recover the write-ahead log yet; will retry");
             }
         }
         otterline_core::blocking(|| self.apply_retention());
@@ -526,26 +816,8 @@ impl Exporter for ParquetExporter {
         self.export_shared(&Arc::new(batch.clone())).await
     }
 
-    /// Appending is bookkeeping; only encoding a closed file and writing files block.
     async fn export_shared(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
-        // Files that could not be written yet come first: while they wait, refuse.
-        if !self.pending.is_empty() {
-            otterline_core::blocking(|| self.persist())?;
-        }
-        let due = self.append(batch);
-        if due.is_empty() {
-            return Ok(());
-        }
-        otterline_core::blocking(|| {
-            for key in due {
-                self.close(key)?;
-            }
-            if let Err(e) = self.persist() {
-                // The batch itself is safely buffered; the next one will be refused.
-                tracing::warn!(exporter = %self.name, error = %e, "write failed; will retry");
-            }
-            Ok(())
-        })
+        otterline_core::blocking(|| self.accept(batch))
     }
 
     fn tick_interval(&self) -> Option<Duration> {
@@ -554,37 +826,40 @@ impl Exporter for ParquetExporter {
 
     async fn tick(&mut self) -> Result<(), ExportError> {
         otterline_core::blocking(|| {
-            self.close_aged()?;
+            if self.broken.is_some() {
+                if self.last_repair.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    let _ = self.repair();
+                }
+                return Ok(());
+            }
+            if let Err(e) = self.close_aged() {
+                self.fail(e);
+                return Ok(());
+            }
+            self.release_log();
             self.apply_retention();
-            self.persist()
+            Ok(())
         })
     }
 
     async fn shutdown(&mut self) -> Result<(), ComponentError> {
         otterline_core::blocking(|| {
-            let keys: Vec<(Signal, i64)> = self.open.keys().copied().collect();
-            for k in keys {
-                if let Err(e) = self.close(k) {
-                    tracing::error!(exporter = %self.name, error = %e, "closing a file at shutdown failed");
+            if self.broken.is_some() {
+                let _ = self.repair();
+            }
+            if self.broken.is_none() {
+                match self.close_all() {
+                    Ok(()) => self.release_log(),
+                    Err(e) => self.fail(e),
                 }
             }
-            // Retry writes for a few seconds: a transient error should not lose data at exit.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match self.persist() {
-                    Ok(()) => return Ok(()),
-                    Err(e) if Instant::now() < deadline => {
-                        tracing::warn!(exporter = %self.name, error = %e, "retrying at shutdown");
-                        std::thread::sleep(Duration::from_millis(250));
-                    }
-                    Err(e) => {
-                        let rows: usize = self.pending.iter().map(|p| p.rows).sum();
-                        return Err(ComponentError::new(format!(
-                            "{e}; {rows} rows in {} file(s) are lost",
-                            self.pending.len()
-                        )));
-                    }
-                }
+            self.wal = None;
+            match &self.broken {
+                None => Ok(()),
+                Some(reason) => Err(ComponentError::new(format!(
+                    "{reason}: what was not written stays in the write-ahead log in {} and is written at the next start",
+                    self.wal_dir().display()
+                ))),
             }
         })
     }
@@ -605,9 +880,13 @@ mod tests {
         json::decode(signal, text.as_bytes()).unwrap()
     }
 
-    fn exporter(root: &Path, cfg: ParquetConfig) -> ParquetExporter {
+    async fn exporter(root: &Path, cfg: ParquetConfig) -> ParquetExporter {
         let props = writer_properties(&cfg).unwrap();
-        ParquetExporter::new(root.to_path_buf(), cfg, props, "parquet".into())
+        let mut e = ParquetExporter::new(root.to_path_buf(), cfg, props, "parquet".into());
+        let id = otterline_core::ComponentId::parse("parquet").unwrap();
+        let health = Arc::new(otterline_core::health::ComponentHealth::new("exporter", "parquet".into()));
+        e.start(&ExporterContext { id, health, abort: Default::default() }).await.unwrap();
+        e
     }
 
     fn read_back(root: &Path, signal: Signal) -> Batch {
@@ -624,7 +903,7 @@ mod tests {
     async fn every_fixture_round_trips_exactly_in_both_versions() {
         for v in [codec::Version::V1, codec::Version::V2] {
             let dir = tempfile::tempdir().unwrap();
-            let mut e = exporter(dir.path(), ParquetConfig { schema_version: v, ..Default::default() });
+            let mut e = exporter(dir.path(), ParquetConfig { schema_version: v, ..Default::default() }).await;
             for s in Signal::ALL {
                 e.export(&fixture(s)).await.unwrap();
             }
@@ -645,7 +924,7 @@ mod tests {
     async fn statistics_on_time_and_names_but_not_on_random_ids() {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let dir = tempfile::tempdir().unwrap();
-        let mut e = exporter(dir.path(), ParquetConfig::default());
+        let mut e = exporter(dir.path(), ParquetConfig::default()).await;
         e.export(&fixture(Signal::Traces)).await.unwrap();
         e.shutdown().await.unwrap();
         let file =
@@ -663,7 +942,7 @@ mod tests {
     #[tokio::test]
     async fn rows_are_partitioned_by_their_own_hour_and_sorted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut e = exporter(dir.path(), ParquetConfig { max_rows_per_file: 2, ..Default::default() });
+        let mut e = exporter(dir.path(), ParquetConfig { max_rows_per_file: 2, ..Default::default() }).await;
         let Batch::Traces(mut req) = fixture(Signal::Traces) else { unreachable!() };
         let spans = &mut req.resource_spans[0].scope_spans[0].spans;
         // Three hours, given out of order.
@@ -697,7 +976,7 @@ mod tests {
     #[tokio::test]
     async fn open_files_keep_the_shared_batch_not_a_copy_and_sort_across_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let mut e = exporter(dir.path(), ParquetConfig::default());
+        let mut e = exporter(dir.path(), ParquetConfig::default()).await;
         let base = 1_763_874_000_000_000_000u64;
         let batch_at = |offsets: &[u64]| {
             let Batch::Traces(mut req) = fixture(Signal::Traces) else { unreachable!() };
@@ -731,13 +1010,9 @@ mod tests {
         assert_eq!(names, ["t0", "t10", "t20", "t30", "t40"], "one file, sorted across batches");
     }
 
-    #[tokio::test]
-    async fn a_failed_write_is_kept_and_retried_and_refuses_new_data_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut e = exporter(dir.path(), ParquetConfig { max_rows_per_file: 1, ..Default::default() });
-        // Block the partition directory with a regular file: writes fail.
+    fn one_log() -> Batch {
         let Batch::Logs(req) = fixture(Signal::Logs) else { unreachable!() };
-        let one = Batch::Logs(otterline_core::pdata::ExportLogsServiceRequest {
+        Batch::Logs(otterline_core::pdata::ExportLogsServiceRequest {
             resource_logs: vec![otterline_core::pdata::logs::ResourceLogs {
                 scope_logs: vec![otterline_core::pdata::logs::ScopeLogs {
                     log_records: vec![req.resource_logs[0].scope_logs[0].log_records[0].clone()],
@@ -745,24 +1020,98 @@ mod tests {
                 }],
                 ..Default::default()
             }],
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_refuses_new_data_and_writes_the_log_out_when_it_works_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = exporter(dir.path(), ParquetConfig::default()).await;
+        // Block the partition directory with a regular file: creating the file fails.
         std::fs::create_dir_all(dir.path().join("logs/date=2025-11-23")).unwrap();
         std::fs::write(dir.path().join("logs/date=2025-11-23/hour=05"), b"in the way").unwrap();
-        e.export(&one).await.unwrap(); // buffered and encoded; the write failed and is pending
-        assert_eq!(e.pending.len(), 1);
-        match e.export(&one).await {
-            Err(ExportError::Retryable(msg)) => assert!(msg.contains("held in memory"), "{msg}"),
+        // In the log before anything is written: accepted.
+        e.export(&one_log()).await.unwrap();
+        assert!(e.broken.is_some());
+        match e.export(&one_log()).await {
+            Err(ExportError::Retryable(msg)) => assert!(msg.contains("hour=05"), "{msg}"),
             other => panic!("expected a retryable refusal, got {other:?}"),
         }
-        // The operator fixes the disk: the pending file is written, the next batch accepted.
+        // The operator fixes the disk: the log is written out, the next batch accepted.
         std::fs::remove_file(dir.path().join("logs/date=2025-11-23/hour=05")).unwrap();
-        e.export(&one).await.unwrap();
+        e.export(&one_log()).await.unwrap();
+        assert!(e.broken.is_none());
         e.shutdown().await.unwrap();
         let Batch::Logs(back) = read_back(dir.path(), Signal::Logs) else { unreachable!() };
         assert_eq!(
             back.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum::<usize>(),
-            2
+            2,
+            "the accepted batch and the one after the repair; the refused one is not there"
         );
+        assert_eq!(wal_segments(dir.path()), 0, "a clean shutdown leaves an empty log");
+    }
+
+    fn wal_segments(root: &Path) -> usize {
+        std::fs::read_dir(root.join(".wal"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal"))
+            .count()
+    }
+
+    /// A crash (the exporter dropped without shutdown: open files stay as temp files, the
+    /// log stays) loses nothing, and rows already in closed files are not written twice.
+    #[tokio::test]
+    async fn a_crash_is_recovered_from_the_log_without_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = exporter(dir.path(), ParquetConfig { max_rows_per_file: 3, ..Default::default() }).await;
+        for s in Signal::ALL {
+            e.export(&fixture(s)).await.unwrap();
+        }
+        for _ in 0..4 {
+            e.export(&one_log()).await.unwrap();
+        }
+        let closed_before = glob::glob(&format!("{}/logs/**/*.parquet", dir.path().display())).unwrap().count();
+        assert!(closed_before >= 1, "some log rows reached closed files before the crash");
+        drop(e);
+        assert!(wal_segments(dir.path()) > 0);
+        let mut e = exporter(dir.path(), ParquetConfig::default()).await;
+        e.shutdown().await.unwrap();
+        for s in [Signal::Traces, Signal::Metrics] {
+            assert_eq!(read_back(dir.path(), s), fixture(s), "{s}");
+        }
+        let Batch::Logs(back) = read_back(dir.path(), Signal::Logs) else { unreachable!() };
+        let n = back.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum::<usize>();
+        assert_eq!(n, fixture(Signal::Logs).item_count() + 4, "every log record once");
+        assert_eq!(wal_segments(dir.path()), 0);
+        let temps: Vec<_> = glob::glob(&format!("{}/**/.*.tmp", dir.path().display())).unwrap().collect();
+        assert!(temps.is_empty(), "{temps:?}");
+    }
+
+    /// Open files hold a bounded number of staged rows; the rest is in the temp file.
+    #[tokio::test]
+    async fn open_files_stage_a_bounded_number_of_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = exporter(dir.path(), ParquetConfig::default()).await;
+        let Batch::Traces(mut req) = fixture(Signal::Traces) else { unreachable!() };
+        let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+        let template = spans[0].clone();
+        *spans = (0..1000u64)
+            .map(|i| {
+                let mut s = template.clone();
+                s.start_time_unix_nano = 1_763_874_000_000_000_000 + i;
+                s
+            })
+            .collect();
+        let batch = Arc::new(Batch::Traces(req));
+        for _ in 0..20 {
+            e.export_shared(&batch).await.unwrap();
+        }
+        let f = e.open.values().next().unwrap();
+        assert_eq!(f.rows, 20_000);
+        assert!(f.staged_rows < STAGE_ROWS, "{} rows staged", f.staged_rows);
+        assert!(Arc::strong_count(&batch) <= 1 + STAGE_ROWS / 1000);
+        e.shutdown().await.unwrap();
+        assert_eq!(read_back(dir.path(), Signal::Traces).item_count(), 20_000);
     }
 
     #[test]

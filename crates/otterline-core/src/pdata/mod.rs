@@ -160,6 +160,17 @@ impl Batch {
         }
     }
 
+    /// Appends the OTLP protobuf encoding of the export request to `buf`.
+    pub fn encode_protobuf_into(&self, buf: &mut Vec<u8>) {
+        use prost::Message;
+        // A Vec grows as needed: encoding into it cannot fail.
+        let _ = match self {
+            Batch::Traces(r) => r.encode(buf),
+            Batch::Metrics(r) => r.encode(buf),
+            Batch::Logs(r) => r.encode(buf),
+        };
+    }
+
     /// Decodes an OTLP protobuf export request of `signal`.
     pub fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<Batch, prost::DecodeError> {
         use prost::Message;
