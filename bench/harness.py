@@ -234,10 +234,11 @@ def rotel(work, name, exporter_args):
     return Cmd(argv, grpc, http)
 
 
-def loadgen(args, collector, transport, signal_name, label):
+def loadgen(args, collector, transport, signal_name, label, streams=1):
     target = ["--grpc", f"127.0.0.1:{collector.grpc}"] if transport == "grpc" else ["--http", f"http://127.0.0.1:{collector.http}"]
     out = subprocess.run(
         ["taskset", "-c", "1", LOADGEN, *target, "--signal", signal_name, "--connections", str(args.connections),
+         "--streams", str(streams),
          "--duration", str(args.seconds), "--pid", str(collector.pid), "--label", label],
         capture_output=True, text=True)
     if out.returncode != 0:
@@ -256,13 +257,13 @@ def loadgen(args, collector, transport, signal_name, label):
     }
 
 
-def load_run(args, work, scenario, name, cmd, transport, signal_name, env=None):
+def load_run(args, work, scenario, name, cmd, transport, signal_name, env=None, streams=1):
     """One load run. Its CPU figure counts from the start of the load to the collector's exit
     after SIGTERM: work a collector buffers (an open Parquet file, a batch) and does later
     counts too. The load window alone is kept as `cpu_s_per_M_window`."""
     c = Collector(work, name, cmd, env)
     try:
-        r = loadgen(args, c, transport, signal_name, f"{scenario}/{name}")
+        r = loadgen(args, c, transport, signal_name, f"{scenario}/{name}", streams)
     finally:
         total = c.stop()
     r["cpu_s_per_M_window"] = r["cpu_s_per_M"]
@@ -333,6 +334,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=10, help="seconds of load per run (default 10)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions; medians are shown (default 3)")
     ap.add_argument("--connections", type=int, default=4, help="load generator connections (default 4)")
+    ap.add_argument("--streams", default="1,32",
+                    help="load shapes for scenarios a and c: requests in flight per connection, comma-separated "
+                         "(default 1,32: one at a time, and 4 x 32 = 128 in flight as `h2load -c4 -m32` drives it)")
     ap.add_argument("--idle", type=float, default=30, help="seconds of idling in scenario e (default 30)")
     ap.add_argument("--replay-spans", type=int, default=2_000_000, help="spans in the scenario d archive")
     ap.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
@@ -370,18 +374,25 @@ def main():
     idle = []
     for rep in range(1, args.reps + 1):
         print(f"repetition {rep}/{args.reps}", file=sys.stderr, flush=True)
+        shapes = [int(x) for x in args.streams.split(",") if x]
+        shape = lambda m: "" if m == 1 else f" {args.connections}x{m}"
         if "a" in scenarios:
-            for transport, sig in (("grpc", "traces"), ("http", "traces"), ("grpc", "metrics"), ("grpc", "logs")):
-                scen = f"a {sig}/{transport}"
-                if (transport, sig) == ("grpc", "traces"):
-                    add((scen, "tonic sink"), load_run(args, work, scen, "sink", Cmd(
-                        [SINK, "--listen", f"127.0.0.1:{(p := free_port())}"], p, p), transport, sig))
-                for subject, binary in builds:
-                    with_binary(binary)
-                    add((scen, subject), load_run(args, work, scen, "otterline", otterline_nop(work), transport, sig))
-                with_binary(builds[0][1])
-                add((scen, "rotel"), load_run(args, work, scen, "rotel", rotel(work, "rotel", ["--exporter", "blackhole"]),
-                                              transport, sig))
+            for m in shapes:
+                for transport, sig in (("grpc", "traces"), ("http", "traces"), ("grpc", "metrics"), ("grpc", "logs")):
+                    if m != 1 and (transport, sig) != ("grpc", "traces"):
+                        continue  # the second shape: the headline pair only
+                    scen = f"a {sig}/{transport}{shape(m)}"
+                    if (transport, sig) == ("grpc", "traces") and m == 1:
+                        add((scen, "tonic sink"), load_run(args, work, scen, "sink", Cmd(
+                            [SINK, "--listen", f"127.0.0.1:{(p := free_port())}"], p, p), transport, sig))
+                    for subject, binary in builds:
+                        with_binary(binary)
+                        add((scen, subject), load_run(args, work, scen, "otterline", otterline_nop(work), transport, sig,
+                                                      streams=m))
+                    with_binary(builds[0][1])
+                    add((scen, "rotel"), load_run(args, work, scen, "rotel",
+                                                  rotel(work, "rotel", ["--exporter", "blackhole"]), transport, sig,
+                                                  streams=m))
         if "b" in scenarios:
             sink_port = free_port()
             with open(os.path.join(work, "b-sink.log"), "w") as log:
@@ -399,11 +410,13 @@ def main():
                 sink.send_signal(signal.SIGINT)
                 sink.wait()
         if "c" in scenarios:
-            for i, (subject, binary) in enumerate(builds):
-                with_binary(binary)
-                cmd, env = otterline_default(work, f"default-{rep}-{i}")
-                add(("c default", subject), load_run(args, work, "c", "otterline", cmd, "grpc", "traces", env))
-            with_binary(builds[0][1])
+            for m in shapes:
+                for i, (subject, binary) in enumerate(builds):
+                    with_binary(binary)
+                    cmd, env = otterline_default(work, f"default-{rep}-{i}-{m}")
+                    add((f"c default{shape(m)}", subject),
+                        load_run(args, work, "c", "otterline", cmd, "grpc", "traces", env, streams=m))
+                with_binary(builds[0][1])
         if "d" in scenarios:
             add(("d replay", "otterline"), replay_run(work, archive, args.replay_spans))
         if "e" in scenarios:
@@ -445,13 +458,20 @@ def main():
             return
         print(f"  {label}: {value:.2f}{unit} (limit {limit:.2f}{unit}) {'MET' if value <= limit else 'MISSED'}")
 
-    a, ar = med.get(("a traces/grpc", "otterline")), med.get(("a traces/grpc", "rotel"))
-    if a and ar:
-        check("(a) CPU-s per M spans, otterline / rotel", a["cpu_s_per_M"] / ar["cpu_s_per_M"], 0.5, "x")
-        check("(a) peak RSS, otterline / rotel", a["peak_rss_MiB"] / ar["peak_rss_MiB"], 0.5, "x")
-    c = med.get(("c default", "otterline"))
-    if c and ar:
-        check("(c) full pipeline CPU-s per M spans vs rotel pass-through", c["cpu_s_per_M"], ar["cpu_s_per_M"], " s")
+    for m in [int(x) for x in args.streams.split(",") if x]:
+        sh = "" if m == 1 else f" {args.connections}x{m}"
+        a, ar = med.get((f"a traces/grpc{sh}", "otterline")), med.get((f"a traces/grpc{sh}", "rotel"))
+        if a and ar:
+            check(f"(a{sh}) CPU-s per M spans, otterline / rotel", a["cpu_s_per_M"] / ar["cpu_s_per_M"], 0.5, "x")
+            check(f"(a{sh}) peak RSS, otterline / rotel", a["peak_rss_MiB"] / ar["peak_rss_MiB"], 0.5, "x")
+        c = med.get((f"c default{sh}", "otterline"))
+        if c and ar:
+            check(f"(c{sh}) full pipeline CPU-s per M spans vs rotel pass-through", c["cpu_s_per_M"],
+                  ar["cpu_s_per_M"], " s")
+            check(f"(c{sh}) peak RSS", c["peak_rss_MiB"], 96.0, " MiB")
+    d = med.get(("d replay", "otterline"))
+    if d:
+        check("(d) replay peak RSS", d["peak_rss_MiB"], 128.0, " MiB")
     if idle_med:
         check("(e) idle RSS", idle_med["otterline"]["idle_rss_MiB"], 10.0, " MiB")
     if args.json:

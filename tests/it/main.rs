@@ -16,6 +16,7 @@ mod anomaly_restart;
 mod bad_input;
 mod config_validate;
 mod dashboard;
+mod durability;
 
 mod forwarding;
 mod genai_metrics;

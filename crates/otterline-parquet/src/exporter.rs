@@ -285,7 +285,17 @@ impl OpenFile {
     }
 
     /// Writes what is staged and the footer, syncs and renames the file to its final name.
-    fn commit(mut self, signal: Signal, hour: i64, version: codec::Version) -> Result<PathBuf, String> {
+    /// On failure the temp file is deleted (its rows are in the log).
+    fn commit(self, signal: Signal, hour: i64, version: codec::Version) -> Result<PathBuf, String> {
+        let temp = self.pending.temp_path.clone();
+        let result = self.finish(signal, hour, version);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn finish(mut self, signal: Signal, hour: i64, version: codec::Version) -> Result<PathBuf, String> {
         self.write_staged(signal, hour, version)?;
         for (k, v) in codec::schema(signal, version).metadata() {
             self.writer.append_key_value_metadata(PqKeyValue::new(k.clone(), v.clone()));
@@ -296,11 +306,7 @@ impl OpenFile {
             format!("{}-{}", self.first_lsn, self.last_lsn),
         ));
         let file = self.writer.into_inner().map_err(|e| e.to_string())?;
-        let temp = self.pending.temp_path.clone();
-        self.pending.commit(file).map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            describe_io(&e)
-        })
+        self.pending.commit(file).map_err(|e| describe_io(&e))
     }
 
     /// Drops the file (its rows stay in the log).
@@ -587,10 +593,11 @@ impl ParquetExporter {
                 for (_, f) in self.open.drain() {
                     f.abandon();
                 }
-                tracing::debug!(exporter = %self.name, error = %e, "archive writes still fail");
-                Err(ExportError::Retryable(format!(
-                    "the Parquet archive cannot be written ({reason}); still failing: {e}"
-                )))
+                if e != reason {
+                    tracing::warn!(exporter = %self.name, error = %e, "archive writes still fail");
+                    self.broken = Some(e.clone());
+                }
+                Err(ExportError::Retryable(format!("the Parquet archive cannot be written: {e}")))
             }
         }
     }
@@ -626,7 +633,13 @@ impl ParquetExporter {
 
     /// Logs a batch, then routes it to the open files.
     fn accept(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
-        if self.broken.is_some() {
+        if let Some(reason) = &self.broken {
+            // A repair replays the whole log: at most one attempt a second.
+            if self.last_repair.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return Err(ExportError::Retryable(format!(
+                    "the Parquet archive cannot be written ({reason}); new data is refused until it can"
+                )));
+            }
             self.repair()?;
         }
         let Some(wal) = self.wal.as_mut() else {

@@ -32,9 +32,13 @@ struct Args {
     /// What to send.
     #[arg(long, value_enum, default_value = "traces")]
     signal: LoadSignal,
-    /// Concurrent connections (one request in flight on each).
+    /// Concurrent connections.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Requests in flight on each connection (HTTP/2 streams for gRPC, as `h2load -m`;
+    /// for OTLP/HTTP each stream is a request on its own HTTP/1.1 connection of the pool).
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// Seconds to run (ignored with --requests).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -74,6 +78,7 @@ impl Stop {
     }
 }
 
+#[derive(Clone)]
 enum Client {
     Grpc(tonic::client::Grpc<tonic::transport::Channel>, PathAndQuery),
     Http(reqwest::Client, String),
@@ -96,8 +101,10 @@ impl Client {
             return Ok(Client::Grpc(tonic::client::Grpc::new(channel), PathAndQuery::from_static(grpc_path)));
         }
         let base = args.http.as_deref().unwrap_or_default().trim_end_matches('/');
-        let client =
-            reqwest::Client::builder().pool_max_idle_per_host(1).build().map_err(|e| format!("HTTP client: {e}"))?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.streams.max(1))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Client::Http(client, format!("{base}{http_path}")))
     }
 
@@ -133,8 +140,13 @@ impl Client {
     }
 }
 
-async fn worker(args: Arc<Args>, requests: Arc<Vec<Bytes>>, offset: usize, stop: Arc<Stop>) -> Result<Stats, String> {
-    let mut client = Client::connect(&args).await?;
+async fn worker(
+    args: Arc<Args>,
+    mut client: Client,
+    requests: Arc<Vec<Bytes>>,
+    offset: usize,
+    stop: Arc<Stop>,
+) -> Result<Stats, String> {
     let mut stats = Stats { latencies_us: Vec::with_capacity(100_000), ..Default::default() };
     let mut i = offset;
     while stop.next() {
@@ -169,9 +181,20 @@ async fn main() {
         deadline: args.requests.is_none().then(|| started + Duration::from_secs_f64(args.duration)),
         remaining: AtomicU64::new(args.requests.unwrap_or(0)),
     });
-    let tasks: Vec<_> = (0..args.connections)
-        .map(|c| tokio::spawn(worker(args.clone(), requests.clone(), c * 37, stop.clone())))
-        .collect();
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let client = match Client::connect(&args).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("otterline-loadgen: {e}");
+                std::process::exit(1);
+            }
+        };
+        for s in 0..args.streams.max(1) {
+            let offset = (c * args.streams.max(1) + s) * 37;
+            tasks.push(tokio::spawn(worker(args.clone(), client.clone(), requests.clone(), offset, stop.clone())));
+        }
+    }
     let mut total = Stats::default();
     for t in tasks {
         match t.await {
