@@ -435,3 +435,106 @@ fn budget_check_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:3:13"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Archive v2 next to files written before it: one directory with version 1 and version 2
+/// files reads as one archive in `query` (attributes by key on both), `report` and
+/// `replay` (values with their types).
+#[test]
+fn a_directory_of_version_1_and_version_2_files_reads_as_one_archive() {
+    let data = tempfile::tempdir().unwrap();
+    let archive = data.path().join("archive");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    for (version, svc) in [(1, "old-writer"), (2, "new-writer")] {
+        let config = format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
+processors:
+  cost: {{}}
+exporters:
+  parquet: {{path: "{}", schema_version: {version}}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], processors: [cost], exporters: [parquet]}}
+"#,
+            archive.display()
+        );
+        let mut inst = Instance::start(&config);
+        let spans: Vec<Span> = (0..10u64)
+            .map(|k| {
+                let mut attributes = llm("gpt-4o-mini", "chat", 100 * (k as i64 + 1), 10);
+                attributes.push(kv("user.id", s(&format!("u-{}", k % 4))));
+                attributes.push(kv("quality.score", d(0.5)));
+                Span {
+                    trace_id: vec![version as u8; 16],
+                    span_id: [k.to_be_bytes(), [version as u8; 8]].concat()[8..].to_vec(),
+                    name: "chat gpt-4o-mini".into(),
+                    start_time_unix_nano: now - 60_000_000_000 + k,
+                    end_time_unix_nano: now - 60_000_000_000 + k + 1_000_000,
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource { attributes: service(svc), ..Default::default() }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let r = reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
+            .header("Content-Type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(inst.terminate().success(), "{}", inst.stderr());
+    }
+    let files: Vec<String> = glob::glob(&format!("{}/traces/**/*.parquet", archive.display()))
+        .unwrap()
+        .map(|p| p.unwrap().display().to_string())
+        .collect();
+    assert!(files.iter().any(|f| f.ends_with(".v2.parquet")) && files.iter().any(|f| !f.ends_with(".v2.parquet")));
+
+    let dir = archive.display().to_string();
+    let rows = ok_json(&[
+        "query",
+        "--archive",
+        &dir,
+        "--format",
+        "json",
+        "SELECT service_name, count(*) AS n, sum(CAST(attributes['gen_ai.usage.input_tokens'] AS BIGINT)) AS input, \
+         count(*) FILTER (WHERE attributes['user.id'] = 'u-1') AS u1, avg(quality) AS q, \
+         count(attributes_types) AS typed FROM spans GROUP BY 1 ORDER BY 1",
+    ]);
+    let want = serde_json::json!([
+        {"service_name": "new-writer", "n": 10, "input": 5500, "u1": 3, "q": 0.5, "typed": 10},
+        {"service_name": "old-writer", "n": 10, "input": 5500, "u1": 3, "q": 0.5, "typed": 10},
+    ]);
+    assert_eq!(rows, want);
+    let cost = ok_json(&["report", "--archive", &dir, "--kind", "cost", "--format", "json"]);
+    assert!(cost.to_string().contains("gpt-4o-mini"), "{cost}");
+
+    let out = data.path().join("replayed");
+    let r = common::replay_to_json(&archive, &out, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let spans = common::spans_of(&common::read_json_dir(&out.join("traces"), otterline_core::Signal::Traces));
+    assert_eq!(spans.len(), 20);
+    for sp in &spans {
+        let tokens = sp.attributes.iter().find(|a| a.key == "gen_ai.usage.input_tokens").unwrap();
+        assert!(
+            matches!(
+                tokens.value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(otterline_core::pdata::common::any_value::Value::IntValue(_))
+            ),
+            "an int stays an int in both versions: {tokens:?}"
+        );
+    }
+}
