@@ -180,7 +180,8 @@ pub fn open(spec: &str, sel: &Selection) -> Result<(Vec<ArchiveFile>, Vec<Skippe
 
 struct FileStream {
     path: PathBuf,
-    reader: ParquetRecordBatchReader,
+    /// Dropped when the file is finished: a reader holds a decompressor per column.
+    reader: Option<ParquetRecordBatchReader>,
     signal: Signal,
     buf: VecDeque<Row<RowItem>>,
     done: bool,
@@ -241,7 +242,7 @@ impl FileStream {
             .map_err(|e| format!("cannot read: {e}"))?;
         Ok(FileStream {
             path: f.path.clone(),
-            reader,
+            reader: Some(reader),
             signal: f.signal,
             buf: VecDeque::new(),
             done: false,
@@ -253,8 +254,11 @@ impl FileStream {
     /// Makes sure the buffer has a row unless the file is finished.
     fn fill(&mut self) -> Result<(), String> {
         while self.buf.is_empty() && !self.done {
-            match self.reader.next() {
-                None => self.done = true,
+            match self.reader.as_mut().and_then(|r| r.next()) {
+                None => {
+                    self.done = true;
+                    self.reader = None;
+                }
                 Some(Err(e)) => return Err(format!("{}: corrupt data: {e}", self.path.display())),
                 Some(Ok(batch)) => {
                     let rows =
@@ -342,8 +346,13 @@ impl SignalReader {
     pub fn next_chunk(&mut self) -> Result<Option<Rows>, String> {
         let mut out: Vec<Row<RowItem>> = Vec::with_capacity(self.batch_size);
         while out.len() < self.batch_size {
-            // Open every file that may hold a row at or before the next one in the heap.
-            let frontier = self.heap.peek().map(|Reverse((ts, _))| *ts).unwrap_or(i64::MAX);
+            // Open every file that may hold a row at or before the next one in the heap
+            // (with nothing open, the file that starts first and those starting with it):
+            // only overlapping files are open, and decoded, at once.
+            let frontier = match self.heap.peek() {
+                Some(Reverse((ts, _))) => *ts,
+                None => self.files.front().map_or(i64::MAX, |f| f.min_ts),
+            };
             while self.files.front().is_some_and(|f| f.min_ts <= frontier) {
                 if let Some(f) = self.files.pop_front() {
                     self.admit(f)?;
@@ -365,6 +374,7 @@ impl SignalReader {
             if let Err(e) = refill {
                 let path = self.open[i].path.clone();
                 self.open[i].done = true;
+                self.open[i].reader = None;
                 self.open[i].buf.clear();
                 self.fail(&path, e)?;
             }

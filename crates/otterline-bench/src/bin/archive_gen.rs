@@ -4,7 +4,7 @@
 //! 4 models, ~9 attributes each), spread evenly over `--days` days ending yesterday, priced
 //! by the real `cost` processor and written by the real `parquet` exporter (defaults).
 //!
-//! `otterline-archive-gen --spans 10000000 --days 28 --out DIR`
+//! `otterline-archive-gen --spans 10000000 --days 28 --out DIR [--settings "schema_version: 1"]`
 
 use std::time::Instant;
 
@@ -21,6 +21,9 @@ struct Args {
     days: u64,
     #[arg(long)]
     out: std::path::PathBuf,
+    /// Exporter settings added to the defaults, as YAML lines (`schema_version: 1`).
+    #[arg(long, default_value = "")]
+    settings: String,
 }
 
 const DAY_NS: u64 = 86_400_000_000_000;
@@ -39,7 +42,7 @@ fn main() {
     let mut rng = otterline_bench::Rng::new(7);
     let t = Instant::now();
     rt.block_on(async {
-        let mut exporter = otterline_bench::parquet_exporter(&args.out).await;
+        let mut exporter = otterline_bench::parquet_exporter_with(&args.out, &args.settings).await;
         let mut out = Vec::new();
         for k in 0..requests {
             let mut req = otterline_bench::trace_request(&mut rng, 100);
