@@ -35,6 +35,7 @@ pub mod tap;
 pub mod telemetry;
 pub mod time;
 pub mod units;
+pub mod worker;
 
 pub use ident::{ComponentId, ComponentKind};
 pub use pdata::{Batch, Signal, SignalSet};

@@ -52,6 +52,7 @@ use otterline_core::component::{
 use otterline_core::config::ConfigError;
 use otterline_core::fsutil::{self, PendingFile};
 use otterline_core::units::{ByteSize, Seconds};
+use otterline_core::worker::{Worker, WorkerGone};
 use otterline_core::{Batch, Signal, SignalSet};
 
 use crate::codec;
@@ -183,7 +184,9 @@ impl ExporterFactory for ParquetExporterFactory {
             return Err(ctx.error("retention", "retention deletes whole hour partitions: use at least 1h"));
         }
         let props = writer_properties(&cfg).map_err(|e| ctx.error("compression", e))?;
-        Ok(Box::new(ParquetExporter::new(root, cfg, props, ctx.id.to_string())))
+        let exporter = ParquetExporter::new(root, cfg, props, ctx.id.to_string())
+            .map_err(|e| ctx.error("", format!("cannot start the exporter's thread: {e}")))?;
+        Ok(Box::new(exporter))
     }
 }
 
@@ -336,7 +339,8 @@ pub struct Recovery {
     pub bad_records: u64,
 }
 
-pub struct ParquetExporter {
+/// The exporter's state and every blocking step; owned by the exporter's own thread.
+pub struct ArchiveWriter {
     root: PathBuf,
     cfg: ParquetConfig,
     props: SignalProps,
@@ -365,9 +369,9 @@ pub fn partition_dir(hour: i64) -> String {
 /// their columns are built one after another.
 const ENCODE_SLICE: usize = 2048;
 
-impl ParquetExporter {
+impl ArchiveWriter {
     pub fn new(root: PathBuf, cfg: ParquetConfig, props: SignalProps, name: String) -> Self {
-        ParquetExporter {
+        ArchiveWriter {
             root,
             cfg,
             props,
@@ -510,7 +514,7 @@ impl ParquetExporter {
     }
 
     /// Writing failed: drops every open file (their rows are in the log) and refuses new
-    /// batches until [`ParquetExporter::repair`] has written the log out again.
+    /// batches until [`ArchiveWriter::repair`] has written the log out again.
     fn fail(&mut self, reason: String) {
         for (_, f) in self.open.drain() {
             f.abandon();
@@ -784,9 +788,9 @@ fn leftovers_recursive(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()
     Ok(())
 }
 
-#[async_trait]
-impl Exporter for ParquetExporter {
-    async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
+impl ArchiveWriter {
+    /// Removes what a crash left, opens the log and replays the previous run's.
+    fn start(&mut self) -> Result<(), ComponentError> {
         for s in Signal::ALL {
             let dir = self.root.join(s.as_str());
             std::fs::create_dir_all(&dir)
@@ -814,13 +818,78 @@ impl Exporter for ParquetExporter {
         if !old.is_empty() {
             self.old_segments = old;
             self.broken = Some("recovering the write-ahead log of the previous run".into());
-            if let Err(e) = otterline_core::blocking(|| self.repair()) {
+            if let Err(e) = self.repair() {
                 // Started anyway: batches are refused until the log is written out.
                 tracing::error!(exporter = %self.name, error = %e, "cannot recover the write-ahead log yet; will retry");
             }
         }
-        otterline_core::blocking(|| self.apply_retention());
+        self.apply_retention();
         Ok(())
+    }
+
+    fn tick(&mut self) {
+        if self.broken.is_some() {
+            if self.last_repair.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let _ = self.repair();
+            }
+            return;
+        }
+        if let Err(e) = self.close_aged() {
+            self.fail(e);
+            return;
+        }
+        self.release_log();
+        self.apply_retention();
+    }
+
+    fn shutdown(&mut self) -> Result<(), ComponentError> {
+        if self.broken.is_some() {
+            let _ = self.repair();
+        }
+        if self.broken.is_none() {
+            match self.close_all() {
+                Ok(()) => self.release_log(),
+                Err(e) => self.fail(e),
+            }
+        }
+        self.wal = None;
+        match &self.broken {
+            None => Ok(()),
+            Some(reason) => Err(ComponentError::new(format!(
+                "{reason}: what was not written stays in the write-ahead log in {} and is written at the next start",
+                self.wal_dir().display()
+            ))),
+        }
+    }
+}
+
+/// The `parquet` exporter: an [`ArchiveWriter`] on a thread of its own (file writes block;
+/// see [`otterline_core::worker`]).
+pub struct ParquetExporter {
+    worker: Worker<ArchiveWriter>,
+    tick: Duration,
+}
+
+impl ParquetExporter {
+    pub fn new(root: PathBuf, cfg: ParquetConfig, props: SignalProps, name: String) -> std::io::Result<Self> {
+        let tick = cfg.flush_interval.min(Duration::from_secs(1));
+        let thread = format!("otterline-{}", name.replace('/', "-"));
+        Ok(ParquetExporter { worker: Worker::spawn(&thread, ArchiveWriter::new(root, cfg, props, name))?, tick })
+    }
+
+    /// Runs `f` on the writer's thread (tests and tools look inside with it).
+    pub async fn with_writer<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ArchiveWriter) -> R + Send + 'static,
+    ) -> Result<R, WorkerGone> {
+        self.worker.call(f).await
+    }
+}
+
+#[async_trait]
+impl Exporter for ParquetExporter {
+    async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
+        self.worker.call(ArchiveWriter::start).await.map_err(|e| ComponentError::new(e.to_string()))?
     }
 
     /// A borrowed batch must be copied to be kept; the engine calls
@@ -830,51 +899,20 @@ impl Exporter for ParquetExporter {
     }
 
     async fn export_shared(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
-        otterline_core::blocking(|| self.accept(batch))
+        let batch = batch.clone();
+        self.worker.call(move |w| w.accept(&batch)).await.map_err(|e| ExportError::Permanent(e.to_string()))?
     }
 
     fn tick_interval(&self) -> Option<Duration> {
-        Some(self.cfg.flush_interval.min(Duration::from_secs(1)))
+        Some(self.tick)
     }
 
     async fn tick(&mut self) -> Result<(), ExportError> {
-        otterline_core::blocking(|| {
-            if self.broken.is_some() {
-                if self.last_repair.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    let _ = self.repair();
-                }
-                return Ok(());
-            }
-            if let Err(e) = self.close_aged() {
-                self.fail(e);
-                return Ok(());
-            }
-            self.release_log();
-            self.apply_retention();
-            Ok(())
-        })
+        self.worker.call(ArchiveWriter::tick).await.map_err(|e| ExportError::Permanent(e.to_string()))
     }
 
     async fn shutdown(&mut self) -> Result<(), ComponentError> {
-        otterline_core::blocking(|| {
-            if self.broken.is_some() {
-                let _ = self.repair();
-            }
-            if self.broken.is_none() {
-                match self.close_all() {
-                    Ok(()) => self.release_log(),
-                    Err(e) => self.fail(e),
-                }
-            }
-            self.wal = None;
-            match &self.broken {
-                None => Ok(()),
-                Some(reason) => Err(ComponentError::new(format!(
-                    "{reason}: what was not written stays in the write-ahead log in {} and is written at the next start",
-                    self.wal_dir().display()
-                ))),
-            }
-        })
+        self.worker.call(ArchiveWriter::shutdown).await.map_err(|e| ComponentError::new(e.to_string()))?
     }
 }
 
@@ -895,7 +933,7 @@ mod tests {
 
     async fn exporter(root: &Path, cfg: ParquetConfig) -> ParquetExporter {
         let props = writer_properties(&cfg).unwrap();
-        let mut e = ParquetExporter::new(root.to_path_buf(), cfg, props, "parquet".into());
+        let mut e = ParquetExporter::new(root.to_path_buf(), cfg, props, "parquet".into()).unwrap();
         let id = otterline_core::ComponentId::parse("parquet").unwrap();
         let health = Arc::new(otterline_core::health::ComponentHealth::new("exporter", "parquet".into()));
         e.start(&ExporterContext { id, health, abort: Default::default() }).await.unwrap();
@@ -1045,15 +1083,17 @@ mod tests {
         std::fs::write(dir.path().join("logs/date=2025-11-23/hour=05"), b"in the way").unwrap();
         // In the log before anything is written: accepted.
         e.export(&one_log()).await.unwrap();
-        assert!(e.broken.is_some());
+        assert!(e.with_writer(|w| w.broken.is_some()).await.unwrap());
         match e.export(&one_log()).await {
             Err(ExportError::Retryable(msg)) => assert!(msg.contains("hour=05"), "{msg}"),
             other => panic!("expected a retryable refusal, got {other:?}"),
         }
         // The operator fixes the disk: the log is written out, the next batch accepted.
         std::fs::remove_file(dir.path().join("logs/date=2025-11-23/hour=05")).unwrap();
+        // A repair is tried at most once a second: let that second pass.
+        e.with_writer(|w| w.last_repair = None).await.unwrap();
         e.export(&one_log()).await.unwrap();
-        assert!(e.broken.is_none());
+        assert!(e.with_writer(|w| w.broken.is_none()).await.unwrap());
         e.shutdown().await.unwrap();
         let Batch::Logs(back) = read_back(dir.path(), Signal::Logs) else { unreachable!() };
         assert_eq!(
@@ -1119,9 +1159,12 @@ mod tests {
         for _ in 0..20 {
             e.export_shared(&batch).await.unwrap();
         }
-        let f = e.open.values().next().unwrap();
-        assert_eq!(f.rows, 20_000);
-        assert!(f.staged_rows < STAGE_ROWS, "{} rows staged", f.staged_rows);
+        let (rows, staged) = e
+            .with_writer(|w| w.open.values().next().map(|f| (f.rows, f.staged_rows)).unwrap_or_default())
+            .await
+            .unwrap();
+        assert_eq!(rows, 20_000);
+        assert!(staged < STAGE_ROWS, "{staged} rows staged");
         assert!(Arc::strong_count(&batch) <= 1 + STAGE_ROWS / 1000);
         e.shutdown().await.unwrap();
         assert_eq!(read_back(dir.path(), Signal::Traces).item_count(), 20_000);
