@@ -239,7 +239,11 @@ fn writer_properties(cfg: &ParquetConfig) -> Result<SignalProps, String> {
             if path.parts().len() > 1 || random_id_columns(signal).contains(&top) {
                 b = b.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
             }
-            if distinct_columns(signal).contains(&top) {
+            // Attribute values (prompts, ids, numbers as text) repeat too little for a
+            // dictionary to pay: without one, spans are written ~15 % faster and come out
+            // ~12 % larger (`otterline-parquet-bench`, stop 27). Keys keep theirs.
+            let map_values = path.parts().len() > 1 && path.parts().last().is_some_and(|p| p == "values");
+            if distinct_columns(signal).contains(&top) || map_values {
                 b = b.set_column_dictionary_enabled(path.clone(), false);
             }
         }
@@ -433,13 +437,14 @@ impl ArchiveWriter {
 
     /// Adds a logged batch (record `run`/`lsn`) to the open files of the partitions its rows
     /// fall in, except the hours in `skip`; closes files that are due.
-    fn route(&mut self, batch: &Arc<Batch>, run: u64, lsn: u64, skip: &[i64]) -> Result<(), String> {
+    /// `bytes` is the batch's OTLP protobuf size (known from the log: not computed twice).
+    fn route(&mut self, batch: &Arc<Batch>, bytes: usize, (run, lsn): (u64, u64), skip: &[i64]) -> Result<(), String> {
         let signal = batch.signal();
         let per_hour = rows_per_hour(batch);
         if per_hour.is_empty() {
             return Ok(());
         }
-        let per_row_bytes = batch.encoded_len() / batch.item_count().max(1);
+        let per_row_bytes = bytes / batch.item_count().max(1);
         let version = self.cfg.schema_version;
         for &(hour, n) in per_hour.iter().filter(|(h, _)| !skip.contains(h)) {
             let key = (signal, hour);
@@ -560,7 +565,7 @@ impl ArchiveWriter {
                     stats.already_archived += 1;
                     continue;
                 }
-                self.route(&batch, r.run, r.lsn, &skip)?;
+                self.route(&batch, r.payload.len(), (r.run, r.lsn), &skip)?;
                 stats.records += 1;
             }
         }
@@ -649,7 +654,8 @@ impl ArchiveWriter {
         let Some(wal) = self.wal.as_mut() else {
             return Err(ExportError::Retryable("the parquet exporter is not started".into()));
         };
-        let lsn = match wal.append(batch) {
+        let bytes = batch.encoded_len();
+        let lsn = match wal.append(batch, bytes) {
             Ok(lsn) => lsn,
             Err(e) => {
                 let msg =
@@ -669,7 +675,7 @@ impl ArchiveWriter {
             tracing::info!(exporter = %self.name, "the write-ahead log accepts data again");
         }
         // The batch is in the log: accepted, whatever happens to the files now.
-        if let Err(e) = self.route(batch, run, lsn, &[]) {
+        if let Err(e) = self.route(batch, bytes, (run, lsn), &[]) {
             self.fail(e);
         }
         Ok(())

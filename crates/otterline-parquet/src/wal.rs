@@ -168,9 +168,10 @@ impl Wal {
         self.sealed.iter().map(|s| s.path.clone()).chain(self.current.iter().map(|c| c.path.clone())).collect()
     }
 
-    /// Appends one batch; returns its lsn. On error nothing of the record stays in the log.
-    pub fn append(&mut self, batch: &Batch) -> io::Result<u64> {
-        self.append_with(batch.signal(), batch.encoded_len(), |buf| batch.encode_protobuf_into(buf))
+    /// Appends one batch of `len` bytes as OTLP protobuf (`batch.encoded_len()`); returns
+    /// its lsn. On error nothing of the record stays in the log.
+    pub fn append(&mut self, batch: &Batch, len: usize) -> io::Result<u64> {
+        self.append_with(batch.signal(), len, |buf| batch.encode_protobuf_into(buf))
     }
 
     /// Appends a record whose payload `write` encodes (`len` bytes), straight into the
@@ -419,7 +420,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path(), Duration::from_millis(10), 1 << 20).unwrap();
         let batch = Batch::Logs(Default::default());
-        assert_eq!(wal.append(&batch).unwrap(), 1);
+        assert_eq!(wal.append(&batch, batch.encoded_len()).unwrap(), 1);
         let (records, damage) = read_segment(&wal.segments()[0]).unwrap();
         assert_eq!(damage, Damage::default());
         assert_eq!((records[0].lsn, records[0].signal), (1, Signal::Logs));
