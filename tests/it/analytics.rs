@@ -172,13 +172,7 @@ fn archive() -> &'static Path {
                             ..Default::default()
                         }],
                     };
-                    let r = client
-                        .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
-                        .header("Content-Type", "application/x-protobuf")
-                        .body(req.encode_to_vec())
-                        .send()
-                        .unwrap();
-                    assert_eq!(r.status().as_u16(), 200);
+                    post_traces(&client, &inst, &req);
                 }
             }
             assert!(inst.terminate().success(), "{}", inst.stderr());
@@ -186,6 +180,17 @@ fn archive() -> &'static Path {
             (inst, dir)
         })
         .1
+}
+
+/// Posts a request as OTLP/HTTP protobuf and checks it was accepted.
+fn post_traces(client: &reqwest::blocking::Client, inst: &Instance, req: &ExportTraceServiceRequest) {
+    let r = client
+        .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
+        .header("Content-Type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
 }
 
 fn otterline(args: &[&str]) -> Output {
@@ -488,13 +493,7 @@ service:
                 ..Default::default()
             }],
         };
-        let r = reqwest::blocking::Client::new()
-            .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
-            .header("Content-Type", "application/x-protobuf")
-            .body(req.encode_to_vec())
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        post_traces(&reqwest::blocking::Client::new(), &inst, &req);
         assert!(inst.terminate().success(), "{}", inst.stderr());
     }
     let files: Vec<String> = glob::glob(&format!("{}/traces/**/*.parquet", archive.display()))

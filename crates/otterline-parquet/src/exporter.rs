@@ -535,7 +535,7 @@ impl ArchiveWriter {
     /// Replays log segments into files: every record whose rows no closed file holds.
     fn replay(&mut self, segments: &[PathBuf]) -> Result<Recovery, String> {
         let mut stats = Recovery::default();
-        let mut index: HashMap<(Signal, i64), Vec<(u64, u64, u64)>> = HashMap::new();
+        let mut index: HashMap<(Signal, i64), Vec<LogRange>> = HashMap::new();
         for seg in segments {
             let (records, damage) =
                 wal::read_segment(seg).map_err(|e| format!("cannot read {}: {}", seg.display(), describe_io(&e)))?;
@@ -695,8 +695,11 @@ fn rows_per_hour(batch: &Batch) -> Vec<(i64, usize)> {
     per_hour
 }
 
-/// (run, first lsn, last lsn) of the closed files of a partition, from their metadata.
-fn archived_ranges(root: &Path, signal: Signal, hour: i64) -> Vec<(u64, u64, u64)> {
+/// The log records a closed file holds: (run, first lsn, last lsn).
+type LogRange = (u64, u64, u64);
+
+/// The log ranges of the closed files of a partition, from their metadata.
+fn archived_ranges(root: &Path, signal: Signal, hour: i64) -> Vec<LogRange> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let dir = root.join(signal.as_str()).join(partition_dir(hour));
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
