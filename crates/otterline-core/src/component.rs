@@ -153,6 +153,22 @@ struct OutputInner {
     health: Arc<ComponentHealth>,
 }
 
+/// Queue slots held by [`Output::reserve`]; dropping it gives them back.
+pub struct Reservation<'a> {
+    output: &'a Output,
+    signal: Signal,
+    permits: Vec<mpsc::Permit<'a, Batch>>,
+}
+
+impl Reservation<'_> {
+    /// Queues `batch` (of the reserved signal) in the reserved slots.
+    pub fn send(self, batch: Batch) {
+        debug_assert_eq!(batch.signal(), self.signal);
+        let items = batch.item_count() as u64;
+        self.output.dispatch(self.permits, batch, self.signal, items);
+    }
+}
+
 impl Output {
     pub fn new(
         routes: [Vec<mpsc::Sender<Batch>>; 3],
@@ -184,33 +200,49 @@ impl Output {
     /// of them has queued it: from here on, it is Otterline's to deliver.
     pub async fn send(&self, batch: Batch) -> Result<(), Refusal> {
         let signal = batch.signal();
-        let items = batch.item_count() as u64;
+        match self.reserve(signal).await {
+            Ok(r) => {
+                r.send(batch);
+                Ok(())
+            }
+            Err(r) => self.refuse(signal, batch.item_count() as u64, r),
+        }
+    }
+
+    /// Holds a queue slot for one batch of `signal` in every pipeline that takes it, with
+    /// the same admission rules as [`Output::send`] (gates, `admission_timeout`). A receiver
+    /// that reserves before it decodes keeps only the request's bytes while it waits, not
+    /// the decoded batch (several times larger). A refusal is not counted: the caller
+    /// counts the items it refused with [`Output::count_refused`].
+    pub async fn reserve(&self, signal: Signal) -> Result<Reservation<'_>, Refusal> {
         let routes = &self.inner.routes[signal.index()];
         if routes.is_empty() {
             return Err(Refusal::NoPipeline(signal));
         }
         if let Some(g) = self.closed_gate(signal) {
-            let why = g.owner().to_string();
-            return self.refuse(signal, items, Refusal::MemoryLimit(why));
+            return Err(Refusal::MemoryLimit(g.owner().to_string()));
         }
         let deadline = tokio::time::Instant::now() + self.inner.admission_timeout;
         let mut permits = Vec::with_capacity(routes.len());
         for tx in routes {
             let permit = match tx.try_reserve() {
                 Ok(p) => p,
-                Err(mpsc::error::TrySendError::Closed(())) => return self.refuse(signal, items, Refusal::ShuttingDown),
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    match tokio::time::timeout_at(deadline, tx.reserve()).await {
-                        Ok(Ok(p)) => p,
-                        Ok(Err(_)) => return self.refuse(signal, items, Refusal::ShuttingDown),
-                        Err(_) => return self.refuse(signal, items, Refusal::Full),
-                    }
-                }
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(Refusal::ShuttingDown),
+                Err(mpsc::error::TrySendError::Full(())) => match tokio::time::timeout_at(deadline, tx.reserve()).await
+                {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(Refusal::ShuttingDown),
+                    Err(_) => return Err(Refusal::Full),
+                },
             };
             permits.push(permit);
         }
-        self.dispatch(permits, batch, signal, items);
-        Ok(())
+        Ok(Reservation { output: self, signal, permits })
+    }
+
+    /// Counts `items` of `signal` refused after a failed [`Output::reserve`].
+    pub fn count_refused(&self, signal: Signal, items: u64) {
+        self.inner.health.counters.add_refused(signal, items);
     }
 
     /// Like [`Output::send`], but waits as long as it takes for queue space: for

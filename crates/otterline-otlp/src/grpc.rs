@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -33,7 +33,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use otterline_core::component::{ComponentError, Output, Refusal, Task};
-use otterline_core::Batch;
+use otterline_core::{Batch, Signal};
 
 use crate::validate::validate;
 use crate::GrpcConfig;
@@ -44,11 +44,31 @@ struct Handler {
 }
 
 impl Handler {
-    /// Validates and queues a batch; returns (rejected, message) for partial success.
-    async fn accept(&self, mut batch: Batch) -> Result<(i64, String), Status> {
+    /// Reserves queue space, then decodes, validates and queues a request; returns
+    /// (rejected, message) for partial success. While it waits for space it holds the
+    /// request's bytes, not its decoded batch (several times larger): 128 requests in
+    /// flight against a full pipeline cost their wire size.
+    async fn accept<E: Export>(&self, bytes: Bytes) -> Result<(i64, String), Status> {
+        let decode = |bytes: &[u8]| {
+            E::decode(bytes)
+                .map(E::batch)
+                .map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf {}: {e}", E::NAME)))
+        };
+        let slots = match self.output.reserve(E::SIGNAL).await {
+            Ok(slots) => slots,
+            Err(r) => {
+                // Decoded only to count what is refused (or to say it is malformed: that
+                // is not worth a retry), then dropped.
+                let items = decode(&bytes)?.item_count() as u64;
+                self.output.count_refused(E::SIGNAL, items);
+                return Err(refusal_status(&self.receiver, r));
+            }
+        };
+        let mut batch = decode(&bytes)?;
+        drop(bytes);
         let (rejected, message) = validate(&mut batch);
         if batch.item_count() > 0 || rejected == 0 {
-            self.output.send(batch).await.map_err(|r| refusal_status(&self.receiver, r))?;
+            slots.send(batch);
         }
         Ok((rejected, message))
     }
@@ -69,6 +89,7 @@ pub(crate) fn refusal_status(receiver: &str, r: Refusal) -> Status {
 trait Export: Send + Sync + 'static {
     /// The gRPC service name (`package.Service`); its one method is `Export`.
     const NAME: &'static str;
+    const SIGNAL: Signal;
     type Req: prost::Message + Default + Send + 'static;
     type Resp: prost::Message + Default + Send + 'static;
     /// Decodes a request message (prost's result, whichever decoder runs).
@@ -90,6 +111,7 @@ macro_rules! export {
 
         impl Export for $marker {
             const NAME: &'static str = $server::SERVICE_NAME;
+            const SIGNAL: Signal = Signal::$variant;
             type Req = $req;
             type Resp = $resp;
             fn decode(bytes: &[u8]) -> Result<$req, prost::DecodeError> {
@@ -136,12 +158,13 @@ export!(
     crate::decode::logs
 );
 
-/// Encodes responses with prost; decodes requests from one contiguous slice.
+/// Encodes responses with prost; hands requests over as their bytes (one contiguous
+/// buffer, not copied), decoded by [`Handler::accept`] once queue space is reserved.
 struct SliceCodec<E>(PhantomData<fn() -> E>);
 
 impl<E: Export> Codec for SliceCodec<E> {
     type Encode = E::Resp;
-    type Decode = E::Req;
+    type Decode = Bytes;
     type Encoder = SliceCodec<E>;
     type Decoder = SliceCodec<E>;
     fn encoder(&mut self) -> Self::Encoder {
@@ -161,21 +184,12 @@ impl<E: Export> Encoder for SliceCodec<E> {
 }
 
 impl<E: Export> Decoder for SliceCodec<E> {
-    type Item = E::Req;
+    type Item = Bytes;
     type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<E::Req>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // tonic assembles a message in one buffer: this splits it off without a copy.
         let n = src.remaining();
-        // tonic hands over a message it has assembled in one buffer: decode that slice
-        // (prost's fast path); copy only if a future tonic ever splits it.
-        let decoded = if src.chunk().len() >= n {
-            let r = E::decode(&src.chunk()[..n]);
-            src.advance(n);
-            r
-        } else {
-            let bytes = src.copy_to_bytes(n);
-            E::decode(&bytes[..])
-        };
-        decoded.map(Some).map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf {}: {e}", E::NAME)))
+        Ok(Some(src.copy_to_bytes(n)))
     }
 }
 
@@ -202,13 +216,13 @@ where
 /// The unary `Export` call.
 struct ExportCall<E>(Arc<Handler>, PhantomData<fn() -> E>);
 
-impl<E: Export> tonic::server::UnaryService<E::Req> for ExportCall<E> {
+impl<E: Export> tonic::server::UnaryService<Bytes> for ExportCall<E> {
     type Response = E::Resp;
     type Future = BoxFuture<Response<E::Resp>, Status>;
-    fn call(&mut self, req: Request<E::Req>) -> Self::Future {
+    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let handler = self.0.clone();
         Box::pin(async move {
-            let (rejected, error_message) = handler.accept(E::batch(req.into_inner())).await?;
+            let (rejected, error_message) = handler.accept::<E>(req.into_inner()).await?;
             Ok(Response::new(E::response(rejected, error_message)))
         })
     }
