@@ -222,7 +222,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { pipeline_size: 64, exporter_size: 16, admission_timeout: Duration::from_millis(100) }
+        QueueConfig { pipeline_size: 32, exporter_size: 16, admission_timeout: Duration::from_millis(100) }
     }
 }
 
