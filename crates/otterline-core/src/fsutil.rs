@@ -25,6 +25,19 @@ pub fn final_path_of(tmp: &Path) -> Option<PathBuf> {
     (!inner.is_empty()).then(|| tmp.with_file_name(inner))
 }
 
+/// A file name no other writer of this process, or of another process, gives:
+/// `<prefix>-<UTC stamp>-<pid>-<seq><suffix>` (the sequence is per process, 5 digits).
+pub fn unique_name(prefix: &str, suffix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}-{:05}{suffix}",
+        crate::time::file_stamp(std::time::SystemTime::now()),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A file being written under its temp name.
 #[derive(Debug)]
 pub struct PendingFile {

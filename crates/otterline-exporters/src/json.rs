@@ -20,8 +20,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -224,22 +223,13 @@ struct JsonExporter {
     name: String,
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 impl JsonExporter {
     fn dir(&self, s: Signal) -> PathBuf {
         self.root.join(s.as_str())
     }
 
     fn open(&self, s: Signal) -> io::Result<OpenFile> {
-        let name = format!(
-            "{}-{}-{}-{:04}.{}",
-            s.as_str(),
-            otterline_core::time::file_stamp(SystemTime::now()),
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            self.cfg.compression.extension()
-        );
+        let name = otterline_core::fsutil::unique_name(s.as_str(), &format!(".{}", self.cfg.compression.extension()));
         let (pending, file) = PendingFile::create(self.dir(s).join(name))?;
         let sink = Counting { inner: BufWriter::with_capacity(256 * 1024, file), written: 0 };
         Ok(OpenFile {

@@ -34,7 +34,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -361,8 +360,6 @@ pub struct ArchiveWriter {
     last_retention: Option<Instant>,
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// `date=YYYY-MM-DD/hour=HH` of an hour index (hours since the epoch).
 pub fn partition_dir(hour: i64) -> String {
     let dt: DateTime<Utc> = DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
@@ -402,14 +399,7 @@ impl ArchiveWriter {
 
     /// Opens the file of a partition.
     fn create_file(&self, signal: Signal, hour: i64, run: u64, lsn: u64) -> Result<OpenFile, String> {
-        let name = format!(
-            "{}-{}-{}-{:05}{}",
-            signal.as_str(),
-            otterline_core::time::file_stamp(SystemTime::now()),
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            self.cfg.schema_version.file_suffix()
-        );
+        let name = fsutil::unique_name(signal.as_str(), self.cfg.schema_version.file_suffix());
         let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
         let (pending, file) = PendingFile::create(path.clone())
             .map_err(|e| format!("cannot create {}: {}", fsutil::temp_path(&path).display(), describe_io(&e)))?;
