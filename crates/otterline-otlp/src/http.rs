@@ -139,15 +139,28 @@ async fn receive(
         Err(e) => return Err(Reject(StatusCode::BAD_REQUEST, format!("failed to read the request body: {e}"))),
     };
     let bytes = decompress(&content_encoding, raw, limit)?;
-    let mut batch = decode(signal, encoding, &bytes).map_err(|msg| Reject(StatusCode::BAD_REQUEST, msg))?;
+    let decode = |bytes: &[u8]| decode(signal, encoding, bytes).map_err(|msg| Reject(StatusCode::BAD_REQUEST, msg));
+    // Queue space first, then decode: a request waiting for space holds its bytes, not its
+    // decoded batch (several times larger).
+    let slots = match shared.output.reserve(signal).await {
+        Ok(slots) => slots,
+        Err(r) => {
+            // Decoded only to count what is refused (or to answer 400: not worth a retry).
+            let items = decode(&bytes)?.item_count() as u64;
+            shared.output.count_refused(signal, items);
+            return Err(match r {
+                Refusal::Full | Refusal::ShuttingDown | Refusal::MemoryLimit(_) => {
+                    Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver))
+                }
+                Refusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),
+            });
+        }
+    };
+    let mut batch = decode(&bytes)?;
+    drop(bytes);
     let (rejected, message) = validate(&mut batch);
     if batch.item_count() > 0 || rejected == 0 {
-        shared.output.send(batch).await.map_err(|r| match r {
-            Refusal::Full | Refusal::ShuttingDown | Refusal::MemoryLimit(_) => {
-                Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver))
-            }
-            Refusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),
-        })?;
+        slots.send(batch);
     }
     Ok((rejected, message))
 }
