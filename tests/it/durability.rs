@@ -235,10 +235,12 @@ fn a_full_disk_refuses_with_one_clear_line_and_archives_everything_once_space_re
     let refused: usize = sent.refused.iter().filter(|(s, _)| **s == 503).map(|(_, n)| n).sum();
     assert!(refused > 0, "a full disk must refuse (503), got {:?}", sent.refused);
     assert!(sent.refused.keys().all(|s| *s == 503 || *s == 429), "only retryable refusals: {:?}", sent.refused);
-    let disk_lines: Vec<&str> =
-        during.lines().filter(|l| l.contains(" ERROR ") && l.contains(&archive.display().to_string())).collect();
-    assert!(!disk_lines.is_empty(), "no error line names the archive path:\n{during}");
-    assert!(disk_lines.len() <= 3, "one clear line, not a flood: {disk_lines:#?}");
+    let path = archive.display().to_string();
+    let errors = during.lines().filter(|l| l.contains(" ERROR ") && l.contains(&path)).count();
+    assert!(errors >= 1, "no error line names the archive path:\n{during}");
+    // Every line about it, at any level (the engine's retries included): a few, not a flood.
+    let lines: Vec<&str> = during.lines().filter(|l| l.contains(&path)).collect();
+    assert!(lines.len() <= 4, "one clear line, not a flood: {lines:#?}");
     let counts = span_counts(&archive);
     let missing: Vec<u64> =
         sent.acked.iter().flat_map(|&(_, first, n)| first..first + n).filter(|id| !counts.contains_key(id)).collect();

@@ -549,6 +549,7 @@ async fn exporter_task(
     abort: CancellationToken,
 ) {
     let tick_every = exporter.tick_interval();
+    let mut retry_log = RetryLog::default();
     let mut ticker = tick_every.map(|d| {
         let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -568,7 +569,7 @@ async fn exporter_task(
                 continue;
             }
         };
-        export_with_retry(&id, exporter.as_mut(), batch, &health, &abort).await;
+        export_with_retry(&id, exporter.as_mut(), batch, (&health, &abort), &mut retry_log).await;
     }
     match exporter.shutdown().await {
         Ok(()) => health.set(Status::Stopped, ""),
@@ -598,12 +599,45 @@ const EXPORT_RETRY: BackoffPolicy = BackoffPolicy {
     max_elapsed: Duration::ZERO,
 };
 
+/// How often an exporter that keeps failing is logged: once when the failures start, then
+/// at most every [`RetryLog::EVERY`] with the number of retries in between, and once when it
+/// works again (a full disk must not flood the log with a line per retried batch).
+#[derive(Default)]
+struct RetryLog {
+    since: Option<Instant>,
+    last: Option<Instant>,
+    retries: u64,
+}
+
+impl RetryLog {
+    const EVERY: Duration = Duration::from_secs(30);
+
+    /// Whether this failure is logged.
+    fn failed(&mut self) -> bool {
+        self.retries += 1;
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        if self.last.is_none_or(|t| now.duration_since(t) >= Self::EVERY) {
+            self.last = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// The failures this success ends, if any: (retries, for how long).
+    fn succeeded(&mut self) -> Option<(u64, Duration)> {
+        let since = self.since.take()?;
+        self.last = None;
+        Some((std::mem::take(&mut self.retries), since.elapsed()))
+    }
+}
+
 async fn export_with_retry(
     id: &ComponentId,
     exporter: &mut dyn Exporter,
     batch: Arc<Batch>,
-    health: &ComponentHealth,
-    abort: &CancellationToken,
+    (health, abort): (&ComponentHealth, &CancellationToken),
+    log: &mut RetryLog,
 ) {
     let items = batch.item_count() as u64;
     let signal = batch.signal();
@@ -615,6 +649,9 @@ async fn export_with_retry(
                     health.counters.add_sent(signal, items);
                 }
                 health.recover();
+                if let Some((retries, since)) = log.succeeded() {
+                    info!(exporter = %id, retries, after = ?since, "export works again");
+                }
                 return;
             }
             Err(ExportError::Permanent(msg)) => {
@@ -627,7 +664,9 @@ async fn export_with_retry(
                 let wait = backoff.next_wait(None).unwrap_or(EXPORT_RETRY.max);
                 health.counters.add_retried(signal, items);
                 health.set(Status::Degraded, msg.clone());
-                warn!(exporter = %id, items, error = %msg, retry_in = ?wait, "export failed; will retry (new data is refused while the queue is full)");
+                if log.failed() {
+                    warn!(exporter = %id, items, error = %msg, retry_in = ?wait, retries = log.retries, "export failed; will retry (new data is refused while the queue is full; logged again every 30 s while it fails)");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = abort.cancelled() => {

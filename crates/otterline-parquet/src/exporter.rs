@@ -592,8 +592,10 @@ impl ArchiveWriter {
                 for (_, f) in self.open.drain() {
                     f.abandon();
                 }
+                // Logged once when writing failed; each attempt's own error (its temp file
+                // name differs) only at debug.
+                tracing::debug!(exporter = %self.name, error = %e, "archive writes still fail");
                 if e != reason {
-                    tracing::warn!(exporter = %self.name, error = %e, "archive writes still fail");
                     self.broken = Some(e.clone());
                 }
                 Err(ExportError::Retryable(format!("the Parquet archive cannot be written: {e}")))
