@@ -50,3 +50,41 @@ pub struct ArchiveRead {
     pub skipped_files: usize,
     pub points: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::window;
+    use otterline_core::component::{BuildContext, ExporterContext, ExporterFactory};
+
+    const MIN: u64 = 60_000_000_000;
+    /// 2025-11-23T05:00:00Z.
+    const T0: u64 = 1_763_874_000_000_000_000;
+
+    /// Writes `batch` to the archive under `root` as schema version `version`.
+    async fn archive(root: &Path, version: u32, batch: otterline_core::Batch) {
+        let yaml = format!("path: \"{}\"\nschema_version: {version}\n", root.display());
+        let node = otterline_core::config::yaml::parse("test", &yaml).unwrap();
+        let id = otterline_core::ComponentId::parse("parquet").unwrap();
+        let ctx = BuildContext { id: &id, config: &node, path: "exporters.parquet".into(), mark: &node.mark };
+        let mut e = otterline_parquet::ParquetExporterFactory.build(&ctx).unwrap();
+        let health = std::sync::Arc::new(otterline_core::health::ComponentHealth::new("exporter", "parquet".into()));
+        e.start(&ExporterContext { id, health, abort: Default::default() }).await.unwrap();
+        e.export(&batch).await.unwrap();
+        e.shutdown().await.unwrap();
+    }
+
+    /// A range over an archive that holds files of both schema versions (written before and
+    /// after archive v2) reads both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_range_reads_version_1_and_version_2_files_together() {
+        let dir = tempfile::tempdir().unwrap();
+        archive(dir.path(), 1, window("checkout", T0 + MIN, 60, 6, 0.2, 0.5)).await;
+        archive(dir.path(), 2, window("checkout", T0 + 2 * MIN, 120, 0, 0.4, 1.0)).await;
+        let root = dir.path().display().to_string();
+        let (set, read) = series(&root, &["checkout".into()], T0, T0 + 3 * MIN, MIN, 10).unwrap();
+        assert_eq!((read.files, read.skipped_files), (2, 0));
+        let calls: f32 = set.series[0].calls_per_minute.iter().flatten().sum();
+        assert_eq!(calls, 180.0, "{set:?}");
+    }
+}
