@@ -119,6 +119,16 @@ pub fn is_operator_fixable(e: &io::Error) -> bool {
     )
 }
 
+/// The error, with what to do about it when an operator can fix it (the writer retries by
+/// itself, so freeing space is all it takes).
+pub fn describe(e: &io::Error) -> String {
+    if is_operator_fixable(e) {
+        format!("{e} (free disk space or fix permissions; writing resumes by itself)")
+    } else {
+        e.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

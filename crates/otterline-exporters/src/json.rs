@@ -316,12 +316,7 @@ impl JsonExporter {
 fn export_error(e: io::Error, what: &str) -> ExportError {
     // Every write error is retryable here: the batch stays queued and the receivers
     // refuse new data until the disk is writable again.
-    let hint = if fsutil::is_operator_fixable(&e) {
-        " (free disk space or fix permissions; writing resumes by itself)"
-    } else {
-        ""
-    };
-    ExportError::Retryable(format!("{what}: {e}{hint}"))
+    ExportError::Retryable(format!("{what}: {}", fsutil::describe(&e)))
 }
 
 /// Salvages a leftover temp file: keeps every complete line, writes them (compressed

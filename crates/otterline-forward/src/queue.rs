@@ -310,14 +310,6 @@ fn size_of(sizer: Sizer, items: u64) -> u64 {
     }
 }
 
-fn signal_code(s: Signal) -> QueueSignal {
-    match s {
-        Signal::Traces => QueueSignal::Traces,
-        Signal::Metrics => QueueSignal::Metrics,
-        Signal::Logs => QueueSignal::Logs,
-    }
-}
-
 impl Disk {
     fn open(dir: &Path, fsync: bool) -> io::Result<(Disk, Vec<Entry>)> {
         fs::create_dir_all(dir)?;
@@ -350,7 +342,7 @@ impl Disk {
     fn write(&self, seq: u64, req: &Request) -> io::Result<()> {
         let record = QueueRecord {
             version: RECORD_VERSION,
-            signal: signal_code(req.signal) as i32,
+            signal: QueueSignal::from_index(req.signal.index()) as i32,
             items: req.items,
             encoding: match req.encoding {
                 Encoding::Protobuf => QueueEncoding::Protobuf as i32,

@@ -312,7 +312,7 @@ impl OpenFile {
             format!("{}-{}", self.first_lsn, self.last_lsn),
         ));
         let file = self.writer.into_inner().map_err(|e| e.to_string())?;
-        self.pending.commit(file).map_err(|e| describe_io(&e))
+        self.pending.commit(file).map_err(|e| fsutil::describe(&e))
     }
 
     /// Drops the file (its rows stay in the log).
@@ -320,14 +320,6 @@ impl OpenFile {
         let temp = self.pending.temp_path.clone();
         drop(self.writer);
         let _ = std::fs::remove_file(temp);
-    }
-}
-
-fn describe_io(e: &std::io::Error) -> String {
-    if fsutil::is_operator_fixable(e) {
-        format!("{e} (free disk space or fix permissions; writing resumes by itself)")
-    } else {
-        e.to_string()
     }
 }
 
@@ -402,7 +394,7 @@ impl ArchiveWriter {
         let name = fsutil::unique_name(signal.as_str(), self.cfg.schema_version.file_suffix());
         let path = self.root.join(signal.as_str()).join(partition_dir(hour)).join(name);
         let (pending, file) = PendingFile::create(path.clone())
-            .map_err(|e| format!("cannot create {}: {}", fsutil::temp_path(&path).display(), describe_io(&e)))?;
+            .map_err(|e| format!("cannot create {}: {}", fsutil::temp_path(&path).display(), fsutil::describe(&e)))?;
         let schema = codec::schema(signal, self.cfg.schema_version);
         let writer = match ArrowWriter::try_new(file, schema, Some(self.props[signal.index()].clone())) {
             Ok(w) => w,
@@ -428,15 +420,17 @@ impl ArchiveWriter {
     /// Adds a logged batch (record `run`/`lsn`) to the open files of the partitions its rows
     /// fall in, except the hours in `skip`; closes files that are due.
     /// `bytes` is the batch's OTLP protobuf size (known from the log: not computed twice).
-    fn route(&mut self, batch: &Arc<Batch>, bytes: usize, (run, lsn): (u64, u64), skip: &[i64]) -> Result<(), String> {
+    fn route(
+        &mut self,
+        batch: &Arc<Batch>,
+        bytes: usize,
+        (run, lsn): (u64, u64),
+        per_hour: &[(i64, usize)],
+    ) -> Result<(), String> {
         let signal = batch.signal();
-        let per_hour = rows_per_hour(batch);
-        if per_hour.is_empty() {
-            return Ok(());
-        }
         let per_row_bytes = bytes / batch.item_count().max(1);
         let version = self.cfg.schema_version;
-        for &(hour, n) in per_hour.iter().filter(|(h, _)| !skip.contains(h)) {
+        for &(hour, n) in per_hour {
             let key = (signal, hour);
             if self.open.get(&key).is_some_and(|f| f.run != run) {
                 // A file holds the records of one run (replay after a crash).
@@ -527,8 +521,8 @@ impl ArchiveWriter {
         let mut stats = Recovery::default();
         let mut index: HashMap<(Signal, i64), Vec<LogRange>> = HashMap::new();
         for seg in segments {
-            let (records, damage) =
-                wal::read_segment(seg).map_err(|e| format!("cannot read {}: {}", seg.display(), describe_io(&e)))?;
+            let (records, damage) = wal::read_segment(seg)
+                .map_err(|e| format!("cannot read {}: {}", seg.display(), fsutil::describe(&e)))?;
             stats.torn_bytes += damage.torn_bytes;
             stats.bad_records += damage.bad_records;
             if damage != wal::Damage::default() {
@@ -543,19 +537,17 @@ impl ArchiveWriter {
                         continue;
                     }
                 };
-                let hours: Vec<i64> = rows_per_hour(&batch).into_iter().map(|(h, _)| h).collect();
-                let mut skip = Vec::new();
-                for &h in &hours {
+                // The partitions whose closed files do not hold this record yet.
+                let mut per_hour = rows_per_hour(&batch);
+                per_hour.retain(|&(h, _)| {
                     let files = index.entry((r.signal, h)).or_insert_with(|| archived_ranges(&self.root, r.signal, h));
-                    if files.iter().any(|&(run, first, last)| run == r.run && (first..=last).contains(&r.lsn)) {
-                        skip.push(h);
-                    }
-                }
-                if skip.len() == hours.len() {
+                    !files.iter().any(|&(run, first, last)| run == r.run && (first..=last).contains(&r.lsn))
+                });
+                if per_hour.is_empty() {
                     stats.already_archived += 1;
                     continue;
                 }
-                self.route(&batch, r.payload.len(), (r.run, r.lsn), &skip)?;
+                self.route(&batch, r.payload.len(), (r.run, r.lsn), &per_hour)?;
                 stats.records += 1;
             }
         }
@@ -650,8 +642,11 @@ impl ArchiveWriter {
         let lsn = match wal.append(batch, bytes) {
             Ok(lsn) => lsn,
             Err(e) => {
-                let msg =
-                    format!("cannot append to the write-ahead log in {}: {}", wal.dir().display(), describe_io(&e));
+                let msg = format!(
+                    "cannot append to the write-ahead log in {}: {}",
+                    wal.dir().display(),
+                    fsutil::describe(&e)
+                );
                 if !self.wal_failing {
                     self.wal_failing = true;
                     tracing::error!(exporter = %self.name, "{msg}; new data is refused (retryable) until it works again");
@@ -667,7 +662,7 @@ impl ArchiveWriter {
             tracing::info!(exporter = %self.name, "the write-ahead log accepts data again");
         }
         // The batch is in the log: accepted, whatever happens to the files now.
-        if let Err(e) = self.route(batch, bytes, (run, lsn), &[]) {
+        if let Err(e) = self.route(batch, bytes, (run, lsn), &rows_per_hour(batch)) {
             self.fail(e);
         }
         Ok(())

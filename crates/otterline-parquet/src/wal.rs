@@ -184,7 +184,7 @@ impl Wal {
         self.frame.extend_from_slice(&[0; FRAME_LEN]);
         uint32::encode(1, &RECORD_VERSION, &mut self.frame);
         uint64::encode(2, &lsn, &mut self.frame);
-        prost::encoding::int32::encode(3, &(signal_code(signal) as i32), &mut self.frame);
+        prost::encoding::int32::encode(3, &(QueueSignal::from_index(signal.index()) as i32), &mut self.frame);
         encode_key(4, WireType::LengthDelimited, &mut self.frame);
         encode_varint(len as u64, &mut self.frame);
         let start = self.frame.len();
@@ -349,13 +349,8 @@ fn sync_loop(shared: &Shared, interval: Duration) {
     }
 }
 
-fn signal_code(s: Signal) -> QueueSignal {
-    // QueueSignal numbers the signals from 1 in Signal's order.
-    QueueSignal::try_from(s.index() as i32 + 1).unwrap_or(QueueSignal::Unspecified)
-}
-
 fn signal_of(code: i32) -> Option<Signal> {
-    usize::try_from(code - 1).ok().and_then(|i| Signal::ALL.get(i).copied())
+    QueueSignal::try_from(code).ok().and_then(QueueSignal::index).and_then(|i| Signal::ALL.get(i).copied())
 }
 
 /// The run a segment's name says it belongs to.
@@ -413,6 +408,14 @@ mod tests {
         fn append_raw(&mut self, signal: Signal, payload: &[u8]) -> io::Result<u64> {
             self.append_with(signal, payload.len(), |b| b.extend_from_slice(payload))
         }
+    }
+
+    #[test]
+    fn every_signal_round_trips_through_its_code() {
+        for s in Signal::ALL {
+            assert_eq!(signal_of(QueueSignal::from_index(s.index()) as i32), Some(s));
+        }
+        assert_eq!(signal_of(QueueSignal::Unspecified as i32), None);
     }
 
     #[test]
