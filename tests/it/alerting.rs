@@ -228,6 +228,66 @@ service:
     assert_eq!(common::read_text(&inst.path().join("alerts.ndjson")).lines().count(), 3);
 }
 
+/// A peer that accepts connections and never answers (a hung webhook endpoint).
+fn silent_peer() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// Alertmanager forgets a firing alert at its `endsAt` (4 × `resend_interval` after the
+/// last post), so an alert that stays active for many intervals proves the re-sends. The
+/// first test never saw a gap: it looked once right after firing, well inside the first
+/// `endsAt`, and once after resolving. Here a webhook that never answers sits beside
+/// Alertmanager: before each channel had its own lane, the exporter waited on that webhook
+/// (timeout × retries) and sent nothing to Alertmanager meanwhile.
+#[test]
+fn a_firing_alert_stays_active_in_alertmanager_until_resolved_even_beside_a_hung_webhook() {
+    let am = alertmanager();
+    let hung = silent_peer();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
+exporters:
+  alert:
+    webhook: {{endpoint: "http://127.0.0.1:{hung}/hook", timeout: 3s, retries: 3}}
+    alertmanager: {{endpoint: "http://127.0.0.1:{}", resend_interval: 1s}}
+    group_wait: 0s
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    logs: {{receivers: [otlp], exporters: [alert]}}
+"#,
+        am.port
+    );
+    let mut inst = Instance::start(&config);
+    let active = |port| am_alerts(port).iter().filter(|a| a["status"]["state"] == "active").count();
+    post_event(&inst, event("firing", "high", 3));
+    wait_for("the alert in Alertmanager", || active(am.port) == 1);
+    // Eight intervals, twice the first endsAt: active at every look.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        assert_eq!(active(am.port), 1, "the firing alert left Alertmanager: it was not re-sent");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    post_event(&inst, event("resolved", "high", 3));
+    let resolved = Instant::now();
+    wait_for("the alert to leave Alertmanager", || active(am.port) == 0);
+    assert!(resolved.elapsed() <= Duration::from_millis(1500), "resolution took {:?}", resolved.elapsed());
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+}
+
 #[test]
 fn email_over_smtp_to_a_real_server() {
     // aiosmtpd (from the test venv) stores every message it receives in a maildir.

@@ -15,6 +15,11 @@
 //!   annotations; firing alerts are re-sent every `resend_interval`; resolutions set `endsAt`.
 //! - **History**: every fired, escalated and resolved alert is appended to `history_path`
 //!   (NDJSON), which `otterline alerts` prints.
+//! - **Delivery never stalls the pipeline**: each network channel (Alertmanager, webhook,
+//!   Slack, e-mail) has its own [`Lane`], a task that sends its messages in order with the
+//!   channel's timeout and retries. A slow or silent peer delays only its own lane (the
+//!   exporter goes on re-sending to Alertmanager and notifying the other channels); a
+//!   lane holds at most [`LANE_CAPACITY`] messages, more are counted and logged.
 
 pub mod channels;
 pub mod history;
@@ -147,6 +152,7 @@ impl ExporterFactory for AlertExporterFactory {
             cfg,
             name: ctx.id.to_string(),
             client: None,
+            lanes: Lanes::default(),
             open: HashMap::new(),
             pending: Vec::new(),
             sent: HashMap::new(),
@@ -163,10 +169,57 @@ struct Open {
     last_am_send: Instant,
 }
 
+/// Messages a lane holds while its peer is slow; more are dropped, counted and logged.
+pub const LANE_CAPACITY: usize = 256;
+
+type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One network channel's outbox: a task that awaits its deliveries one after another, so
+/// a channel keeps its order (a resolution never overtakes its firing) and a slow peer
+/// holds up nothing but itself.
+pub struct Lane {
+    channel: &'static str,
+    tx: tokio::sync::mpsc::Sender<Delivery>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lane {
+    fn spawn(channel: &'static str) -> Lane {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Delivery>(LANE_CAPACITY);
+        let task = tokio::spawn(async move {
+            while let Some(d) = rx.recv().await {
+                d.await;
+            }
+        });
+        Lane { channel, tx, task }
+    }
+
+    /// Queues a delivery; false when the lane is full (the peer has been slow for a while).
+    fn push(&self, d: Delivery) -> bool {
+        self.tx.try_send(d).is_ok()
+    }
+}
+
+/// The lanes of the configured network channels.
+#[derive(Default)]
+struct Lanes {
+    alertmanager: Option<Lane>,
+    webhook: Option<Lane>,
+    slack: Option<Lane>,
+    email: Option<Lane>,
+}
+
+impl Lanes {
+    fn all(self) -> impl Iterator<Item = Lane> {
+        [self.alertmanager, self.webhook, self.slack, self.email].into_iter().flatten()
+    }
+}
+
 pub struct AlertExporter {
     cfg: AlertConfig,
     name: String,
     client: Option<reqwest::Client>,
+    lanes: Lanes,
     open: HashMap<String, Open>,
     /// Items waiting for their group to be sent, with when they were queued.
     pending: Vec<(Instant, Item)>,
@@ -179,6 +232,15 @@ impl AlertExporter {
     fn count(&self, key: &str, n: u64) {
         if let Some(h) = &self.health {
             h.add_extra(key, n);
+        }
+    }
+
+    /// Hands a delivery to a channel's lane; a full lane is counted and logged.
+    fn enqueue(&self, lane: &Option<Lane>, d: Delivery) {
+        let Some(lane) = lane else { return };
+        if !lane.push(d) {
+            self.count(&format!("{}_dropped", lane.channel), 1);
+            tracing::warn!(exporter = %self.name, channel = lane.channel, capacity = LANE_CAPACITY, "the channel is not keeping up (its peer is slow or unreachable); a notification was dropped (it is in the alert history)");
         }
     }
 
@@ -218,7 +280,7 @@ impl AlertExporter {
     }
 
     /// Folds one alert event into the open set; queues what must be notified.
-    async fn accept(&mut self, alert: Alert) {
+    fn accept(&mut self, alert: Alert) {
         let now = Instant::now();
         let item = match (alert.state.as_str(), self.open.get_mut(&alert.fingerprint)) {
             ("resolved", Some(o)) if o.alert.episode_id == alert.episode_id || alert.episode_id == 0 => {
@@ -256,12 +318,12 @@ impl AlertExporter {
         let Some(item) = item else { return };
         self.record(&item);
         if self.cfg.alertmanager.is_some() {
-            self.send_to_alertmanager(&[(alert, item.reason == Reason::Resolved)]).await;
+            self.send_to_alertmanager(&[(alert, item.reason == Reason::Resolved)]);
         }
         self.pending.push((now, item));
     }
 
-    async fn send_to_alertmanager(&mut self, alerts: &[(Alert, bool)]) {
+    fn send_to_alertmanager(&mut self, alerts: &[(Alert, bool)]) {
         let Some(am) = self.cfg.alertmanager.clone() else { return };
         let alerts: Vec<(Alert, bool)> =
             alerts.iter().filter(|(a, _)| passes(&am.min_severity, &a.severity)).cloned().collect();
@@ -271,17 +333,18 @@ impl AlertExporter {
         let body = channels::alertmanager_payload(&alerts, &am);
         let url = format!("{}/api/v2/alerts", am.endpoint.trim_end_matches('/'));
         let Some(client) = self.client.clone() else { return };
-        match channels::post(&client, &url, &body, &Default::default(), am.timeout, am.retries).await {
-            Ok(()) => self.count("alertmanager_sent", alerts.len() as u64),
-            Err(e) => {
-                self.count("alertmanager_failed", alerts.len() as u64);
-                tracing::error!(exporter = %self.name, error = %e, "cannot send alerts to Alertmanager");
-            }
-        }
+        let (health, name, n) = (self.health.clone(), self.name.clone(), alerts.len() as u64);
+        self.enqueue(
+            &self.lanes.alertmanager,
+            Box::pin(async move {
+                let result = channels::post(&client, &url, &body, &Default::default(), am.timeout, am.retries).await;
+                report(&health, &name, "alertmanager", n, result);
+            }),
+        );
     }
 
     /// Sends the queued items: one message per service and channel.
-    async fn flush(&mut self, all: bool) {
+    fn flush(&mut self, all: bool) {
         let wait = self.cfg.group_wait;
         let ready: Vec<Item> = if all || self.pending.first().is_some_and(|(t, _)| t.elapsed() >= wait) {
             self.pending.drain(..).map(|(_, i)| i).collect()
@@ -295,11 +358,11 @@ impl AlertExporter {
         let mut services: Vec<(String, Vec<Item>)> = by_service.into_iter().collect();
         services.sort_by(|a, b| a.0.cmp(&b.0));
         for (service, items) in services {
-            self.deliver(&service, &items).await;
+            self.deliver(&service, &items);
         }
     }
 
-    async fn deliver(&mut self, service: &str, items: &[Item]) {
+    fn deliver(&mut self, service: &str, items: &[Item]) {
         let pick = |min: &Option<String>| {
             items.iter().filter(|i| passes(min, &i.alert.severity)).cloned().collect::<Vec<Item>>()
         };
@@ -325,13 +388,14 @@ impl AlertExporter {
             if !sel.is_empty() {
                 if self.allow("email") {
                     let (subject, body) = channels::email_message(service, &sel);
-                    match channels::send_email(&m, &subject, &body).await {
-                        Ok(()) => self.count("email_sent", 1),
-                        Err(e) => {
-                            self.count("email_failed", 1);
-                            tracing::error!(exporter = %self.name, error = %e, "email delivery failed");
-                        }
-                    }
+                    let (health, name) = (self.health.clone(), self.name.clone());
+                    self.enqueue(
+                        &self.lanes.email,
+                        Box::pin(async move {
+                            let result = channels::send_email(&m, &subject, &body).await;
+                            report(&health, &name, "email", 1, result);
+                        }),
+                    );
                 } else {
                     self.count("rate_limited", 1);
                     tracing::warn!(exporter = %self.name, "email rate limit reached; notification not sent (kept in the history)");
@@ -344,13 +408,15 @@ impl AlertExporter {
             if !sel.is_empty() {
                 if self.allow("webhook") {
                     let body = channels::webhook_payload(service, &sel);
-                    match channels::post(&client, &w.endpoint, &body, &w.headers, w.timeout, w.retries).await {
-                        Ok(()) => self.count("webhook_sent", 1),
-                        Err(e) => {
-                            self.count("webhook_failed", 1);
-                            tracing::error!(exporter = %self.name, error = %e, "webhook delivery failed");
-                        }
-                    }
+                    let (health, name, client) = (self.health.clone(), self.name.clone(), client.clone());
+                    self.enqueue(
+                        &self.lanes.webhook,
+                        Box::pin(async move {
+                            let result =
+                                channels::post(&client, &w.endpoint, &body, &w.headers, w.timeout, w.retries).await;
+                            report(&health, &name, "webhook", 1, result);
+                        }),
+                    );
                 } else {
                     self.count("rate_limited", 1);
                     tracing::warn!(exporter = %self.name, "webhook rate limit reached; notification not sent (kept in the history)");
@@ -362,15 +428,22 @@ impl AlertExporter {
             if !sel.is_empty() {
                 if self.allow("slack") {
                     let body = channels::slack_payload(service, &sel);
-                    match channels::post(&client, &s.webhook_url, &body, &Default::default(), s.timeout, s.retries)
-                        .await
-                    {
-                        Ok(()) => self.count("slack_sent", 1),
-                        Err(e) => {
-                            self.count("slack_failed", 1);
-                            tracing::error!(exporter = %self.name, error = %e, "Slack delivery failed");
-                        }
-                    }
+                    let (health, name) = (self.health.clone(), self.name.clone());
+                    self.enqueue(
+                        &self.lanes.slack,
+                        Box::pin(async move {
+                            let result = channels::post(
+                                &client,
+                                &s.webhook_url,
+                                &body,
+                                &Default::default(),
+                                s.timeout,
+                                s.retries,
+                            )
+                            .await;
+                            report(&health, &name, "slack", 1, result);
+                        }),
+                    );
                 } else {
                     self.count("rate_limited", 1);
                     tracing::warn!(exporter = %self.name, "Slack rate limit reached; notification not sent (kept in the history)");
@@ -380,7 +453,7 @@ impl AlertExporter {
     }
 
     /// Re-sends firing alerts to Alertmanager and reminds of long-open ones.
-    async fn periodic(&mut self) {
+    fn periodic(&mut self) {
         let mut resend = Vec::new();
         let mut remind = Vec::new();
         let resend_every = self.cfg.alertmanager.as_ref().map(|a| a.resend_interval);
@@ -395,7 +468,7 @@ impl AlertExporter {
             }
         }
         if !resend.is_empty() {
-            self.send_to_alertmanager(&resend).await;
+            self.send_to_alertmanager(&resend);
         }
         for a in remind {
             let item = Item { alert: a, reason: Reason::StillFiring, time_to_resolve_s: None };
@@ -404,6 +477,20 @@ impl AlertExporter {
         }
     }
 }
+
+/// Counts a delivery's outcome (`<channel>_sent` / `<channel>_failed`) and logs a failure.
+fn report(health: &Option<Arc<ComponentHealth>>, name: &str, channel: &str, n: u64, result: Result<(), String>) {
+    let outcome = if result.is_ok() { "sent" } else { "failed" };
+    if let Some(h) = health {
+        h.add_extra(&format!("{channel}_{outcome}"), n);
+    }
+    if let Err(e) = result {
+        tracing::error!(exporter = %name, channel, error = %e, "alert delivery failed");
+    }
+}
+
+/// How long shutdown waits for the lanes to send what they hold.
+const LANE_DRAIN: Duration = Duration::from_secs(10);
 
 #[async_trait]
 impl Exporter for AlertExporter {
@@ -414,6 +501,13 @@ impl Exporter for AlertExporter {
             .build()
             .map_err(|e| ComponentError::new(format!("cannot build the HTTP client: {e}")))?;
         self.client = Some(client);
+        let lane = |on: bool, channel| on.then(|| Lane::spawn(channel));
+        self.lanes = Lanes {
+            alertmanager: lane(self.cfg.alertmanager.is_some(), "alertmanager"),
+            webhook: lane(self.cfg.webhook.is_some(), "webhook"),
+            slack: lane(self.cfg.slack.is_some(), "slack"),
+            email: lane(self.cfg.email.is_some(), "email"),
+        };
         Ok(())
     }
 
@@ -424,13 +518,13 @@ impl Exporter for AlertExporter {
             for sl in &rl.scope_logs {
                 for r in &sl.log_records {
                     if let Some(a) = model::from_event(r, svc) {
-                        self.accept(a).await;
+                        self.accept(a);
                     }
                 }
             }
         }
         if self.cfg.group_wait.is_zero() {
-            self.flush(true).await;
+            self.flush(true);
         }
         Ok(())
     }
@@ -440,13 +534,23 @@ impl Exporter for AlertExporter {
     }
 
     async fn tick(&mut self) -> Result<(), ExportError> {
-        self.periodic().await;
-        self.flush(false).await;
+        self.periodic();
+        self.flush(false);
         Ok(())
     }
 
     async fn shutdown(&mut self) -> Result<(), ComponentError> {
-        self.flush(true).await;
+        self.flush(true);
+        // Closing the lanes lets each send what it holds, within LANE_DRAIN.
+        let deadline = tokio::time::Instant::now() + LANE_DRAIN;
+        for lane in std::mem::take(&mut self.lanes).all() {
+            let Lane { channel, tx, mut task } = lane;
+            drop(tx);
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                tracing::warn!(exporter = %self.name, channel, "shutdown: undelivered notifications dropped after {}s (the peer is not answering)", LANE_DRAIN.as_secs());
+            }
+        }
         Ok(())
     }
 }
