@@ -25,9 +25,13 @@ pub fn registry() -> Registry {
         .exporter(otterline_exporters::NopExporterFactory)
         .exporter(otterline_forward::OtlpGrpcExporterFactory::OTLP)
         .exporter(otterline_forward::OtlpGrpcExporterFactory::OTLP_GRPC)
-        .exporter(otterline_forward::OtlpHttpExporterFactory)
+        .exporter(otterline_forward::OtlpHttpExporterFactory::OTLP_HTTP)
+        .exporter(otterline_forward::OtlpHttpExporterFactory::OTLPHTTP)
         .exporter(otterline_parquet::ParquetExporterFactory)
         // extensions
         .extension(otterline_dashboard::DashboardFactory)
         .extension(otterline_extensions::HealthCheckFactory)
+        .extension(otterline_extensions::CollectorOnlyFactory::PPROF)
+        .extension(otterline_extensions::CollectorOnlyFactory::ZPAGES)
+        .extension(otterline_extensions::CollectorOnlyFactory::MEMORY_BALLAST)
 }

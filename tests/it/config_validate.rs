@@ -96,8 +96,34 @@ fn unknown_component_type() {
         .replace("exporters: [debug]", "exporters: [debug, kafka/out]");
     expect_errors(
         &text,
-        &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: alert, debug, json, nop, otlp, otlp_grpc, otlp_http, parquet"],
+        &["7:3: exporters.kafka/out: unknown exporter type `kafka`; known types: alert, debug, json, nop, otlp, otlp_grpc, otlp_http, otlphttp, parquet"],
     );
+    // A near miss gets a suggestion.
+    let text = GOOD
+        .replace("  debug:\n", "  debug:\n  otlp_htp:\n")
+        .replace("exporters: [debug]", "exporters: [debug, otlp_htp]");
+    expect_errors(
+        &text,
+        &["7:3: exporters.otlp_htp: unknown exporter type `otlp_htp`; did you mean `otlp_http`? known types:"],
+    );
+}
+
+/// A Collector config: `otlphttp` (the Collector's name for the HTTP exporter) and the
+/// extensions that touch no data are accepted; the extensions warn once at start.
+#[test]
+fn collector_names_and_data_free_extensions_are_accepted() {
+    let text = "receivers:\n  otlp:\n    protocols:\n      http: {endpoint: \"127.0.0.1:{{HTTP}}\"}\nexporters:\n  otlphttp:\n    endpoint: http://127.0.0.1:9\n    compression: gzip\nextensions:\n  health_check: {endpoint: \"127.0.0.1:{{HEALTH}}\"}\n  pprof: {endpoint: localhost:1777}\n  zpages: {endpoint: localhost:55679}\n  memory_ballast: {size_mib: 64}\nservice:\n  extensions: [health_check, pprof, zpages, memory_ballast]\n  pipelines:\n    traces: {receivers: [otlp], exporters: [otlphttp]}\n";
+    let (o, _d) = validate(&[("c.yaml", &text.replace("{{HTTP}}", "4318").replace("{{HEALTH}}", "13133"))], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let mut inst = common::Instance::start(text);
+    assert!(inst.terminate().success());
+    let log = inst.stderr();
+    for ext in ["pprof", "zpages", "memory_ballast"] {
+        let lines: Vec<&str> =
+            log.lines().filter(|l| l.contains("WARN") && l.contains(&format!("extension={ext}"))).collect();
+        assert_eq!(lines.len(), 1, "one warning for {ext}:\n{log}");
+        assert!(lines[0].contains("does nothing in Otterline"), "{}", lines[0]);
+    }
 }
 
 #[test]

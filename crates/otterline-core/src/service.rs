@@ -65,16 +65,38 @@ pub struct Service {
 }
 
 fn unknown_type(kind: ComponentKind, decl: &ComponentDecl, registry: &Registry) -> ConfigError {
+    let names = registry.names(kind);
+    let hint = closest(&decl.id.type_name, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
     ConfigError::at(
         &decl.mark,
         &decl.path(),
         format!(
-            "unknown {} type `{}`; known types: {} (run `otterline components` for the list)",
+            "unknown {} type `{}`; {hint}known types: {} (run `otterline components` for the list)",
             kind.as_str(),
             decl.id.type_name,
-            registry.names(kind).join(", ")
+            names.join(", ")
         ),
     )
+}
+
+/// The known name nearest to a mistyped one (ignoring case, `_` and `-`), if it is close.
+fn closest<'a>(typed: &str, names: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect::<Vec<_>>();
+    let t = norm(typed);
+    let (best, d) = names.iter().map(|n| (*n, edit_distance(&t, &norm(n)))).min_by_key(|(_, d)| *d)?;
+    (d <= 2 && d < t.len()).then_some(best)
+}
+
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Builds every component of `config`: their configs are parsed and checked here,

@@ -68,11 +68,19 @@ impl Default for HttpConfig {
     }
 }
 
-pub struct OtlpHttpExporterFactory;
+/// Registered twice: `otlphttp` is the Collector's name, `otlp_http` Otterline's.
+pub struct OtlpHttpExporterFactory {
+    name: &'static str,
+}
+
+impl OtlpHttpExporterFactory {
+    pub const OTLP_HTTP: OtlpHttpExporterFactory = OtlpHttpExporterFactory { name: "otlp_http" };
+    pub const OTLPHTTP: OtlpHttpExporterFactory = OtlpHttpExporterFactory { name: "otlphttp" };
+}
 
 impl ExporterFactory for OtlpHttpExporterFactory {
     fn type_name(&self) -> &'static str {
-        "otlp_http"
+        self.name
     }
     fn description(&self) -> &'static str {
         "forwards to OTLP/HTTP endpoints (protobuf or JSON): TLS, headers, compression, retry, memory or persistent sending queue"
