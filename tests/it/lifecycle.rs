@@ -264,6 +264,10 @@ fn embedded_default_accepts_python_sdk_spans_into_its_one_archive() {
     let err = inst.stderr();
     let shown = err.lines().filter(|l| l.starts_with("otterline debug: ") && !l.ends_with("(sampling)")).count();
     assert!(shown >= 1, "{err}");
+    // The start-up log says where data goes (absolute path) and when anomaly alerts can begin.
+    let abs = std::fs::canonicalize(&archive).unwrap();
+    assert!(err.contains(&format!("path={}", abs.display())) && err.contains("Parquet archive: writing"), "{err}");
+    assert!(err.contains("anomaly alerts begin after 10 windows"), "{err}");
 }
 
 #[test]

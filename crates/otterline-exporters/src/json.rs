@@ -387,6 +387,8 @@ impl Exporter for JsonExporter {
                 }
             }
         }
+        let abs = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        tracing::info!(exporter = %self.name, path = %abs.display(), "OTLP/JSON lines: writing <path>/<signal>/");
         Ok(())
     }
 

@@ -820,6 +820,8 @@ impl ArchiveWriter {
             }
         }
         self.apply_retention();
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        tracing::info!(exporter = %self.name, path = %abs(&self.root).display(), wal = %abs(&dir).display(), schema_version = self.cfg.schema_version.as_str(), "Parquet archive: writing <path>/<signal>/date=…/hour=…/*.parquet");
         Ok(())
     }
 

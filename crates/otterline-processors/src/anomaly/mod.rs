@@ -173,7 +173,11 @@ impl AnomalyProcessor {
 
     /// Loads the saved state, if configured and present.
     fn restore(&mut self) {
-        let Some(path) = self.cfg.state_path.clone() else { return };
+        let Some(path) = self.cfg.state_path.clone() else {
+            let w = self.cfg.warmup_windows;
+            tracing::info!(warmup_windows = w, "anomaly: anomaly alerts begin after {w} windows of a series' data (the aggregate window × {w}: {w} min at 60s), budget alerts at once; without state_path a restart starts this warm-up again");
+            return;
+        };
         // Each pipeline gets its own processor instance: two of them sharing a state file
         // would overwrite each other's baselines.
         if let Ok(mut claimed) = CLAIMED.lock() {
@@ -187,11 +191,13 @@ impl AnomalyProcessor {
         self.next_save = Some(std::time::Instant::now() + self.cfg.save_interval);
         match state::load(&path) {
             Ok(None) => {
-                tracing::info!(file = %path.display(), "anomaly: no saved state yet; baselines start with a warm-up")
+                let w = self.cfg.warmup_windows;
+                tracing::info!(file = %path.display(), warmup_windows = w, "anomaly: no saved state yet; anomaly alerts begin after {w} windows of a series' data (the aggregate window × {w}: {w} min at 60s), budget alerts at once")
             }
             Ok(Some(msg)) => match state::decode(msg, otterline_core::time::now_unix_nanos(), self.cfg.alpha) {
                 Some(r) => {
-                    tracing::info!(file = %path.display(), detectors = r.states.len(), "anomaly: restored baselines and open episodes");
+                    let w = self.cfg.warmup_windows;
+                    tracing::info!(file = %path.display(), detectors = r.states.len(), "anomaly: restored baselines and open episodes; a series not seen before alerts after {w} windows of its data");
                     self.states = r.states;
                     self.infos = r.infos;
                     self.next_id = r.next_id;
