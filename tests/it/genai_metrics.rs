@@ -206,3 +206,74 @@ fn python_genai_spans_are_priced_and_aggregated() {
         "one point per series: gpt-4o, claude-sonnet-4, and claude-sonnet-4 with errors"
     );
 }
+
+/// One OTLP/JSON span of `service`, ending at `end` (unix ns), as `curl` would post it.
+fn json_span(service: &str, end: u64) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"chat","kind":3,"startTimeUnixNano":"{}","endTimeUnixNano":"{end}","attributes":[{{"key":"gen_ai.operation.name","value":{{"stringValue":"chat"}}}},{{"key":"gen_ai.request.model","value":{{"stringValue":"gpt-4o"}}}}]}}]}}]}}]}}"#,
+        end - 50_000_000
+    )
+}
+
+/// One span dated three years ahead, posted between steady live traffic, must not stop
+/// aggregation: every steady span is counted, the future one is set aside, counted and
+/// logged with its service.
+#[test]
+fn a_span_from_a_clock_years_ahead_does_not_blind_aggregation() {
+    let config = r#"
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:{{HTTP}}"}
+processors:
+  aggregate: {window: 1s, allowed_lateness: 1s}
+exporters:
+  json: {path: "{{DIR}}/json"}
+extensions:
+  health_check: {endpoint: "127.0.0.1:{{HEALTH}}"}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {receivers: [otlp], processors: [aggregate], exporters: [json]}
+"#;
+    let mut inst = Instance::start(config);
+    let client = reqwest::blocking::Client::new();
+    let post = |body: String| {
+        let r = client
+            .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    };
+    let now = || otterline_core::time::now_unix_nanos();
+    let mut steady = 0;
+    for i in 0..30 {
+        if i == 10 {
+            post(json_span("curl-test", now() + 3 * 365 * 86_400 * 1_000_000_000));
+        }
+        post(json_span("support-agent", now()));
+        steady += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let calls: f64 = metrics_of(&inst.json_batches(Signal::Metrics))
+        .iter()
+        .filter(|m| m.name == "otterline.operation.calls")
+        .flat_map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.clone(),
+            _ => vec![],
+        })
+        .map(|p| match p.value {
+            Some(number_data_point::Value::AsInt(i)) => i as f64,
+            Some(number_data_point::Value::AsDouble(d)) => d,
+            None => 0.0,
+        })
+        .sum();
+    assert_eq!(calls, steady as f64, "every steady span is aggregated, the future one is not");
+    let log = inst.stderr();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("a span ends in the future")).collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(warned[0].contains("service=curl-test"), "{}", warned[0]);
+}

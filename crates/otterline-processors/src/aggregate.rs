@@ -12,7 +12,14 @@
 //! Windows close on event time: once a span ends `allowed_lateness` after a window's end,
 //! or when no span has arrived for `window + allowed_lateness` of wall-clock time, and at
 //! shutdown (no window is lost at SIGTERM). Spans for an already closed window are counted
-//! as `late_spans` and not aggregated. The number of live series is capped by
+//! as `late_spans` and not aggregated.
+//!
+//! Event time cannot be poisoned by one bad clock: the watermark never runs ahead of the
+//! wall clock (a span dated a few minutes ahead is aggregated in its own window, which
+//! closes when real time gets there, and makes no other span late), and a span ending more
+//! than `max_clock_skew` after it was received is set aside (`future_spans`). Late and
+//! future spans are logged with their service, once per service every ten minutes. The
+//! number of live series is capped by
 //! `cardinality_limit`: new series beyond it go into one series labelled
 //! `otel.metric.overflow = true`; series unseen for `series_idle_timeout` expire.
 
@@ -107,6 +114,10 @@ pub struct AggregateConfig {
     pub cost_attribute: String,
     pub error_rules: Vec<ErrorRule>,
     pub drop_spans: bool,
+    /// A span ending more than this after it is received is set aside (counted as
+    /// `future_spans`, logged with its service), not aggregated: a wrong clock.
+    #[serde(with = "otterline_core::units::duration")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for AggregateConfig {
@@ -125,6 +136,7 @@ impl Default for AggregateConfig {
             cost_attribute: an::GEN_AI_USAGE_COST.into(),
             error_rules: Vec::new(),
             drop_spans: false,
+            max_clock_skew: Duration::from_secs(600),
         }
     }
 }
@@ -242,7 +254,18 @@ pub struct AggregateProcessor {
     dims: HashMap<String, Arc<Vec<(String, String)>>>,
     key: String,
     health: Option<Arc<ComponentHealth>>,
+    /// Wall clock of the batch being processed (unix ns).
+    now_ns: i64,
+    /// When the idle timer fires next (see [`Processor::next_deadline`]).
+    idle_deadline: Option<Instant>,
+    /// Services whose late or future spans were logged, and when.
+    offenders: HashMap<(String, &'static str), Instant>,
 }
+
+/// How often a service's late or future spans are logged again.
+const OFFENDER_LOG_EVERY: Duration = Duration::from_secs(600);
+/// Services remembered for that (a bound on memory).
+const OFFENDERS_MAX: usize = 1024;
 
 impl AggregateProcessor {
     pub fn new(cfg: AggregateConfig) -> Self {
@@ -258,6 +281,42 @@ impl AggregateProcessor {
             dims: HashMap::new(),
             key: String::new(),
             health: None,
+            now_ns: 0,
+            idle_deadline: None,
+            offenders: HashMap::new(),
+        }
+    }
+
+    /// Counts a span that is not aggregated and logs its service (rate-limited).
+    fn set_aside(&mut self, what: &'static str, span: &Span, resource: Option<&Resource>) {
+        if let Some(h) = &self.health {
+            h.add_extra(what, 1);
+        }
+        let service = resource
+            .and_then(|r| otterline_model::attrs::attr(&r.attributes, an::SERVICE_NAME))
+            .map(otterline_core::pdata::value_text)
+            .unwrap_or_default();
+        let key = (service, what);
+        if self.offenders.get(&key).is_some_and(|t| t.elapsed() < OFFENDER_LOG_EVERY) {
+            return;
+        }
+        if self.offenders.len() >= OFFENDERS_MAX {
+            self.offenders.retain(|_, t| t.elapsed() < OFFENDER_LOG_EVERY);
+        }
+        let end = otterline_core::time::from_unix_nanos(span.end_time_unix_nano)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let now = otterline_core::time::from_unix_nanos(self.now_ns as u64)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        match what {
+            "future_spans" => {
+                tracing::warn!(service = %key.0, span = %span.name, span_end = %end, received = %now, max_clock_skew = %otterline_core::units::format_duration(self.cfg.max_clock_skew), "aggregate: a span ends in the future (a wrong clock?); it is archived but not aggregated; more from this service are counted in future_spans")
+            }
+            _ => {
+                tracing::warn!(service = %key.0, span = %span.name, span_end = %end, received = %now, allowed_lateness = %otterline_core::units::format_duration(self.cfg.allowed_lateness), "aggregate: a span arrived after its window closed (a clock behind, or a slow sender); it is archived but not aggregated; more from this service are counted in late_spans")
+            }
+        }
+        if self.offenders.len() < OFFENDERS_MAX {
+            self.offenders.insert(key, Instant::now());
         }
     }
 
@@ -310,15 +369,19 @@ impl AggregateProcessor {
     }
 
     fn add(&mut self, span: &Span, resource: Option<&Resource>) {
-        let end = span.end_time_unix_nano as i64;
-        let start = end.div_euclid(self.window_ns) * self.window_ns;
-        if start < self.closed_before {
-            if let Some(h) = &self.health {
-                h.add_extra("late_spans", 1);
-            }
+        let end = span.end_time_unix_nano.min(i64::MAX as u64) as i64;
+        if end.saturating_sub(self.now_ns) > self.cfg.max_clock_skew.as_nanos() as i64 {
+            self.set_aside("future_spans", span, resource);
             return;
         }
-        self.watermark = self.watermark.max(end);
+        let start = end.div_euclid(self.window_ns) * self.window_ns;
+        if start < self.closed_before {
+            self.set_aside("late_spans", span, resource);
+            return;
+        }
+        // Never ahead of the wall clock: a span from a clock running ahead keeps its own
+        // window open until real time gets there, and makes no other span late.
+        self.watermark = self.watermark.max(end.min(self.now_ns));
         // The series key: dimension values, each followed by a separator that never occurs
         // in them (and a marker for absent values); built in a reused buffer.
         let mut key = std::mem::take(&mut self.key);
@@ -623,6 +686,7 @@ impl Processor for AggregateProcessor {
 
     fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) {
         if let Batch::Traces(r) = &batch {
+            self.now_ns = otterline_core::time::now_unix_nanos() as i64;
             for rs in &r.resource_spans {
                 for ss in &rs.scope_spans {
                     for span in &ss.spans {
@@ -631,6 +695,7 @@ impl Processor for AggregateProcessor {
                 }
             }
             self.last_arrival = Some(Instant::now());
+            self.idle_deadline = Some(Instant::now() + self.cfg.window + self.cfg.allowed_lateness);
             if !self.cfg.drop_spans {
                 out.push(batch);
             }
@@ -644,12 +709,20 @@ impl Processor for AggregateProcessor {
         if self.open.is_empty() {
             return None;
         }
-        self.last_arrival.map(|t| t + self.cfg.window + self.cfg.allowed_lateness)
+        self.idle_deadline
     }
 
-    fn on_timer(&mut self, _now: Instant, out: &mut Vec<Batch>) {
-        // Nothing has arrived for a whole window plus lateness: close what is open.
-        self.close(true, out);
+    fn on_timer(&mut self, now: Instant, out: &mut Vec<Batch>) {
+        // Nothing has arrived for a whole window plus lateness: close every window that
+        // real time has passed (all of them when replaying an archive); a window ahead of
+        // the wall clock (a clock running ahead) closes when real time gets there.
+        self.now_ns = otterline_core::time::now_unix_nanos() as i64;
+        self.watermark = self.watermark.max(self.now_ns);
+        self.close(false, out);
+        self.idle_deadline = self.open.keys().next().map(|&start| {
+            let due = start + self.window_ns + self.lateness_ns - self.now_ns;
+            now + Duration::from_nanos(due.max(1_000_000_000) as u64)
+        });
     }
 
     fn shutdown(&mut self, out: &mut Vec<Batch>) {
@@ -793,6 +866,64 @@ mod tests {
         }
         let mean = doubles(find(&out, "otterline.operation.duration.mean")[0])[0];
         assert!((mean - secs.iter().sum::<f64>() / 10_000.0).abs() < 1e-9);
+    }
+
+    fn calls(batches: &[Batch]) -> i64 {
+        find(batches, "otterline.operation.calls").iter().flat_map(|m| ints(m)).sum()
+    }
+
+    /// A millisecond ago, as a live sender's spans would end.
+    fn live() -> u64 {
+        otterline_core::time::now_unix_nanos() - 1_000_000
+    }
+
+    #[test]
+    fn a_span_from_a_clock_years_ahead_is_set_aside_and_poisons_nothing() {
+        let mut p = proc_with(|_| {});
+        let health = Arc::new(ComponentHealth::new("processor", "aggregate".into()));
+        p.attach(health.clone());
+        let mut out = Vec::new();
+        p.process(batch(vec![span(live(), 1_000_000, "m", "u", false)]), &mut out);
+        let three_years = 3 * 365 * 86_400 * 1_000_000_000u64;
+        p.process(batch(vec![span(live() + three_years, 1_000_000, "m", "u", false)]), &mut out);
+        for _ in 0..5 {
+            p.process(batch(vec![span(live(), 1_000_000, "m", "u", false)]), &mut out);
+        }
+        p.shutdown(&mut out);
+        assert_eq!(calls(&out), 6, "every steady span is aggregated; the future one is not");
+        let extra = health.extra();
+        assert_eq!(extra.get("future_spans"), Some(&1));
+        assert_eq!(extra.get("late_spans"), None);
+        let now = otterline_core::time::now_unix_nanos();
+        let starts: Vec<u64> = find(&out, "otterline.operation.calls")
+            .iter()
+            .filter_map(|m| match &m.data {
+                Some(metric::Data::Sum(s)) => Some(s.data_points.iter().map(|d| d.start_time_unix_nano)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(starts.iter().all(|&s| s <= now), "no window in the future: {starts:?}");
+    }
+
+    #[test]
+    fn a_span_minutes_ahead_gets_its_own_window_and_makes_no_other_span_late() {
+        let mut p = proc_with(|_| {});
+        let health = Arc::new(ComponentHealth::new("processor", "aggregate".into()));
+        p.attach(health.clone());
+        let mut out = Vec::new();
+        p.process(batch(vec![span(live() + 7 * W, 1_000_000, "ahead", "u", false)]), &mut out);
+        for _ in 0..4 {
+            p.process(batch(vec![span(live(), 1_000_000, "m", "u", false)]), &mut out);
+        }
+        // The idle timer closes only what real time has passed: the window 7 minutes
+        // ahead stays open and the timer waits for real time to get there.
+        p.on_timer(Instant::now(), &mut out);
+        assert!(p.open.keys().any(|&s| s as u64 > otterline_core::time::now_unix_nanos()));
+        assert!(p.next_deadline().is_some_and(|d| d > Instant::now()));
+        p.shutdown(&mut out);
+        assert_eq!(calls(&out), 5, "the span from the clock ahead is counted in its own window, the others in theirs");
+        assert_eq!(health.extra().get("late_spans"), None);
     }
 
     #[test]
