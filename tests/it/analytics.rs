@@ -145,6 +145,18 @@ fn archive() -> &'static Path {
                     let ms = g.rng.normal(300.0, 30.0);
                     g.span(service("support-bot"), at(k), ms, "chat gpt-4o-mini", a, err);
                 }
+                // A model missing from the price table: unpriced, never a made-up $0.
+                for k in 0..2 {
+                    let ms = g.rng.normal(500.0, 20.0);
+                    g.span(
+                        service("labs-agent"),
+                        at(k),
+                        ms,
+                        "chat acme-llm-9",
+                        llm("acme-llm-9", "chat", 700, 50),
+                        None,
+                    );
+                }
                 for k in 0..30 {
                     let ms = g.rng.normal(2000.0, 200.0);
                     g.span(service("search-api"), at(k), ms, "vector-search", Vec::new(), None);
@@ -233,6 +245,7 @@ fn query_prints_tables_csv_and_json() {
         counts,
         vec![
             ("checkout-agent".into(), 610),
+            ("labs-agent".into(), 42),
             ("rag-worker".into(), 1260),
             ("search-api".into(), 1260),
             ("support-bot".into(), 630)
@@ -242,7 +255,7 @@ fn query_prints_tables_csv_and_json() {
         otterline(&["query", "--archive", &dir, "--format", "csv", "SELECT count(*) AS n FROM spans WHERE is_error"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n147\n");
     let out = otterline(&["query", "--archive", &dir, "SELECT count(*) AS n FROM spans"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("| 3760 |"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| 3802 |"), "{}", String::from_utf8_lossy(&out.stdout));
     let bad = otterline(&["query", "--archive", &dir, "SELECT nope FROM spans"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"), "{}", String::from_utf8_lossy(&bad.stderr));
@@ -274,6 +287,33 @@ fn cost_report_ranks_models_and_drivers() {
 }
 
 #[test]
+fn unpriced_spend_is_null_not_zero_and_every_cost_report_says_so() {
+    let rows = ok_json(&[
+        "query",
+        "--archive",
+        &dir(),
+        "--format",
+        "json",
+        "SELECT count(*) AS n, count(cost) AS priced, sum(cost) AS spend, count(*) FILTER (WHERE unpriced) AS unpriced \
+         FROM spans WHERE gen_ai_request_model = 'acme-llm-9'",
+    ]);
+    // (JSON output leaves NULL columns out: no `spend` at all, not 0.)
+    assert_eq!(rows, serde_json::json!([{"n": 42, "priced": 0, "unpriced": 42}]));
+    for kind in ["cost", "daily"] {
+        let r = ok_json(&["report", "--archive", &dir(), "--kind", kind, "--format", "json"]);
+        let ins = insights(&r);
+        assert!(
+            ins.iter().any(|i| i.starts_with("42 calls (31500 tokens) could not be priced — acme-llm-9")),
+            "{kind}: {ins:#?}"
+        );
+        let section =
+            r["sections"].as_array().unwrap().iter().find(|s| s["title"].as_str().unwrap().starts_with("Unpriced"));
+        let row = &section.unwrap()["table"]["rows"][0];
+        assert_eq!(row, &serde_json::json!(["acme-llm-9", 42, 29400, 2100]), "{kind}");
+    }
+}
+
+#[test]
 fn bottleneck_report_finds_the_slow_operation() {
     let r = ok_json(&["report", "--archive", &dir(), "--kind", "bottleneck", "--format", "json"]);
     let ins = insights(&r);
@@ -292,7 +332,7 @@ fn quality_report_calls_only_support_bot_degrading() {
         |s: &str| trends.iter().find(|t| t["series"] == s).map(|t| t["verdict"].as_str().unwrap().to_string());
     assert_eq!(verdict("support-bot").as_deref(), Some("degrading"));
     assert_eq!(verdict("rag-worker").as_deref(), Some("stable"));
-    let ins = insights(&r);
+    let ins: Vec<String> = insights(&r).into_iter().filter(|i| !i.contains("alert")).collect();
     assert_eq!(ins.len(), 1, "{ins:#?}");
     assert!(ins[0].starts_with("quality of support-bot is degrading: -0.01"), "{ins:#?}");
 }
@@ -535,5 +575,102 @@ service:
             ),
             "an int stays an int in both versions: {tokens:?}"
         );
+    }
+}
+
+/// Reports carry the period's anomaly and budget alerts (the events the `anomaly`
+/// processor archives as logs), and say so when none fired.
+#[test]
+fn reports_list_the_periods_alerts_or_say_that_none_fired() {
+    common::crypto();
+    let data = tempfile::tempdir().unwrap();
+    let archive = data.path().join("archive");
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
+exporters:
+  parquet: {{path: "{}"}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [parquet]}}
+    logs: {{receivers: [otlp], exporters: [parquet]}}
+"#,
+        archive.display()
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let client = reqwest::blocking::Client::new();
+    let post_json = |inst: &Instance, signal: &str, body: String| {
+        let r = client
+            .post(format!("http://127.0.0.1:{}/v1/{signal}", inst.http))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap_or_default());
+    };
+    let log = |event: &str, attrs: &[(&str, &str)]| {
+        let attrs: Vec<String> =
+            attrs.iter().map(|(k, v)| format!(r#"{{"key":"{k}","value":{{"stringValue":"{v}"}}}}"#)).collect();
+        format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"rag-worker"}}}}]}},"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{now}","eventName":"{event}","attributes":[{}]}}]}}]}}]}}"#,
+            attrs.join(",")
+        )
+    };
+    let spans = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"rag-worker"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"chat","startTimeUnixNano":"{}","endTimeUnixNano":"{now}"}}]}}]}}]}}"#,
+        now - 1_000_000
+    );
+    let report = |kind: &str| {
+        ok_json(&["report", "--archive", &archive.display().to_string(), "--kind", kind, "--format", "json"])
+    };
+
+    // Spans and an ordinary log, no anomaly event: the report says none fired.
+    let mut inst = Instance::start(&config);
+    post_json(&inst, "traces", spans.clone());
+    post_json(&inst, "logs", log("app.started", &[]));
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let ins = insights(&report("daily"));
+    assert!(ins.iter().any(|i| i == "no anomaly or budget alert fired in this period"), "{ins:#?}");
+
+    // Two alerts fire (one escalates) and one resolves.
+    let mut inst = Instance::start(&config);
+    let ev = |state: &str, kind: &str, sev: &str| {
+        log(
+            if state == "resolved" { "otterline.anomaly.resolved" } else { "otterline.anomaly" },
+            &[
+                ("otterline.anomaly.state", state),
+                ("otterline.anomaly.type", kind),
+                ("otterline.anomaly.severity", sev),
+                ("otterline.anomaly.series", "rag-worker / chat"),
+                ("otterline.anomaly.suggestion", "p95 is 3x its baseline"),
+            ],
+        )
+    };
+    post_json(&inst, "logs", ev("firing", "latency", "high"));
+    post_json(&inst, "logs", ev("escalated", "latency", "critical"));
+    post_json(&inst, "logs", ev("firing", "budget", "medium"));
+    post_json(&inst, "logs", ev("resolved", "latency", "critical"));
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    for kind in ["daily", "cost", "errors"] {
+        let r = report(kind);
+        let ins = insights(&r);
+        assert!(
+            ins.iter().any(|i| i.starts_with(
+                "2 anomaly/budget alert(s) fired in this period (budget 1, latency 2), 1 escalation(s), 1 resolved"
+            )),
+            "{kind}: {ins:#?}"
+        );
+        assert!(!ins.iter().any(|i| i.starts_with("nothing stands out")), "{kind}: {ins:#?}");
+        let section =
+            r["sections"].as_array().unwrap().iter().find(|s| s["title"].as_str().unwrap().starts_with("Alerts"));
+        let rows = section.unwrap()["table"]["rows"].as_array().unwrap().clone();
+        assert_eq!(rows.len(), 3, "{kind}: {rows:?}");
+        assert!(rows.iter().all(|r| r[4] == "rag-worker" && r[6] == "p95 is 3x its baseline"), "{rows:?}");
     }
 }

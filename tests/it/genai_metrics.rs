@@ -236,6 +236,7 @@ service:
   pipelines:
     traces: {receivers: [otlp], processors: [aggregate], exporters: [json]}
 "#;
+    common::crypto();
     let mut inst = Instance::start(config);
     let client = reqwest::blocking::Client::new();
     let post = |body: String| {

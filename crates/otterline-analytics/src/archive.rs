@@ -4,7 +4,7 @@
 //! `metrics_all` and `logs_all` (Hive partitions `date` and `hour` as strings), always in
 //! archive schema version 2, and the views `spans`, `metrics` and `logs` restrict them to
 //! the `--from`/`--to` period (pruning partitions by `date`). `spans` adds columns the
-//! reports use: `duration_ms`, `cost` (USD), `input_tokens`, `output_tokens`, `tokens`,
+//! reports use: `duration_ms`, `cost` (USD; NULL when unpriced), `unpriced`, `input_tokens`, `output_tokens`, `tokens`,
 //! `is_error`, `quality` and `satisfaction` (span attributes `quality.score` and
 //! `user.satisfaction`).
 //!
@@ -117,7 +117,7 @@ impl Archive {
                 parts.push(format!("SELECT * FROM {table}_v1"));
             }
             ctx.sql(&format!("CREATE VIEW {table}_all AS {}", parts.join(" UNION ALL "))).await?;
-            let extra = if table == "spans" { SPAN_COLUMNS } else { "" };
+            let extra = if table == "spans" { span_columns() } else { String::new() };
             let view =
                 format!("CREATE VIEW {table} AS SELECT *{extra} FROM {table}_all WHERE {}", period.condition(time_col));
             ctx.sql(&view).await?;
@@ -146,15 +146,24 @@ impl Archive {
     }
 }
 
-const SPAN_COLUMNS: &str = ",
+/// The columns `spans` adds. `cost` is NULL where a span has none (unpriced: a model missing
+/// from the price table, or not an LLM call), never a made-up 0; `unpriced` marks the spans
+/// the `cost` processor could not price.
+fn span_columns() -> String {
+    format!(
+        ",
     CAST(duration_ns AS DOUBLE) / 1e6 AS duration_ms,
-    COALESCE(gen_ai_usage_cost, 0.0) AS cost,
+    gen_ai_usage_cost AS cost,
+    COALESCE(TRY_CAST(attributes[{unpriced}] AS BOOLEAN), false) AS unpriced,
     COALESCE(gen_ai_usage_input_tokens, 0) AS input_tokens,
     COALESCE(gen_ai_usage_output_tokens, 0) AS output_tokens,
     COALESCE(gen_ai_usage_input_tokens, 0) + COALESCE(gen_ai_usage_output_tokens, 0) AS tokens,
     status_code = 'error' AS is_error,
     TRY_CAST(attributes['quality.score'] AS DOUBLE) AS quality,
-    TRY_CAST(attributes['user.satisfaction'] AS DOUBLE) AS satisfaction";
+    TRY_CAST(attributes['user.satisfaction'] AS DOUBLE) AS satisfaction",
+        unpriced = crate::sql_string(otterline_model::names::cost::UNPRICED)
+    )
+}
 
 /// Whether `dir` (a signal directory) holds version 2 files, and its other archive files.
 fn archive_files(dir: &Path) -> (bool, Vec<PathBuf>) {

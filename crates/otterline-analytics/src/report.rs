@@ -315,10 +315,106 @@ pub async fn build(archive: &Archive, opts: &Options) -> Result<Report, Analytic
         Kind::Satisfaction => score(archive, &key, &by_label, "satisfaction", "user satisfaction", &mut report).await?,
         Kind::Errors => errors(archive, &key, &by_label, &mut report).await?,
     }
-    if report.insights.is_empty() {
-        report.insights.push("nothing stands out: every series is stable and no threshold was crossed".into());
+    if matches!(opts.kind, Kind::Daily | Kind::Weekly | Kind::Monthly | Kind::Cost) {
+        unpriced(archive, &mut report).await?;
+    }
+    let fired = alerts(archive, &mut report).await?;
+    if report.insights.is_empty() && fired == Some(0) {
+        report
+            .insights
+            .push("nothing stands out: every series is stable, no threshold was crossed and no alert fired".into());
     }
     Ok(report)
+}
+
+/// Calls the `cost` processor could not price (model missing from the price table), per
+/// model: their spend is not in any cost total, and the report says so.
+async fn unpriced(archive: &Archive, r: &mut Report) -> Result<(), AnalyticsError> {
+    let found = rows(
+        archive,
+        &format!(
+            "SELECT {} AS model, count(*) AS calls, sum(input_tokens) AS input_tokens, \
+             sum(output_tokens) AS output_tokens FROM spans WHERE unpriced GROUP BY 1 ORDER BY calls DESC, model",
+            dim_expr("model")
+        ),
+    )
+    .await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let calls: f64 = found.iter().map(|f| num(f, "calls")).sum();
+    let tokens: f64 = found.iter().map(|f| num(f, "input_tokens") + num(f, "output_tokens")).sum();
+    let models: Vec<String> = found.iter().map(|f| text(f, "model")).collect();
+    r.insights.push(
+        format!(
+            "{calls:.0} calls ({tokens:.0} tokens) could not be priced — {}: their spend is NOT in the cost totals; add the model(s) to the cost processor's price_table",
+            models.join(", ")
+        ),
+    );
+    r.sections.push(Section {
+        title: "Unpriced calls (no price for the model; not in the cost totals)".into(),
+        table: Some(table(&found, &["model", "calls", "input_tokens", "output_tokens"])),
+        chart: None,
+        trends: Vec::new(),
+    });
+    Ok(())
+}
+
+/// The anomaly and budget alerts of the period (events the `anomaly` processor archived as
+/// logs): a section listing them and an insight counting them. `None` when the archive has
+/// no logs, so alerts are unknown.
+async fn alerts(archive: &Archive, r: &mut Report) -> Result<Option<usize>, AnalyticsError> {
+    use otterline_model::names::{anomaly as a, event};
+    if !archive.has("logs") {
+        r.insights.push("the archive holds no logs, so this report cannot list anomaly and budget alerts".into());
+        return Ok(None);
+    }
+    let attr = |k: &str| format!("attributes[{}]", crate::sql_string(k));
+    let found = rows(
+        archive,
+        &format!(
+            "SELECT to_char(time, '%Y-%m-%dT%H:%M:%SZ') AS time, {state} AS state, {kind} AS type, {sev} AS severity, \
+             COALESCE(service_name, '') AS service, {series} AS series, {sugg} AS summary \
+             FROM logs WHERE event_name = {fired} ORDER BY time LIMIT 200",
+            state = attr(a::STATE),
+            kind = attr(a::TYPE),
+            sev = attr(a::SEVERITY),
+            series = attr(a::SERIES),
+            sugg = attr(a::SUGGESTION),
+            fired = crate::sql_string(event::ANOMALY),
+        ),
+    )
+    .await?;
+    let resolved = rows(
+        archive,
+        &format!("SELECT count(*) AS n FROM logs WHERE event_name = {}", crate::sql_string(event::ANOMALY_RESOLVED)),
+    )
+    .await?;
+    let resolved = resolved.first().map(|f| num(f, "n")).unwrap_or(0.0);
+    if found.is_empty() {
+        r.insights.push("no anomaly or budget alert fired in this period".into());
+        return Ok(Some(0));
+    }
+    let fired = found.iter().filter(|f| text(f, "state") != "escalated").count();
+    let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &found {
+        *by_type.entry(text(f, "type")).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_type.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    r.insights.push(
+        format!(
+            "{fired} anomaly/budget alert(s) fired in this period ({}), {} escalation(s), {resolved:.0} resolved; see \"Alerts\"",
+            kinds.join(", "),
+            found.len() - fired
+        ),
+    );
+    r.sections.push(Section {
+        title: "Alerts (anomaly and budget events)".into(),
+        table: Some(table(&found, &["time", "state", "type", "severity", "service", "series", "summary"])),
+        chart: None,
+        trends: Vec::new(),
+    });
+    Ok(Some(found.len()))
 }
 
 async fn summary(archive: &Archive, kind: Kind, key: &str, by: &str, r: &mut Report) -> Result<(), AnalyticsError> {
