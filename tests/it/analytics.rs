@@ -674,3 +674,69 @@ service:
         assert!(rows.iter().all(|r| r[4] == "rag-worker" && r[6] == "p95 is 3x its baseline"), "{rows:?}");
     }
 }
+
+/// The bottleneck report blames the span that spends the time (self time), not the parent
+/// that waits for it.
+#[test]
+fn bottleneck_report_uses_self_time_not_the_parents_total() {
+    common::crypto();
+    let data = tempfile::tempdir().unwrap();
+    let archive = data.path().join("archive");
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
+exporters:
+  parquet: {{path: "{}"}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [parquet]}}
+"#,
+        archive.display()
+    );
+    let mut inst = Instance::start(&config);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let ms = 1_000_000u64;
+    let mut spans = Vec::new();
+    for t in 0..20u8 {
+        let start = now - 60_000 * ms + t as u64 * 1_000 * ms;
+        let sp = |id: u8, parent: Option<u8>, name: &str, from: u64, len: u64| Span {
+            trace_id: vec![t + 1; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: name.into(),
+            kind: if parent.is_none() { 2 } else { 3 },
+            start_time_unix_nano: from,
+            end_time_unix_nano: from + len,
+            ..Default::default()
+        };
+        // handle-request (1000 ms) waits for llm-call (900 ms); cache (300 ms) is a root.
+        spans.push(sp(1, None, "handle-request", start, 1_000 * ms));
+        spans.push(sp(2, Some(1), "llm-call", start + 50 * ms, 900 * ms));
+        let mut cache = sp(3, None, "cache", start, 300 * ms);
+        cache.trace_id = vec![t + 101; 16];
+        spans.push(cache);
+    }
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: service("gateway"), ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    post_traces(&reqwest::blocking::Client::new(), &inst, &req);
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let r =
+        ok_json(&["report", "--archive", &archive.display().to_string(), "--kind", "bottleneck", "--format", "json"]);
+    let ins = insights(&r);
+    assert!(ins[0].starts_with("llm-call accounts for 69 %"), "{ins:#?}");
+    let rows = r["sections"][0]["table"]["rows"].as_array().unwrap();
+    let order: Vec<&str> = rows.iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert_eq!(order, ["llm-call", "cache", "handle-request"]);
+    assert_eq!(rows[2][3], 100.0, "handle-request's own time is 1000 - 900 ms");
+}

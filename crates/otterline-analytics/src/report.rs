@@ -664,18 +664,26 @@ async fn cost(archive: &Archive, key: &str, by: &str, r: &mut Report) -> Result<
 
 async fn bottleneck(archive: &Archive, r: &mut Report) -> Result<(), AnalyticsError> {
     r.title = "Bottleneck analysis".into();
+    // Self time: a span's duration minus its children's (at least 0), so a parent that
+    // only waits for a slow child is not blamed for it.
     let ops = rows(
         archive,
-        "SELECT name AS operation, count(*) AS calls, \
-         round(100.0 * sum(duration_ms) / (SELECT sum(duration_ms) FROM spans), 1) AS latency_share_pct, \
+        "WITH child AS (SELECT trace_id, parent_span_id AS id, sum(duration_ms) AS child_ms FROM spans \
+           WHERE parent_span_id IS NOT NULL AND parent_span_id <> '' GROUP BY 1, 2), \
+         s AS (SELECT sp.name, sp.duration_ms, \
+           greatest(sp.duration_ms - COALESCE(c.child_ms, 0.0), 0.0) AS self_ms \
+           FROM spans sp LEFT JOIN child c ON sp.trace_id = c.trace_id AND sp.span_id = c.id) \
+         SELECT name AS operation, count(*) AS calls, \
+         round(100.0 * sum(self_ms) / (SELECT sum(self_ms) FROM s), 1) AS latency_share_pct, \
+         round(avg(self_ms), 1) AS mean_self_ms, \
          round(avg(duration_ms), 1) AS mean_ms, round(approx_percentile_cont(duration_ms, 0.95), 1) AS p95_ms, \
          round(approx_percentile_cont(duration_ms, 0.99), 1) AS p99_ms \
-         FROM spans GROUP BY 1 ORDER BY latency_share_pct DESC LIMIT 20",
+         FROM s GROUP BY 1 ORDER BY latency_share_pct DESC LIMIT 20",
     )
     .await?;
     if let Some(top) = ops.first() {
         r.insights.push(format!(
-            "{} accounts for {:.0} % of all time spent in spans; its p95 is {:.0} ms and p99 {:.0} ms",
+            "{} accounts for {:.0} % of all time spent in spans (self time, children excluded); its p95 is {:.0} ms and p99 {:.0} ms",
             text(top, "operation"),
             num(top, "latency_share_pct"),
             num(top, "p95_ms"),
@@ -694,8 +702,11 @@ async fn bottleneck(archive: &Archive, r: &mut Report) -> Result<(), AnalyticsEr
         }
     }
     r.sections.push(Section {
-        title: "Operations by share of total latency".into(),
-        table: Some(table(&ops, &["operation", "latency_share_pct", "calls", "mean_ms", "p95_ms", "p99_ms"])),
+        title: "Operations by share of total self time".into(),
+        table: Some(table(
+            &ops,
+            &["operation", "latency_share_pct", "calls", "mean_self_ms", "mean_ms", "p95_ms", "p99_ms"],
+        )),
         chart: None,
         trends: Vec::new(),
     });

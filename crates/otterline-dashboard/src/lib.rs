@@ -187,6 +187,24 @@ impl Extension for Dashboard {
             archive_gate: tokio::sync::Semaphore::new(1),
             shutdown: ctx.shutdown.clone(),
         });
+        if !shared.cfg.archive.is_empty() {
+            // History from the archive, so that a restart keeps the 15 min – 24 h views.
+            let shared = shared.clone();
+            let now = now_ns();
+            let from = now.saturating_sub(shared.cfg.retention.as_nanos() as u64);
+            tokio::task::spawn_blocking(move || {
+                let root = shared.cfg.archive.clone();
+                match archive::preload(&root, &shared.store, from, now) {
+                    Ok(r) if r.files > 0 => {
+                        tracing::info!(archive = %root, files = r.files, points = r.points, "dashboard: history reloaded from the archive")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(archive = %root, error = %e, "dashboard: cannot reload history from the archive")
+                    }
+                }
+            });
+        }
         let app = api::router(shared.clone());
         let shutdown = ctx.shutdown.clone();
         let ingest = {

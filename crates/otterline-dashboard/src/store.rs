@@ -263,6 +263,11 @@ impl Store {
     fn metric(&mut self, service: &str, res_attrs: &[KeyValue], m: &Metric, now: Now) {
         match (m.name.as_str(), &m.data) {
             (name, _) if aggregate::role(name) == aggregate::Role::Read => aggregate::points(m, |p| {
+                // Service-level calls, errors and latency count entry spans only; cost
+                // counts every span (it is on the LLM calls, which are often nested).
+                if !p.is_entry() && !matches!(p.value, Value::Cost(_)) {
+                    return;
+                }
                 let (v, field) = match p.value {
                     Value::Calls(v) => (v, Field::Calls),
                     Value::Errors(v) => (v, Field::Errors),

@@ -79,6 +79,20 @@ impl Point<'_> {
     pub fn is_error(&self) -> bool {
         is_error(self.attributes)
     }
+
+    /// The series' spans are entry spans of their service (what service-level RED counts).
+    pub fn is_entry(&self) -> bool {
+        is_entry(self.attributes)
+    }
+}
+
+/// Whether point attributes mark entry spans (`otterline.span.entry`, true when absent).
+pub fn is_entry(attributes: &[KeyValue]) -> bool {
+    match attr(attributes, an::OTTERLINE_SPAN_ENTRY) {
+        Some(otterline_core::pdata::common::any_value::Value::BoolValue(b)) => *b,
+        Some(v) => otterline_core::pdata::value_text(v) != "false",
+        None => true,
+    }
 }
 
 /// Whether point attributes carry `otel.status_code = ERROR`.
@@ -89,9 +103,10 @@ pub fn is_error(attributes: &[KeyValue]) -> bool {
     })
 }
 
-/// Whether a point attribute is a series dimension (not the status or token type).
+/// Whether a point attribute is a series dimension (not the status, the token type or the
+/// entry mark).
 pub fn is_dimension(key: &str) -> bool {
-    key != an::OTEL_STATUS_CODE && key != an::GEN_AI_TOKEN_TYPE
+    key != an::OTEL_STATUS_CODE && key != an::GEN_AI_TOKEN_TYPE && key != an::OTTERLINE_SPAN_ENTRY
 }
 
 /// Hands every point of `metric` to `f`, if it is one the family's readers read (a metric

@@ -19,6 +19,11 @@ pub mod attr {
     pub const OTEL_STATUS_CODE: &str = "otel.status_code";
     /// Marks the one series that takes new series beyond a cardinality limit.
     pub const OTEL_METRIC_OVERFLOW: &str = "otel.metric.overflow";
+    /// On `aggregate` points: whether the series' spans are entry spans of their service
+    /// (kind SERVER or CONSUMER, or a root span). Service-level RED counts only these, so a
+    /// `chat` span nested in an HTTP server span is not a second call; points without it
+    /// (written before it existed) count as entry spans.
+    pub const OTTERLINE_SPAN_ENTRY: &str = "otterline.span.entry";
 }
 
 /// The `aggregate` processor's metric family (scope [`scope::AGGREGATE`]).

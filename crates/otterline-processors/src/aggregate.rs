@@ -39,7 +39,7 @@ use otterline_core::pdata::metrics::{
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use otterline_core::pdata::resource::Resource;
-use otterline_core::pdata::trace::{status::StatusCode, Span};
+use otterline_core::pdata::trace::{span::SpanKind, status::StatusCode, Span};
 use otterline_core::pdata::ExportMetricsServiceRequest;
 use otterline_core::Batch;
 
@@ -174,6 +174,8 @@ impl ProcessorFactory for AggregateProcessorFactory {
 /// Per-series aggregates of one window.
 struct Series {
     dims: Arc<Vec<(String, String)>>,
+    /// Entry spans of the service (SERVER / CONSUMER kind, or roots): service-level RED.
+    entry: bool,
     calls: u64,
     errors: u64,
     sketch: DDSketch,
@@ -219,9 +221,10 @@ fn sketch() -> DDSketch {
 }
 
 impl Series {
-    fn new(dims: Arc<Vec<(String, String)>>) -> Series {
+    fn new(dims: Arc<Vec<(String, String)>>, entry: bool) -> Series {
         Series {
             dims,
+            entry,
             calls: 0,
             errors: 0,
             sketch: sketch(),
@@ -392,9 +395,15 @@ impl AggregateProcessor {
             }
             key.push('\u{1f}');
         }
+        // Entry spans of the service (what service-level RED counts) are their own series.
+        let entry = span.kind == SpanKind::Server as i32
+            || span.kind == SpanKind::Consumer as i32
+            || span.parent_span_id.is_empty();
+        key.push(if entry { 'E' } else { 'N' });
         if !self.active.contains_key(key.as_str()) && self.active.len() >= self.cfg.cardinality_limit {
             key.clear();
             key.push_str(OVERFLOW_ATTRIBUTE);
+            key.push(if entry { 'E' } else { 'N' });
             if let Some(h) = &self.health {
                 h.add_extra("overflow_spans", 1);
             }
@@ -411,7 +420,7 @@ impl AggregateProcessor {
             let dims = match self.dims.get(key.as_str()) {
                 Some(d) => d.clone(),
                 None => {
-                    let d: Vec<(String, String)> = if key == OVERFLOW_ATTRIBUTE {
+                    let d: Vec<(String, String)> = if key.starts_with(OVERFLOW_ATTRIBUTE) {
                         vec![(OVERFLOW_ATTRIBUTE.to_string(), "true".to_string())]
                     } else {
                         let mut buf = String::new();
@@ -429,7 +438,7 @@ impl AggregateProcessor {
                     d
                 }
             };
-            window.insert(key.clone(), Series::new(dims));
+            window.insert(key.clone(), Series::new(dims, entry));
         }
         let Some(s) = window.get_mut(key.as_str()) else { return };
         let is_error = span.status.as_ref().is_some_and(|st| st.code == StatusCode::Error as i32)
@@ -529,6 +538,7 @@ fn point_attrs(s: &Series) -> Vec<KeyValue> {
             OVERFLOW_ATTRIBUTE => kv_bool(k.as_str(), true),
             _ => kv_str(k.as_str(), v.as_str()),
         })
+        .chain(std::iter::once(kv_bool(an::OTTERLINE_SPAN_ENTRY, s.entry)))
         .collect()
 }
 
@@ -988,7 +998,38 @@ mod tests {
             points.iter().filter(|p| p.attributes.iter().any(|a| a.key == OVERFLOW_ATTRIBUTE)).collect();
         assert_eq!(overflow.len(), 1);
         assert_eq!(overflow[0].value, Some(number_data_point::Value::AsInt(4)));
-        assert_eq!(overflow[0].attributes.len(), 1, "overflow drops the other dimensions");
+        let keys: Vec<&str> = overflow[0].attributes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, [OVERFLOW_ATTRIBUTE, an::OTTERLINE_SPAN_ENTRY], "overflow drops the other dimensions");
+    }
+
+    #[test]
+    fn entry_spans_are_marked_so_service_red_counts_a_nested_call_once() {
+        let mut p = proc_with(|_| {});
+        let mut out = Vec::new();
+        // An HTTP server span around a chat client span, and a lone root chat span.
+        let mut server = span(T0 + 10, 2_000, "m", "u", false);
+        server.name = "POST /ask".into();
+        server.kind = SpanKind::Server as i32;
+        let mut nested = span(T0 + 9, 1_000, "m", "u", false);
+        nested.kind = SpanKind::Client as i32;
+        nested.parent_span_id = vec![1; 8];
+        let mut root = span(T0 + 8, 1_000, "m", "u", false);
+        root.kind = SpanKind::Client as i32;
+        p.process(batch(vec![server, nested, root]), &mut out);
+        p.shutdown(&mut out);
+        let mut seen: Vec<(i64, bool)> = Vec::new();
+        for m in find(&out, "otterline.operation.calls") {
+            otterline_model::aggregate::points(m, |pt| {
+                if let otterline_model::aggregate::Value::Calls(v) = pt.value {
+                    seen.push((v as i64, pt.is_entry()));
+                }
+            });
+        }
+        seen.sort();
+        // `chat`: 1 nested (not entry) + 1 root (entry) are two series; the server span one.
+        assert_eq!(seen, vec![(1, false), (1, true), (1, true)]);
+        let entry_calls: i64 = seen.iter().filter(|(_, e)| *e).map(|(n, _)| n).sum();
+        assert_eq!(entry_calls, 2, "the service handled two requests, not three");
     }
 
     #[test]

@@ -260,6 +260,10 @@ impl HealthProcessor {
             let service = service_name(rm.resource.as_ref()).unwrap_or("").to_string();
             for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
                 aggregate::points(m, |p| {
+                    // Service-level RED: entry spans only (a nested span is not another call).
+                    if !p.is_entry() {
+                        return;
+                    }
                     let e = out.entry(p.end).or_default().entry(service.clone()).or_default();
                     match p.value {
                         Value::Calls(v) => e.0.calls += v.max(0.0) as u64,
