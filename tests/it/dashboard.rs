@@ -61,8 +61,12 @@ service:
 "#;
 
 fn start(retention: &str) -> Instance {
+    start_with(CONFIG, retention)
+}
+
+fn start_with(config: &str, retention: &str) -> Instance {
     let down = common::free_port();
-    Instance::start(&CONFIG.replace("{{RETENTION}}", retention).replace("{{DOWN}}", &down.to_string()))
+    Instance::start(&config.replace("{{RETENTION}}", retention).replace("{{DOWN}}", &down.to_string()))
 }
 
 fn get_json(port: u16, path: &str) -> (u16, Value) {
@@ -145,8 +149,11 @@ fn every_api_endpoint_reports_the_known_traffic() {
     let port = inst.dashboard;
     known_traffic(&inst);
 
-    // Summary: both services' window has closed and been read.
-    let sum = wait_for(port, "/api/summary", "the traffic's window", |v| v["overall"]["calls"] == 150);
+    // Summary: both services' window has closed and been read (live counts come first,
+    // without a p95; the window's aggregate replaces them).
+    let sum = wait_for(port, "/api/summary", "the traffic's window", |v| {
+        v["overall"]["calls"] == 150 && v["overall"]["p95_ms"].is_number()
+    });
     let o = &sum["overall"];
     assert_eq!(o["errors"], 10);
     assert!(close(o["error_rate"].as_f64().unwrap(), 10.0 / 150.0, 1e-9), "{o}");
@@ -252,7 +259,7 @@ fn every_api_endpoint_reports_the_known_traffic() {
     assert!(page.contains("<svg") && page.contains("EventSource(\"/api/stream\")"));
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script src"), "no CDN");
     let (_, index) = get_json(port, "/api");
-    assert_eq!(index["endpoints"].as_array().unwrap().len(), 10);
+    assert_eq!(index["endpoints"].as_array().unwrap().len(), 11);
 }
 
 /// gpt-4o's (input, output) USD per token in pipelines/prices.yaml.
@@ -454,6 +461,44 @@ fn page_format(o: &Value) -> Value {
     })
 }
 
+/// A new service shows in `/api/services` within 5 s with its counts, long before its
+/// 60 s window closes; nested spans are not extra calls; the per-model view counts every
+/// call; and after a restart the history is back from the archive.
+#[test]
+fn a_new_service_is_live_within_seconds_and_its_history_survives_a_restart() {
+    let config = CONFIG
+        .replace("aggregate: {window: 1s, allowed_lateness: 0s}", "aggregate: {window: 60s, allowed_lateness: 5s}")
+        .replace("resolution: 1s", "resolution: 60s")
+        .replace("summary_window: 5s", "summary_window: 15m");
+    let mut inst = start_with(&config, "24h");
+    let port = inst.dashboard;
+    let end = SystemTime::now();
+    send(inst.http, "fresh-agent", 12, Duration::from_millis(80), 2, (1000, 100), end);
+    let sent = Instant::now();
+    let v = wait_for(port, "/api/services", "the new service", |v| {
+        v["services"].as_array().is_some_and(|l| l.iter().any(|s| s["service"] == "fresh-agent"))
+    });
+    assert!(sent.elapsed() < Duration::from_secs(5), "listed after {:?}", sent.elapsed());
+    let s = service(&v["services"], "fresh-agent");
+    assert_eq!((s["calls"].as_u64(), s["errors"].as_u64()), (Some(12), Some(2)), "{s}");
+    let (_, models) = get_json(port, "/api/models");
+    let gpt = &models["models"].as_array().unwrap().iter().find(|m| m["model"] == "gpt-4o").unwrap().clone();
+    assert_eq!(gpt["calls"], 12);
+    assert_eq!(gpt["tokens"], 12 * 1100);
+    assert!(gpt["cost"].as_f64().unwrap() > 0.0);
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+
+    // Same directory, new process, no traffic: the 15-minute view is reloaded from the archive.
+    let dir = inst.path().to_path_buf();
+    let mut again = start_with(&config.replace("{{DIR}}", &dir.display().to_string()), "24h");
+    let v = wait_for(again.dashboard, "/api/services", "the history after a restart", |v| {
+        v["services"].as_array().is_some_and(|l| l.iter().any(|s| s["service"] == "fresh-agent" && s["calls"] == 12))
+    });
+    assert!(service(&v["services"], "fresh-agent")["p95_ms"].as_f64().is_some(), "{v}");
+    assert!(again.terminate().success(), "{}", again.stderr());
+    assert!(again.stderr().contains("dashboard: history reloaded from the archive"), "{}", again.stderr());
+}
+
 const READ_PAGE: &str = r##"(() => { try { return JSON.stringify({
   version: document.body.dataset.version || null,
   health: document.getElementById("kpi-health").textContent,
@@ -465,6 +510,8 @@ const READ_PAGE: &str = r##"(() => { try { return JSON.stringify({
   updated: Number(document.getElementById("chart-calls").dataset.updated || 0),
   live: document.getElementById("conn").className,
   topCost: document.querySelector("#top-cost tbody tr td") && document.querySelector("#top-cost tbody tr td").textContent,
+  servicesFirst: document.querySelector("#services tbody tr td") && document.querySelector("#services tbody tr td").textContent,
+  models: [...document.querySelectorAll("#models tbody tr")].map(r => r.querySelector("td").textContent),
 }); } catch (e) { return JSON.stringify({ loading: String(e) }); } })()"##;
 
 #[test]
@@ -490,6 +537,8 @@ fn the_default_pipeline_serves_a_live_dashboard_that_chromium_renders() {
                     now,
                 );
                 send(http, "rag", 10, Duration::from_millis(450), 0, (3000, 150), now);
+                // The costliest service sorts last by name: the services table must not.
+                send(http, "zeta-agent", 4, Duration::from_millis(200), 0, (20000, 900), now);
                 k += 1;
                 std::thread::sleep(Duration::from_millis(300));
             }
@@ -540,7 +589,9 @@ fn the_default_pipeline_serves_a_live_dashboard_that_chromium_renders() {
         assert!(Instant::now() < deadline, "the page never matched the API: page {page} api {want}");
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert_eq!(page["topCost"], "checkout", "20 calls of 800 + 300 tokens cost more than 10 of 3000 + 150");
+    assert_eq!(page["topCost"], "zeta-agent", "4 calls of 20000 + 900 tokens cost most");
+    assert_eq!(page["servicesFirst"], "zeta-agent", "the services table is sorted by cost, not by name");
+    assert_eq!(page["models"], serde_json::json!(["gpt-4o"]), "the per-model panel");
 
     let shot = b.call("Page.captureScreenshot", serde_json::json!({ "format": "png" }));
     use base64::Engine as _;

@@ -5,7 +5,8 @@
 //! | `GET /` | the page |
 //! | `GET /api` | this list |
 //! | `GET /api/summary?window=15m&top=10` | overall and top services by cost and by p95 |
-//! | `GET /api/services?window=15m` | every service's figures |
+//! | `GET /api/services?window=15m` | every service's figures, the window in progress included |
+//! | `GET /api/models?window=15m` | every model's calls, cost, tokens and unpriced calls |
 //! | `GET /api/series?range=1h&service=a&service=overall` | per-minute series; `from`/`to` (RFC 3339) instead of `range`; `step` |
 //! | `GET /api/anomalies` | open anomaly and budget episodes |
 //! | `GET /api/alerts?limit=50` | recent anomaly and budget events, newest first |
@@ -38,6 +39,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api", get(index))
         .route("/api/summary", get(summary))
         .route("/api/services", get(services))
+        .route("/api/models", get(models))
         .route("/api/series", get(series))
         .route("/api/anomalies", get(anomalies))
         .route("/api/alerts", get(alerts))
@@ -151,6 +153,14 @@ async fn services(State(s): State<Arc<Shared>>, Query(q): Params) -> Result<Resp
     let slots = window_slots(&s, &q)?;
     Ok(match s.store.read() {
         Ok(st) => json(&serde_json::json!({ "services": st.services(slots) })),
+        Err(_) => unavailable(),
+    })
+}
+
+async fn models(State(s): State<Arc<Shared>>, Query(q): Params) -> Result<Response, BadRequest> {
+    let slots = window_slots(&s, &q)?;
+    Ok(match s.store.read() {
+        Ok(st) => json(&serde_json::json!({ "models": st.models(slots) })),
         Err(_) => unavailable(),
     })
 }
@@ -357,7 +367,7 @@ mod tests {
     #[test]
     fn the_api_index_lists_every_route() {
         let doc = super::module_doc_table();
-        assert_eq!(doc.len(), 10);
+        assert_eq!(doc.len(), 11);
         assert!(doc.iter().any(|e| e["path"].as_str().is_some_and(|p| p.starts_with("GET /api/series"))));
     }
 }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! It watches what the pipelines hand to their exporters through a tap
-//! (`otterline_core::tap`; metrics and logs only, never waiting on a pipeline), keeps
+//! (`otterline_core::tap`; metrics, logs, and spans for the window in progress; never
+//! waiting on a pipeline), keeps
 //! per-service rings of calls, errors, p95 and cost per slot plus health scores
 //! ([`store`]), and answers from them ([`view`], [`api`]). Ranges beyond `retention` are
 //! read from the Parquet archive ([`archive`]). The page (`assets/index.html`) is one file
@@ -174,8 +175,9 @@ impl Extension for Dashboard {
         let listener = bind(&self.cfg.endpoint, "dashboard").await?;
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(endpoint = %addr, "dashboard listening: http://{addr}/");
+        // Spans too: the window in progress is counted live (see `store`).
         let mut rx = ctx.taps.subscribe(
-            SignalSet::of(Signal::Metrics).with(Signal::Logs),
+            SignalSet::of(Signal::Metrics).with(Signal::Logs).with(Signal::Traces),
             self.cfg.pipelines.clone(),
             self.cfg.tap_capacity,
             ctx.health.clone(),
@@ -192,9 +194,11 @@ impl Extension for Dashboard {
             let shared = shared.clone();
             let now = now_ns();
             let from = now.saturating_sub(shared.cfg.retention.as_nanos() as u64);
+            // Up to a day ahead: a window flushed at shutdown ends after the moment it was written.
+            let to = now + 86_400_000_000_000;
             tokio::task::spawn_blocking(move || {
                 let root = shared.cfg.archive.clone();
-                match archive::preload(&root, &shared.store, from, now) {
+                match archive::preload(&root, &shared.store, from, to) {
                     Ok(r) if r.files > 0 => {
                         tracing::info!(archive = %root, files = r.files, points = r.points, "dashboard: history reloaded from the archive")
                     }

@@ -40,8 +40,28 @@ pub struct Summary {
     pub services: usize,
     pub top_by_cost: Vec<ServiceSummary>,
     pub top_by_latency: Vec<ServiceSummary>,
+    /// Models by cost (then calls): every call of each model, nested or not.
+    pub models: Vec<ModelSummary>,
     pub open_anomalies: usize,
     pub skipped: crate::store::Skips,
+}
+
+/// One model's figures over a window of slots.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub p95_ms: Option<f64>,
+    /// USD, priced calls only.
+    pub cost: f64,
+    pub calls_per_minute: f64,
+    pub cost_per_minute: f64,
+    /// Input and output tokens.
+    pub tokens: u64,
+    /// Calls without a price: their spend is not in `cost`.
+    pub unpriced_calls: u64,
 }
 
 /// Σ over slots.
@@ -52,6 +72,8 @@ struct Acc {
     lat_n: u64,
     p95_sum: f64,
     cost: f64,
+    tokens: u64,
+    unpriced: u64,
     any: bool,
     health: Option<f64>,
 }
@@ -67,6 +89,8 @@ impl Acc {
         self.lat_n += s.lat_n as u64;
         self.p95_sum += s.p95_sum as f64;
         self.cost += s.cost as f64;
+        self.tokens += s.tokens as u64;
+        self.unpriced += s.unpriced as u64;
         if !s.health.is_nan() {
             self.health = Some(s.health as f64);
         }
@@ -155,6 +179,11 @@ impl Store {
             services: self.services.len(),
             top_by_cost: by_cost,
             top_by_latency: by_latency,
+            models: {
+                let mut m = self.models(window_slots);
+                m.truncate(top);
+                m
+            },
             open_anomalies: self.open.len(),
             skipped: self.skips,
         }
@@ -167,6 +196,34 @@ impl Store {
         let mut v: Vec<ServiceSummary> =
             self.services.iter().map(|(name, s)| self.summarize(name, s, from, to, minutes)).collect();
         v.sort_by(|a, b| a.service.cmp(&b.service));
+        v
+    }
+
+    /// Every model over the summary window, by cost, then calls, then name.
+    pub fn models(&self, window_slots: u64) -> Vec<ModelSummary> {
+        let (from, to) = self.window(window_slots);
+        let minutes = (to - from + 1) as f64 * self.limits.resolution_ns as f64 / 1e9 / 60.0;
+        let mut v: Vec<ModelSummary> = self
+            .models
+            .iter()
+            .map(|(name, s)| {
+                let a = Acc::over(s, from, to);
+                ModelSummary {
+                    model: name.clone(),
+                    calls: a.calls,
+                    errors: a.errors,
+                    error_rate: a.error_rate(),
+                    p95_ms: a.p95_ms(),
+                    cost: a.cost,
+                    calls_per_minute: a.calls as f64 / minutes,
+                    cost_per_minute: a.cost / minutes,
+                    tokens: a.tokens,
+                    unpriced_calls: a.unpriced,
+                }
+            })
+            .filter(|m| m.calls > 0 || m.tokens > 0)
+            .collect();
+        v.sort_by(|a, b| b.cost.total_cmp(&a.cost).then(b.calls.cmp(&a.calls)).then_with(|| a.model.cmp(&b.model)));
         v
     }
 

@@ -33,6 +33,7 @@ pub fn role(name: &str) -> Role {
         | m::ERRORS
         | m::DURATION_SUMMARY
         | m::COST
+        | m::UNPRICED_CALLS
         | m::TOKEN_USAGE
         | m::QUALITY_SCORE
         | m::USER_SATISFACTION => Role::Read,
@@ -48,6 +49,8 @@ pub enum Value<'a> {
     Errors(f64),
     /// USD.
     Cost(f64),
+    /// Calls without a price (a model missing from the price table).
+    Unpriced(f64),
     /// Tokens of one `gen_ai.token.type` (`input`, `output`, …; empty when absent).
     Tokens {
         kind: &'a str,
@@ -115,13 +118,14 @@ pub fn is_dimension(key: &str) -> bool {
 pub fn points<'a>(metric: &'a Metric, mut f: impl FnMut(Point<'a>)) {
     let name = metric.name.as_str();
     match (&metric.data, name) {
-        (Some(metric::Data::Sum(s)), m::CALLS | m::ERRORS | m::COST | m::TOKEN_USAGE) => {
+        (Some(metric::Data::Sum(s)), m::CALLS | m::ERRORS | m::COST | m::UNPRICED_CALLS | m::TOKEN_USAGE) => {
             for p in &s.data_points {
                 let v = number(p).unwrap_or(0.0);
                 let value = match name {
                     m::CALLS => Value::Calls(v),
                     m::ERRORS => Value::Errors(v),
                     m::COST => Value::Cost(v),
+                    m::UNPRICED_CALLS => Value::Unpriced(v),
                     _ => {
                         let kind = match attr(&p.attributes, an::GEN_AI_TOKEN_TYPE) {
                             Some(otterline_core::pdata::common::any_value::Value::StringValue(s)) => s.as_str(),

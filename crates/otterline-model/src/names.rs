@@ -35,6 +35,8 @@ pub mod metric {
     pub const THROUGHPUT: &str = "otterline.operation.throughput";
     pub const TOKEN_USAGE: &str = "otterline.token.usage";
     pub const COST: &str = "otterline.operation.cost";
+    /// Calls the `cost` processor could not price (their spend is in no cost figure).
+    pub const UNPRICED_CALLS: &str = "otterline.operation.unpriced_calls";
     pub const QUALITY_SCORE: &str = "otterline.quality.score";
     pub const USER_SATISFACTION: &str = "otterline.user.satisfaction";
     /// The GenAI conventions' client histograms, also written by `aggregate`.

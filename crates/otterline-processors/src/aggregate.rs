@@ -184,6 +184,8 @@ struct Series {
     tokens: [i64; 5],
     token_hist: [TokenHist; 2],
     cost: f64,
+    /// Calls marked unpriced by the `cost` processor.
+    unpriced: u64,
     quality: (f64, u64),
     satisfaction: (f64, u64),
 }
@@ -233,6 +235,7 @@ impl Series {
             tokens: [0; 5],
             token_hist: [TokenHist::default(); 2],
             cost: 0.0,
+            unpriced: 0,
             quality: (0.0, 0),
             satisfaction: (0.0, 0),
         }
@@ -462,6 +465,11 @@ impl AggregateProcessor {
         }
         if let Some(c) = attr_f64(&span.attributes, &self.cfg.cost_attribute) {
             s.cost += c;
+        } else if matches!(
+            otterline_model::attrs::attr(&span.attributes, otterline_model::names::cost::UNPRICED),
+            Some(any_value::Value::BoolValue(true))
+        ) {
+            s.unpriced += 1;
         }
         if let Some(q) = attr_f64(&span.attributes, &self.cfg.quality_attribute) {
             s.quality.0 += q;
@@ -590,6 +598,7 @@ fn metrics_for(list: &[Series], start: i64, end: i64, secs: f64) -> Vec<Metric> 
     let mut tokens = Vec::new();
     let mut token_hist = Vec::new();
     let mut cost = Vec::new();
+    let mut unpriced = Vec::new();
     let mut quality = Vec::new();
     let mut satisfaction = Vec::new();
     for s in list {
@@ -648,6 +657,9 @@ fn metrics_for(list: &[Series], start: i64, end: i64, secs: f64) -> Vec<Metric> 
         if s.cost != 0.0 {
             cost.push(number(a.clone(), start, end, AsDouble(s.cost)));
         }
+        if s.unpriced > 0 {
+            unpriced.push(number(a.clone(), start, end, AsInt(s.unpriced as i64)));
+        }
         if s.quality.1 > 0 {
             quality.push(number(a.clone(), start, end, AsDouble(s.quality.0 / s.quality.1 as f64)));
         }
@@ -681,6 +693,12 @@ fn metrics_for(list: &[Series], start: i64, end: i64, secs: f64) -> Vec<Metric> 
         sum_metric(mn::TOKEN_USAGE, "{token}", "Tokens by gen_ai.token.type (input includes cached tokens)", tokens),
         hist_metric(mn::GEN_AI_TOKEN_USAGE, "{token}", "Input and output tokens per call", token_hist),
         sum_metric(mn::COST, "USD", "Cost of the calls (from the cost attribute)", cost),
+        sum_metric(
+            mn::UNPRICED_CALLS,
+            "{call}",
+            "Calls without a price (model missing from the price table)",
+            unpriced,
+        ),
         gauge_metric(mn::QUALITY_SCORE, "1", "Mean quality score of the calls that carry one", quality),
         gauge_metric(mn::USER_SATISFACTION, "1", "Mean user satisfaction of the calls that carry one", satisfaction),
     ]

@@ -333,6 +333,8 @@ impl Processor for AnomalyProcessor {
                                 f.satisfaction.0 += v;
                                 f.satisfaction.1 += 1.0;
                             }
+                            // Reported (dashboard, reports), not judged.
+                            aggregate::Value::Unpriced(_) => {}
                         }
                     });
                 }
