@@ -743,8 +743,11 @@ pub(crate) mod tests {
         assert_eq!((e.suggestion.as_str(), e.observed, e.severity.as_str()), ("check the provider", Some(2.5), "high"));
     }
 
-    /// Spans of `service` ending at `end`: (kind, parent?, model, cost, tokens, unpriced, error).
-    fn spans(service: &str, end: u64, list: &[(i32, bool, Option<&str>, f64, i64, bool, bool)]) -> Batch {
+    /// (kind, has a parent, model, cost, tokens, unpriced, error) of a test span.
+    type TestSpan<'a> = (i32, bool, Option<&'a str>, f64, i64, bool, bool);
+
+    /// Spans of `service` ending at `end`.
+    fn spans(service: &str, end: u64, list: &[TestSpan<'_>]) -> Batch {
         use otterline_core::pdata::trace::{ResourceSpans, ScopeSpans, Span, Status};
         let spans = list
             .iter()
