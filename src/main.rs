@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use otterline_core::config::{
-    self, ComponentDecl, ComponentRef, Config, Diagnostics, LoadOptions, LogEncoding, MetricsTelemetry, Source,
+    self, ComponentDecl, ComponentRef, Config, ConfigError, Diagnostics, LoadOptions, LogEncoding, MetricsTelemetry,
+    Source,
 };
 use otterline_core::health::HealthRegistry;
 use otterline_core::registry::Registry;
@@ -303,6 +304,29 @@ fn replay(paths: &[PathBuf], args: &ReplayArgs) -> ExitCode {
             }
         };
         let id = otterline_core::ComponentId { type_name: "parquet".into(), name: Some("replay".into()) };
+        if paths.is_empty() {
+            // The embedded default asks for listeners (health, dashboard, self-metrics) that
+            // a replay beside a live instance was never told about: none unless a config asks.
+            config.components.retain(|c| c.kind != ComponentKind::Extension);
+            config.service.extensions.clear();
+            config.service.telemetry.metrics.address = Some(String::new());
+        }
+        // Never into the archive being read (it would read its own output).
+        let archive = std::path::absolute(&args.archive).unwrap_or_else(|_| PathBuf::from(&args.archive));
+        for c in config.components.iter().filter(|c| c.kind == ComponentKind::Exporter && c.id.type_name == "parquet") {
+            let Some(path) = c.config.get("path").and_then(|p| p.as_str()) else { continue };
+            let out = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+            if out.starts_with(&archive) || archive.starts_with(&out) {
+                diags.errors.push(ConfigError::at(
+                    &c.mark,
+                    &format!("exporters.{}", c.id),
+                    format!(
+                        "replay would write into the archive it reads ({}); give this exporter another `path` (or OTTERLINE_DATA_DIR for the default pipeline)",
+                        out.display()
+                    ),
+                ));
+            }
+        }
         config.components.retain(|c| c.kind != ComponentKind::Receiver);
         config.components.push(ComponentDecl {
             id: id.clone(),

@@ -330,3 +330,90 @@ service:
     assert_eq!(batches[0].item_count(), 50);
     assert_eq!(batches[0].resource_count(), 5);
 }
+
+/// A second Otterline on one host: the default's secondary listeners turn off with an empty
+/// variable, a second instance in the same data directory is refused with the holder's pid,
+/// and `replay` beside the live one starts no listener and never writes into the archive it
+/// reads.
+#[test]
+fn a_second_instance_and_a_replay_beside_the_live_one() {
+    let live = Instance::start_default();
+    common::crypto();
+    let pid = live.pid();
+    let port = || common::free_port().to_string();
+    let other = |dir: &std::path::Path, extra: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir).env_remove("RUST_LOG");
+        for (k, v) in [
+            ("OTTERLINE_GRPC_ENDPOINT", format!("127.0.0.1:{}", port())),
+            ("OTTERLINE_HTTP_ENDPOINT", format!("127.0.0.1:{}", port())),
+            ("OTTERLINE_HEALTH_ENDPOINT", "127.0.0.1:0".to_string()),
+            ("OTTERLINE_DASHBOARD_ENDPOINT", String::new()),
+            ("OTTERLINE_METRICS_ADDRESS", String::new()),
+        ] {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+
+    // Same directory: refused, naming the live process.
+    let out = other(live.path(), &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("in use by another process (pid {pid} ")), "{err}");
+
+    // Another directory: runs beside the live one; the emptied listeners are off, the health
+    // endpoint is on a free port.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = other(dir.path(), &[]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(child.try_wait().unwrap().is_none(), "the second instance stopped");
+    common::terminate_child(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("off: its endpoint is empty extension=dashboard"), "{err}");
+    assert!(!err.contains("self-metrics listening"), "{err}");
+    assert!(err.contains("health_check listening endpoint=127.0.0.1:") && !err.contains("127.0.0.1:13133"), "{err}");
+
+    // Replay beside the live one, from its directory with the embedded default: it would
+    // write into the archive it reads, so it is refused; elsewhere it runs with no listener.
+    let client = reqwest::blocking::Client::new();
+    let now = otterline_core::time::now_unix_nanos();
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"chat","startTimeUnixNano":"{}","endTimeUnixNano":"{now}"}}]}}]}}]}}"#,
+        now - 1_000_000
+    );
+    let r = client
+        .post(format!("http://127.0.0.1:{}/v1/traces", live.http))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let archive = live.path().join("otterline-data/parquet");
+    let out = Command::new(BIN)
+        .args(["replay", "--archive"])
+        .arg(&archive)
+        .current_dir(live.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replay would write into the archive it reads"));
+    // (The live instance writes its open files at shutdown; then there is an archive to read.)
+    let mut live = live;
+    assert!(live.terminate().success(), "{}", live.stderr());
+    let out = Command::new(BIN)
+        .args(["replay", "--archive"])
+        .arg(&archive)
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("listening"), "replay started a listener: {err}");
+}

@@ -409,6 +409,23 @@ pub trait Extension: Send {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> Result<Task, ComponentError>;
 }
 
+/// An extension switched off by its config (a listener with an empty `endpoint`, e.g.
+/// `OTTERLINE_DASHBOARD_ENDPOINT=`): it says so once at start and does nothing else.
+pub struct Off {
+    pub reason: &'static str,
+}
+
+#[async_trait]
+impl Extension for Off {
+    async fn start(self: Box<Self>, ctx: ExtensionContext) -> Result<Task, ComponentError> {
+        tracing::info!(extension = %ctx.id, "off: {}", self.reason);
+        Ok(Box::pin(async move {
+            ctx.shutdown.cancelled_owned().await;
+            Ok(())
+        }))
+    }
+}
+
 pub struct ExtensionContext {
     pub id: ComponentId,
     pub registry: Arc<HealthRegistry>,

@@ -75,16 +75,38 @@ impl PendingFile {
 /// file is open, so that two processes never share a directory of state; `hint` says what
 /// to do when another holds it.
 pub fn lock_dir(dir: &Path, hint: &str) -> io::Result<File> {
+    lock_file(&dir.join("LOCK"), &dir.display().to_string(), hint)
+}
+
+/// Takes an exclusive `flock` on the file at `path` (created if needed) for as long as the
+/// returned file is open, and writes the holder (pid, command line, start time) into it, so
+/// that a second process is told which process holds `what`; `hint` says what to do then.
+pub fn lock_file(path: &Path, what: &str, hint: &str) -> io::Result<File> {
+    use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
-    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+    let mut f = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
     // SAFETY: flock(2) on a file descriptor we own; no memory is passed.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let by = if holder.is_empty() { "another process".to_string() } else { format!("another process ({holder})") };
         return Err(io::Error::new(
             io::ErrorKind::WouldBlock,
-            format!("{} is in use by another process (its LOCK file is held); {hint}", dir.display()),
+            format!("{what} is in use by {by}: two instances cannot share it ({} is held); {hint}", path.display()),
         ));
     }
+    let cmd: Vec<String> = std::env::args().collect();
+    let holder = format!(
+        "pid {} `{}` since {}\n",
+        std::process::id(),
+        cmd.join(" "),
+        crate::time::rfc3339(std::time::SystemTime::now())
+    );
+    f.set_len(0)?;
+    f.seek(io::SeekFrom::Start(0))?;
+    f.write_all(holder.as_bytes())?;
     Ok(f)
 }
 

@@ -113,6 +113,9 @@ impl ExtensionFactory for DashboardFactory {
     }
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Extension>, ConfigError> {
         let mut cfg: DashboardConfig = ctx.parse()?;
+        if cfg.endpoint.trim().is_empty() {
+            return Ok(Box::new(otterline_core::component::Off { reason: "its endpoint is empty" }));
+        }
         cfg.endpoint = parse_endpoint(&cfg.endpoint).map_err(|m| ctx.error("endpoint", m))?;
         if cfg.resolution < Duration::from_millis(100) {
             return Err(

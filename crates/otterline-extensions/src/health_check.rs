@@ -48,6 +48,9 @@ impl ExtensionFactory for HealthCheckFactory {
     }
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Extension>, ConfigError> {
         let mut cfg: HealthCheckConfig = ctx.parse()?;
+        if cfg.endpoint.trim().is_empty() {
+            return Ok(Box::new(otterline_core::component::Off { reason: "its endpoint is empty" }));
+        }
         cfg.endpoint = parse_endpoint(&cfg.endpoint).map_err(|m| ctx.error("endpoint", m))?;
         if !cfg.path.starts_with('/') {
             return Err(ctx.error("path", format!("path {:?} must start with `/`", cfg.path)));

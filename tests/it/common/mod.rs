@@ -227,6 +227,23 @@ fn spawn(mut cmd: Command, dir: &Path, env: &[(&str, &str)]) -> Child {
     cmd.spawn().expect("spawn otterline")
 }
 
+/// SIGTERM to a child started by a test, and a wait of at most 60 s.
+pub fn terminate_child(child: &mut Child) -> ExitStatus {
+    // SAFETY: kill(2) with a pid we spawned; no memory is touched.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn fill(template: &str, grpc: u16, http: u16, health: u16, dir: &Path) -> String {
     template
         .replace("{{GRPC}}", &grpc.to_string())

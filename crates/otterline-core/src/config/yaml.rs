@@ -259,7 +259,8 @@ pub fn expand_tree(
     }
 }
 
-/// Expands `${VAR}`, `${env:VAR}` and `${env:VAR:-default}`; `$$` is a literal `$`;
+/// Expands `${VAR}`, `${env:VAR}`, `${env:VAR:-default}` (default when unset or empty) and
+/// `${env:VAR-default}` (default only when unset); `$$` is a literal `$`;
 /// a bare `$VAR` is left alone. Names of unset variables without a default are
 /// pushed to `unset`.
 pub fn expand_env(
@@ -282,9 +283,14 @@ pub fn expand_env(
                 ));
             };
             let body = &body_start[..end];
-            let (name, default) = match body.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (body, None),
+            // `:-` falls back when unset or empty; `-` only when unset (an empty value stays
+            // empty, e.g. to turn a listener off), as in the shell.
+            let (name, default, empty_ok) = match body.split_once(":-") {
+                Some((n, d)) => (n, Some(d), false),
+                None => match body.split_once('-') {
+                    Some((n, d)) => (n, Some(d), true),
+                    None => (body, None, false),
+                },
             };
             let name = match name.split_once(':') {
                 Some(("env", n)) => n,
@@ -304,7 +310,7 @@ pub fn expand_env(
                 ));
             }
             match (lookup(name), default) {
-                (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
+                (Some(v), _) if !v.is_empty() || default.is_none() || empty_ok => out.push_str(&v),
                 (_, Some(d)) => out.push_str(d),
                 (None, None) => unset.push(name.to_string()),
                 (Some(_), None) => {}
@@ -342,6 +348,9 @@ mod tests {
         assert_eq!(expand("${env:HOST}").0.unwrap(), "10.0.0.1");
         assert_eq!(expand("${env:NOPE:-127.0.0.1}:1").0.unwrap(), "127.0.0.1:1");
         assert_eq!(expand("${env:EMPTY:-dflt}").0.unwrap(), "dflt");
+        assert_eq!(expand("[${env:EMPTY-dflt}]").0.unwrap(), "[]", "`-`: an empty value stays empty");
+        assert_eq!(expand("${env:NOPE-127.0.0.1:8888}").0.unwrap(), "127.0.0.1:8888");
+        assert_eq!(expand("${env:HOST-x}").0.unwrap(), "10.0.0.1");
         assert_eq!(expand("$$HOME and $${HOST}").0.unwrap(), "$HOME and ${HOST}");
         assert_eq!(expand("$$$${HOST}").0.unwrap(), "$${HOST}");
         assert_eq!(expand("$HOST stays, cost $5").0.unwrap(), "$HOST stays, cost $5");

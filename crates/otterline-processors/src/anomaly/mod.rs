@@ -136,6 +136,8 @@ pub struct AnomalyProcessor {
     next_save: Option<std::time::Instant>,
     /// Budget name → (period start, running totals) for per-hour/day sums.
     periods: HashMap<String, (u64, otterline_model::budget::Totals)>,
+    /// Held while this process owns `state_path` (another process gets a clear error).
+    _state_lock: Option<std::fs::File>,
 }
 
 /// A point attribute's value as text (no copy of the value).
@@ -168,6 +170,7 @@ impl AnomalyProcessor {
             health: None,
             next_save: None,
             periods: HashMap::new(),
+            _state_lock: None,
         }
     }
 
@@ -187,6 +190,24 @@ impl AnomalyProcessor {
                 return;
             }
             claimed.push(path.clone());
+        }
+        // Another Otterline using the same file would overwrite these baselines.
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match otterline_core::fsutil::lock_file(
+            std::path::Path::new(&lock_path),
+            &path.display().to_string(),
+            "give each Otterline its own state_path (OTTERLINE_DATA_DIR for the default pipeline)",
+        ) {
+            Ok(f) => self._state_lock = Some(f),
+            Err(e) => {
+                tracing::error!(file = %path.display(), "anomaly: {e} — state is not persisted for this one");
+                self.cfg.state_path = None;
+                return;
+            }
         }
         self.next_save = Some(std::time::Instant::now() + self.cfg.save_interval);
         match state::load(&path) {
