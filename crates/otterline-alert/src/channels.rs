@@ -154,6 +154,7 @@ fn default_smtp_port() -> u16 {
 pub fn email_message(service: &str, items: &[Item]) -> (String, String) {
     let resolved = items.iter().all(|i| i.reason == Reason::Resolved);
     let top = items.iter().map(|i| severity_rank(&i.alert.severity)).max().unwrap_or(0);
+    let service = clean(service);
     let subject = format!(
         "[Otterline] {}{} on {service}",
         if resolved { "resolved: ".to_string() } else { format!("{} ", crate::model::SEVERITIES[top].to_uppercase()) },
@@ -210,12 +211,32 @@ pub fn line(item: &Item) -> String {
     let ttr = item.time_to_resolve_s.map(|s| format!(" after {}", human(s))).unwrap_or_default();
     format!(
         "[{}] {} {} {}{ttr}: {}",
-        a.severity.to_uppercase(),
-        a.kind.replace('_', " "),
+        clean(&a.severity.to_uppercase()),
+        clean(&a.kind.replace('_', " ")),
         item.reason.as_str(),
-        a.series,
-        a.summary
+        clean(&a.series),
+        clean(&a.summary)
     )
+}
+
+/// Most characters of telemetry-controlled text put into a notification.
+const MAX_TEXT: usize = 500;
+
+/// Telemetry-controlled text made safe for a one-line notification: control characters
+/// (line breaks, terminal escape sequences) become spaces, and it is cut at [`MAX_TEXT`]
+/// characters. Every channel applies it; Slack escapes on top ([`slack_escape`]).
+pub fn clean(s: &str) -> String {
+    let mut out: String = s.chars().take(MAX_TEXT).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if s.chars().nth(MAX_TEXT).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Slack's mrkdwn control characters escaped, so that text from telemetry cannot ping a
+/// channel (`<!channel>`), mention a user or disguise a link (`<https://…|…>`).
+pub fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 fn human(secs: f64) -> String {
@@ -230,12 +251,13 @@ fn human(secs: f64) -> String {
 
 /// The Slack message for a group of alerts of one service.
 pub fn slack_payload(service: &str, items: &[Item]) -> Value {
+    let service = slack_escape(&clean(service));
     let head = if items.iter().all(|i| i.reason == Reason::Resolved) {
         format!("*Otterline*: {} resolved on *{service}*", plural(items.len(), "anomaly", "anomalies"))
     } else {
         format!("*Otterline*: {} on *{service}*", plural(items.len(), "anomaly", "anomalies"))
     };
-    let lines: Vec<String> = items.iter().map(|i| format!("{} {}", icon(i), line(i))).collect();
+    let lines: Vec<String> = items.iter().map(|i| format!("{} {}", icon(i), slack_escape(&line(i)))).collect();
     json!({ "text": format!("{head}\n{}", lines.join("\n")) })
 }
 
@@ -358,4 +380,53 @@ pub fn append_ndjson(path: &PathBuf, lines: &[Value]) -> std::io::Result<()> {
     }
     f.write_all(buf.as_bytes())?;
     f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hostile() -> Item {
+        let evil = "<!channel> <https://evil.example/login|Otterline: click to re-authenticate>";
+        Item {
+            alert: Alert {
+                fingerprint: "f".into(),
+                episode_id: 1,
+                state: "firing".into(),
+                severity: "high".into(),
+                kind: "latency".into(),
+                service: evil.into(),
+                series: format!("{evil} / chat"),
+                summary: "p95 is 3x\r\nBcc: victim@example.com\u{1b}[2J".into(),
+                observed: 3.0,
+                baseline: 1.0,
+                threshold: 2.0,
+                started_at: String::new(),
+                at_unix_nano: 0,
+                labels: Default::default(),
+            },
+            reason: Reason::Fired,
+            time_to_resolve_s: None,
+        }
+    }
+
+    #[test]
+    fn slack_text_from_telemetry_cannot_ping_or_disguise_a_link() {
+        let item = hostile();
+        let text = slack_payload(&item.alert.service, &[item.clone()])["text"].as_str().unwrap().to_string();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(text.contains("&lt;!channel&gt; &lt;https://evil.example/login|Otterline"), "{text}");
+        assert_eq!(text.lines().count(), 2, "the summary's line break is gone: {text}");
+    }
+
+    #[test]
+    fn email_subject_and_console_lines_carry_no_control_characters() {
+        let item = hostile();
+        let (subject, body) = email_message("svc\r\nBcc: victim@example.com", &[item.clone()]);
+        assert!(!subject.chars().any(char::is_control), "{subject:?}");
+        assert_eq!(body.lines().count(), 1, "{body:?}");
+        assert!(!line(&item).chars().any(char::is_control));
+        let long = "x".repeat(2000);
+        assert_eq!(clean(&long).chars().count(), MAX_TEXT + 1);
+    }
 }
