@@ -248,3 +248,53 @@ fn a_full_disk_refuses_with_one_clear_line_and_archives_everything_once_space_re
     assert!(counts.values().all(|&n| n == 1), "a span archived twice");
     eprintln!("{} spans acknowledged, {refused} requests refused while the disk was full", counts.len());
 }
+
+/// The `json` exporter on a full disk (issue: it used to drop the buffered lines of batches
+/// already answered 200): refusals while the disk is full, and every acknowledged span in
+/// the files, once, after space returns.
+#[test]
+fn a_full_disk_under_the_json_exporter_loses_no_acknowledged_span() {
+    let data = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&data.path().join("disk"), "16m");
+    let out = disk.0.join("json");
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
+exporters:
+  json: {{path: "{}", flush_interval: 1s}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [json]}}
+"#,
+        out.display()
+    );
+    let mut inst = Instance::start(&config);
+    let filler = fill_disk(&disk.0, 1024 * 1024);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = send_until(inst.http, 1, (20, 2000, Duration::from_millis(20)), stop.clone());
+    std::thread::sleep(Duration::from_secs(5));
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, _) = sender.join().unwrap();
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let refused: usize = sent.refused.iter().filter(|(s, _)| **s == 503).map(|(_, n)| n).sum();
+    assert!(refused > 0, "a full disk must refuse (503), got {:?}", sent.refused);
+    assert!(sent.refused.keys().all(|s| *s == 503 || *s == 429), "only retryable refusals: {:?}", sent.refused);
+    let mut counts: HashMap<u64, u64> = HashMap::new();
+    for sp in common::spans_of(&common::read_json_dir(&out.join("traces"), otterline_core::Signal::Traces)) {
+        let id = u64::from_be_bytes(sp.span_id[..8].try_into().unwrap());
+        *counts.entry(id).or_default() += 1;
+    }
+    let missing =
+        sent.acked.iter().flat_map(|&(_, first, n)| first..first + n).filter(|id| !counts.contains_key(id)).count();
+    assert_eq!(missing, 0, "acknowledged spans missing from the JSON files");
+    assert!(counts.values().all(|&n| n == 1), "a span written twice");
+    eprintln!("{} spans acknowledged, {refused} requests refused while the disk was full", counts.len());
+}

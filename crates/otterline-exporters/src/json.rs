@@ -16,6 +16,11 @@
 //! Leftover temp files (after a crash or `kill -9`) are recovered at start-up:
 //! every complete line is kept and written to the file's final name, and the
 //! torn tail, if any, is dropped with a warning naming the file.
+//!
+//! A write error (a full disk) loses nothing that was accepted: the file is cut back to
+//! its last flush and published, the lines written since (at most [`WRITE_CHUNK`] plus one
+//! batch: every chunk is flushed) are kept in memory, and new data of that signal is refused
+//! (retryable) until those lines are written to a new file, tried at most once a second.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -121,7 +126,13 @@ impl ExporterFactory for JsonExporterFactory {
         if cfg.flush_interval.is_zero() {
             return Err(ctx.error("flush_interval", "must be more than 0"));
         }
-        Ok(Box::new(JsonExporter { root: path, cfg, files: [None, None, None], name: ctx.id.to_string() }))
+        Ok(Box::new(JsonExporter {
+            root: path,
+            cfg,
+            files: [None, None, None],
+            name: ctx.id.to_string(),
+            broken: [None, None, None],
+        }))
     }
 }
 
@@ -195,6 +206,10 @@ struct OpenFile {
     buf: String,
     /// Bytes were handed to the encoder since the last flush.
     dirty: bool,
+    /// Lines handed to the encoder since the last flush: what a write error would lose.
+    unflushed: String,
+    /// File length at the last flush (a prefix of complete lines, decodable if compressed).
+    flushed_len: u64,
 }
 
 impl OpenFile {
@@ -202,9 +217,23 @@ impl OpenFile {
     fn drain(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.enc.writer().write_all(self.buf.as_bytes())?;
+            self.unflushed.push_str(&self.buf);
             self.buf.clear();
             self.dirty = true;
         }
+        Ok(())
+    }
+
+    /// Writes out the gathered lines and flushes them to the file: a point a write error
+    /// can fall back to.
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        if self.dirty {
+            self.enc.writer().flush()?;
+            self.dirty = false;
+        }
+        self.unflushed.clear();
+        self.flushed_len = self.enc.on_disk();
         Ok(())
     }
 
@@ -221,6 +250,15 @@ struct JsonExporter {
     cfg: JsonConfig,
     files: [Option<OpenFile>; 3],
     name: String,
+    /// Per signal, after a write error: the accepted lines not yet in a file, why writing
+    /// failed, and when it was last tried.
+    broken: [Option<Broken>; 3],
+}
+
+struct Broken {
+    lines: String,
+    reason: String,
+    tried: Instant,
 }
 
 impl JsonExporter {
@@ -238,13 +276,26 @@ impl JsonExporter {
             opened: Instant::now(),
             buf: String::new(),
             dirty: false,
+            unflushed: String::new(),
+            flushed_len: 0,
         })
     }
 
     fn close(&mut self, s: Signal) -> io::Result<()> {
-        if let Some(mut f) = self.files[s.index()].take() {
-            f.drain()?;
-            let file = f.enc.finish()?;
+        // Flushed in place first: if that fails, the open file's lines are still known.
+        if let Some(f) = self.files[s.index()].as_mut() {
+            f.flush()?;
+        }
+        if let Some(f) = self.files[s.index()].take() {
+            // Every line is in the file now; a failure from here on is salvaged whole.
+            let tmp = f.pending.temp_path.clone();
+            let file = match f.enc.finish() {
+                Ok(file) => file,
+                Err(e) => {
+                    let _ = recover(&tmp);
+                    return Err(e);
+                }
+            };
             let path = f.pending.commit(file)?;
             tracing::debug!(exporter = %self.name, file = %path.display(), "closed");
         }
@@ -260,53 +311,129 @@ impl JsonExporter {
         Some(f.buf.len() >= WRITE_CHUNK || f.rotation_due(&self.cfg.rotation, self.cfg.compression))
     }
 
-    /// Writes out a signal's gathered lines, or closes its file if it is due for rotation.
+    /// Writes out and flushes a signal's gathered lines, or closes its file if it is due
+    /// for rotation.
     fn write_out(&mut self, s: Signal) -> io::Result<()> {
         let Some(f) = self.files[s.index()].as_mut() else { return Ok(()) };
         if f.rotation_due(&self.cfg.rotation, self.cfg.compression) {
             self.close(s)
         } else {
-            f.drain()
+            f.flush()
         }
     }
 
     /// Adds a batch: opens the signal's file if none is, gathers the line, and writes
-    /// out or rotates when [`gather`](Self::gather) says so. Only the I/O blocks.
-    async fn write_batch(&mut self, batch: &Batch) -> io::Result<()> {
+    /// out or rotates when [`gather`](Self::gather) says so. Only the I/O blocks. Once the
+    /// line is gathered the batch is accepted: a write error after that keeps it (with
+    /// every line since the last flush) for [`repair`](Self::repair).
+    async fn write_batch(&mut self, batch: &Batch) -> Result<(), ExportError> {
         let s = batch.signal();
+        if self.broken[s.index()].is_some() {
+            self.repair(s, false).await?;
+        }
         if self.files[s.index()].is_none() {
-            let f = otterline_core::blocking(|| self.open(s))?;
+            let f = otterline_core::blocking(|| self.open(s))
+                .map_err(|e| export_error(e, &format!("opening a {s} file in {}", self.dir(s).display())))?;
             self.files[s.index()] = Some(f);
         }
         if self.gather(batch) == Some(true) {
-            otterline_core::blocking(|| self.write_out(s))?;
+            if let Err(e) = otterline_core::blocking(|| self.write_out(s)) {
+                self.fail(s, e);
+            }
         }
         Ok(())
     }
 
-    /// After a failed write the open file's state is unknown: salvage its complete
-    /// lines under its final name and start a new file on the next batch.
-    fn abandon(&mut self, s: Signal) {
+    /// A write error: the open file is cut back to its last flush and published (a prefix
+    /// of complete lines), the lines since are kept, and new data is refused until
+    /// [`repair`](Self::repair) has written them.
+    fn fail(&mut self, s: Signal, e: io::Error) {
+        let reason = format!("writing {} to {}: {}", s, self.dir(s).display(), fsutil::describe(&e));
+        let mut lines = String::new();
         if let Some(f) = self.files[s.index()].take() {
-            let tmp = f.pending.temp_path.clone();
-            drop(f);
-            if let Err(e) = recover(&tmp) {
-                tracing::error!(exporter = %self.name, file = %tmp.display(), error = %e, "could not salvage a file after a write error; it is left in place");
+            let (tmp, keep) = (f.pending.temp_path.clone(), f.flushed_len);
+            lines = f.unflushed;
+            lines.push_str(&f.buf);
+            // Dropping the encoder may write a trailer; the cut below removes it.
+            drop(f.enc);
+            let salvaged = std::fs::OpenOptions::new().write(true).open(&tmp).and_then(|file| file.set_len(keep));
+            if let Err(e) = salvaged.and_then(|()| recover(&tmp).map(|_| ())) {
+                tracing::error!(exporter = %self.name, file = %tmp.display(), error = %e, "could not publish the part of a file written before a write error; it is left in place (start-up recovers it)");
+            }
+        }
+        match self.broken[s.index()].as_mut() {
+            Some(b) => {
+                b.lines.push_str(&lines);
+                b.reason = reason;
+            }
+            None => {
+                tracing::error!(exporter = %self.name, held_bytes = lines.len(), "{reason}; new {s} data is refused (retryable) until it can be written; nothing accepted is lost (held in memory)");
+                self.broken[s.index()] = Some(Broken { lines, reason, tried: Instant::now() });
             }
         }
     }
 
-    fn flush_and_age(&mut self) -> io::Result<()> {
+    /// Writes the lines held since a write error to a new file (at most one try a second);
+    /// refuses (retryable) while that fails.
+    async fn repair(&mut self, s: Signal, now: bool) -> Result<(), ExportError> {
+        let Some(b) = self.broken[s.index()].as_mut() else { return Ok(()) };
+        let refuse = |b: &Broken| {
+            ExportError::Retryable(format!(
+                "{}; new data is refused until the {} KiB held are written",
+                b.reason,
+                b.lines.len().div_ceil(1024)
+            ))
+        };
+        if !now && b.tried.elapsed() < Duration::from_secs(1) {
+            return Err(refuse(b));
+        }
+        b.tried = Instant::now();
+        let lines = std::mem::take(&mut b.lines);
+        let result = otterline_core::blocking(|| -> io::Result<()> {
+            if self.files[s.index()].is_none() {
+                self.files[s.index()] = Some(self.open(s)?);
+            }
+            let Some(f) = self.files[s.index()].as_mut() else { return Ok(()) };
+            f.buf.insert_str(0, &lines);
+            f.flush()
+        });
+        match result {
+            Ok(()) => {
+                let held = lines.len();
+                self.broken[s.index()] = None;
+                tracing::info!(exporter = %self.name, signal = %s, held_bytes = held, "writes work again; the lines held since the write error are written");
+                Ok(())
+            }
+            Err(e) => {
+                let msg = fsutil::describe(&e);
+                if self.files[s.index()].is_some() {
+                    self.fail(s, e);
+                } else if let Some(b) = self.broken[s.index()].as_mut() {
+                    b.lines = lines;
+                }
+                match self.broken[s.index()].as_ref() {
+                    Some(b) => {
+                        tracing::debug!(exporter = %self.name, reason = %b.reason, "writes still fail");
+                        Err(refuse(b))
+                    }
+                    None => Err(ExportError::Retryable(format!("writing held lines: {msg}"))),
+                }
+            }
+        }
+    }
+
+    fn flush_and_age(&mut self) -> Result<(), (Signal, io::Error)> {
         for s in Signal::ALL {
             let max_age = self.cfg.rotation.max_age;
             if let Some(f) = self.files[s.index()].as_mut() {
-                if !max_age.is_zero() && f.opened.elapsed() >= max_age {
-                    self.close(s)?;
+                let result = if !max_age.is_zero() && f.opened.elapsed() >= max_age {
+                    self.close(s)
                 } else if f.dirty || !f.buf.is_empty() {
-                    f.drain()?;
-                    f.enc.writer().flush()?;
-                    f.dirty = false;
-                }
+                    f.flush()
+                } else {
+                    Ok(())
+                };
+                result.map_err(|e| (s, e))?;
             }
         }
         Ok(())
@@ -393,14 +520,7 @@ impl Exporter for JsonExporter {
     }
 
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
-        match self.write_batch(batch).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let s = batch.signal();
-                self.abandon(s);
-                Err(export_error(e, &format!("writing {} to {}", s, self.dir(s).display())))
-            }
-        }
+        self.write_batch(batch).await
     }
 
     fn tick_interval(&self) -> Option<Duration> {
@@ -408,12 +528,27 @@ impl Exporter for JsonExporter {
     }
 
     async fn tick(&mut self) -> Result<(), ExportError> {
-        otterline_core::blocking(|| self.flush_and_age()).map_err(|e| export_error(e, "flushing"))
+        for s in Signal::ALL {
+            if self.broken[s.index()].is_some() {
+                // The held lines are written as soon as the disk takes them.
+                let _ = self.repair(s, false).await;
+            }
+        }
+        if let Err((s, e)) = otterline_core::blocking(|| self.flush_and_age()) {
+            self.fail(s, e);
+        }
+        Ok(())
     }
 
     async fn shutdown(&mut self) -> Result<(), ComponentError> {
         let mut first_error = None;
         for s in Signal::ALL {
+            if self.broken[s.index()].is_some() {
+                if let Err(e) = self.repair(s, true).await {
+                    first_error.get_or_insert(ComponentError::new(format!("{s}: accepted lines are lost: {e}")));
+                    continue;
+                }
+            }
             if let Err(e) = otterline_core::blocking(|| self.close(s)) {
                 first_error.get_or_insert(ComponentError::new(format!("closing the {s} file: {e}")));
             }
@@ -457,6 +592,7 @@ mod tests {
             },
             files: [None, None, None],
             name: "json".into(),
+            broken: [None, None, None],
         }
     }
 
