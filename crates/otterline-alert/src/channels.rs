@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn slack_text_from_telemetry_cannot_ping_or_disguise_a_link() {
         let item = hostile();
-        let text = slack_payload(&item.alert.service, &[item.clone()])["text"].as_str().unwrap().to_string();
+        let text = slack_payload(&item.alert.service, std::slice::from_ref(&item))["text"].as_str().unwrap().to_string();
         assert!(!text.contains('<') && !text.contains('>'), "{text}");
         assert!(text.contains("&lt;!channel&gt; &lt;https://evil.example/login|Otterline"), "{text}");
         assert_eq!(text.lines().count(), 2, "the summary's line break is gone: {text}");
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn email_subject_and_console_lines_carry_no_control_characters() {
         let item = hostile();
-        let (subject, body) = email_message("svc\r\nBcc: victim@example.com", &[item.clone()]);
+        let (subject, body) = email_message("svc\r\nBcc: victim@example.com", std::slice::from_ref(&item));
         assert!(!subject.chars().any(char::is_control), "{subject:?}");
         assert_eq!(body.lines().count(), 1, "{body:?}");
         assert!(!line(&item).chars().any(char::is_control));
