@@ -4,6 +4,7 @@
 use crate::common;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::BIN;
 
@@ -303,4 +304,60 @@ fn every_shipped_pipeline_validates() {
             .unwrap();
         assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// Runs `otterline validate` on `text`, killing it after 10 s (a hang is a failure).
+fn validate_bounded(text: &str) -> (Option<i32>, String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.yaml");
+    std::fs::write(&p, text).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("validate")
+        .arg("--config")
+        .arg(&p)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+            return (status.code(), err, started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("validate still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A billion-laughs file, 100,000 nested sequences and 80,000 components: each a clear
+/// error (or a verdict) with a position, quickly, in bounded memory.
+#[test]
+fn yaml_bombs_and_deep_nesting_are_refused_clearly() {
+    let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        laughs += &format!("a{i}: &a{i} [{refs}]\n");
+    }
+    let (code, err, took) = validate_bounded(&laughs);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("c.yaml:") && err.contains("expands to more than 1000000 values"), "{err}");
+    eprintln!("billion laughs refused in {took:?}");
+
+    let (code, err, took) = validate_bounded(&"- ".repeat(100_000));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("c.yaml:1:") && err.contains("nest deeper than 128 levels"), "{err}");
+    eprintln!("100,000 nested sequences refused in {took:?}");
+
+    let mut many = String::from("receivers:\n  otlp:\n    protocols: {grpc: {}}\nexporters:\n");
+    for i in 0..80_000 {
+        many += &format!("  nop/{i}: {{}}\n");
+    }
+    many += "service:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [nop/0]}\n";
+    let (code, err, took) = validate_bounded(&many);
+    assert_eq!(code, Some(0), "{err}");
+    eprintln!("80,000 components validated in {took:?}");
 }

@@ -413,7 +413,8 @@ mod tests {
     #[test]
     fn slack_text_from_telemetry_cannot_ping_or_disguise_a_link() {
         let item = hostile();
-        let text = slack_payload(&item.alert.service, std::slice::from_ref(&item))["text"].as_str().unwrap().to_string();
+        let text =
+            slack_payload(&item.alert.service, std::slice::from_ref(&item))["text"].as_str().unwrap().to_string();
         assert!(!text.contains('<') && !text.contains('>'), "{text}");
         assert!(text.contains("&lt;!channel&gt; &lt;https://evil.example/login|Otterline"), "{text}");
         assert_eq!(text.lines().count(), 2, "the summary's line break is gone: {text}");

@@ -90,16 +90,26 @@ impl Node {
 }
 
 /// Parses one YAML document. Errors carry the file and position.
+/// Most nodes a config may expand to, aliases counted at their full size: a "billion
+/// laughs" file (aliases of aliases) is refused at once instead of filling memory.
+pub const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting of sequences and maps (a config needs a handful of levels).
+pub const MAX_DEPTH: usize = 128;
+
 pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
     let file: Arc<str> = Arc::from(file);
     let mark_at = |m: &saphyr_parser::Marker| Mark { file: file.clone(), line: m.line(), col: m.col() + 1 };
 
+    /// A container being built, its mark and anchor, and the nodes inside it so far.
     enum Frame {
-        Seq(Vec<Node>, Mark, usize),
-        Map(Vec<(Node, Node)>, Option<Node>, Mark, usize),
+        Seq(Vec<Node>, Mark, usize, usize),
+        /// Entries, the key waiting for its value, the keys seen (for duplicates in O(1)).
+        Map(Vec<(Node, Node)>, Option<Node>, Mark, usize, usize, std::collections::HashSet<String>),
     }
 
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Anchor id → (node, nodes in it).
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut total = 0usize;
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;
@@ -111,7 +121,15 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
             message: format!("YAML syntax error: {}", e.info()),
         })?;
         let mark = mark_at(&span.start);
-        let finished: Option<(Node, usize)> = match event {
+        let too_many = |mark: &Mark| {
+            ConfigError::at(
+                mark,
+                "",
+                format!("the config expands to more than {MAX_NODES} values (aliases of aliases?); write it out or split it"),
+            )
+        };
+        // (node, anchor, nodes in it)
+        let finished: Option<(Node, usize, usize)> = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
@@ -131,60 +149,88 @@ pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
                 } else {
                     NodeKind::Scalar { text: value.into_owned(), plain }
                 };
-                Some((Node { kind, mark }, anchor))
+                total += 1;
+                Some((Node { kind, mark }, anchor, 1))
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some((node.clone(), 0)),
+                Some((node, size)) => {
+                    // Counted (and refused) before the copy is made.
+                    total = total.saturating_add(*size);
+                    if total > MAX_NODES {
+                        return Err(too_many(&mark));
+                    }
+                    Some((node.clone(), 0, *size))
+                }
                 None => return Err(ConfigError::at(&mark, "", "alias refers to an unknown anchor")),
             },
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+                return Err(ConfigError::at(
+                    &mark,
+                    "",
+                    format!("sequences and maps nest deeper than {MAX_DEPTH} levels; a config needs a few"),
+                ));
+            }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Frame::Seq(Vec::new(), mark, anchor));
+                total += 1;
+                stack.push(Frame::Seq(Vec::new(), mark, anchor, 1));
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map(Vec::new(), None, mark, anchor));
+                total += 1;
+                stack.push(Frame::Map(Vec::new(), None, mark, anchor, 1, Default::default()));
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(items, m, anchor)) => Some((Node { kind: NodeKind::Seq(items), mark: m }, anchor)),
+                Some(Frame::Seq(items, m, anchor, size)) => {
+                    Some((Node { kind: NodeKind::Seq(items), mark: m }, anchor, size))
+                }
                 _ => return Err(ConfigError::at(&mark, "", "unbalanced YAML sequence")),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(entries, _, m, anchor)) => {
-                    Some((Node { kind: NodeKind::Map(entries), mark: m }, anchor))
+                Some(Frame::Map(entries, _, m, anchor, size, _)) => {
+                    Some((Node { kind: NodeKind::Map(entries), mark: m }, anchor, size))
                 }
                 _ => return Err(ConfigError::at(&mark, "", "unbalanced YAML mapping")),
             },
             _ => None,
         };
-
-        let Some((node, anchor)) = finished else { continue };
+        let Some((node, anchor, size)) = finished else { continue };
+        if total > MAX_NODES {
+            return Err(too_many(&node.mark));
+        }
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq(items, _, _)) => items.push(node),
-            Some(Frame::Map(entries, pending, _, _)) => match pending.take() {
-                None => {
-                    let Some(key) = node.as_str() else {
-                        return Err(ConfigError::at(
-                            &node.mark,
-                            "",
-                            format!("map keys must be scalars, found {}", node.describe()),
-                        ));
-                    };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == Some(key)) {
-                        return Err(ConfigError::at(
-                            &node.mark,
-                            key,
-                            format!("duplicate key `{key}` (first defined at line {})", first.mark.line),
-                        ));
+            Some(Frame::Seq(items, _, _, n)) => {
+                *n = n.saturating_add(size);
+                items.push(node)
+            }
+            Some(Frame::Map(entries, pending, _, _, n, keys)) => {
+                *n = n.saturating_add(size);
+                match pending.take() {
+                    None => {
+                        let Some(key) = node.as_str() else {
+                            return Err(ConfigError::at(
+                                &node.mark,
+                                "",
+                                format!("map keys must be scalars, found {}", node.describe()),
+                            ));
+                        };
+                        if !keys.insert(key.to_string()) {
+                            let first = entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, _)| k.mark.line);
+                            return Err(ConfigError::at(
+                                &node.mark,
+                                key,
+                                format!("duplicate key `{key}` (first defined at line {})", first.unwrap_or(0)),
+                            ));
+                        }
+                        *pending = Some(node);
                     }
-                    *pending = Some(node);
+                    Some(key) => entries.push((key, node)),
                 }
-                Some(key) => entries.push((key, node)),
-            },
+            }
         }
     }
 
