@@ -198,7 +198,10 @@ fn grpc_oversize_and_empty_requests() {
             }],
         };
         let err = client.export(big).await.unwrap_err();
-        assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+        // RESOURCE_EXHAUSTED without RetryInfo: not retryable per the OTLP spec (tonic's own
+        // OUT_OF_RANGE would make senders retry it forever).
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+        assert!(err.metadata().get_bin("grpc-status-details-bin").is_none(), "no RetryInfo");
         assert!(err.message().contains("message length too large"), "{}", err.message());
 
         // Bytes that are not an OTLP message: INVALID_ARGUMENT with the decoder's reason

@@ -256,9 +256,25 @@ where
             let mut grpc = tonic::server::Grpc::new(SliceCodec::<E>(PhantomData))
                 .apply_compression_config(encodings, encodings)
                 .apply_max_message_size_config(Some(max), None);
-            Ok(grpc.unary(call, req).await)
+            Ok(oversize_is_not_retryable(grpc.unary(call, req).await))
         })
     }
+}
+
+/// tonic answers a request over `max_recv_msg_size_mib` with `OUT_OF_RANGE`, which the
+/// OTLP spec makes retryable: a sender (Otterline's forwarder among them) would retry the
+/// same oversize request forever. It becomes `RESOURCE_EXHAUSTED` without `RetryInfo`, as
+/// the Collector answers: not retryable, so the sender drops or splits it.
+fn oversize_is_not_retryable(mut resp: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
+    let h = resp.headers_mut();
+    if h.get("grpc-status").is_some_and(|v| v.as_bytes() == out_of_range.as_bytes()) {
+        let exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
+        if let Ok(v) = http::HeaderValue::from_str(&exhausted) {
+            h.insert("grpc-status", v);
+        }
+    }
+    resp
 }
 
 pub(crate) fn serve(
