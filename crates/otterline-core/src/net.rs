@@ -29,11 +29,24 @@ pub async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener,
     let mut last = None;
     for addr in addrs {
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
+            Ok(l) => {
+                if let Some(w) = exposure_warning(addr, what) {
+                    tracing::warn!(endpoint = %addr, "{w}");
+                }
+                return Ok(l);
+            }
             Err(e) => last = Some(format!("cannot listen on {addr} for {what}: {e}")),
         }
     }
     Err(ComponentError::new(last.unwrap_or_else(|| format!("{what} endpoint {endpoint} resolved to no address"))))
+}
+
+/// What to say about a listener bound beyond loopback: no listener has TLS or
+/// authentication yet, so binding wider exposes it to whoever can reach the address.
+pub fn exposure_warning(addr: SocketAddr, what: &str) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!("{what} listens beyond loopback without TLS or authentication: anyone who can reach {addr} can use it; keep it on 127.0.0.1, or put it behind a proxy or firewall that authenticates")
+    })
 }
 
 /// How long a server waits, after shutdown starts, for clients to finish their
@@ -61,6 +74,17 @@ pub async fn serve_with_grace<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_beyond_loopback_are_warned_about() {
+        for a in ["127.0.0.1:4317", "[::1]:4317"] {
+            assert_eq!(exposure_warning(a.parse().unwrap(), "OTLP/gRPC"), None, "{a}");
+        }
+        for a in ["0.0.0.0:4317", "10.1.2.3:13134", "[::]:8888"] {
+            let w = exposure_warning(a.parse().unwrap(), "dashboard").unwrap();
+            assert!(w.starts_with("dashboard listens beyond loopback without TLS or authentication"), "{w}");
+        }
+    }
 
     #[test]
     fn endpoints() {
