@@ -246,3 +246,74 @@ fn grpc_oversize_and_empty_requests() {
     assert!(status.success(), "{status:?}\n{}", inst.stderr());
     assert!(inst.spans().is_empty());
 }
+
+/// Peak resident memory of a process (VmHWM), in KiB.
+fn peak_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Eight concurrent 18 MB OTLP/JSON requests of one span with 20,000 attributes of
+/// 50-value arrays (the worst amplification the JSON decoder sees) at the default limits:
+/// peak memory stays under 256 MiB, the process stays up, and what does not fit in the
+/// decode budget gets a retryable 503.
+#[test]
+fn decoding_worst_case_requests_stays_within_the_memory_budget() {
+    common::crypto();
+    let config = r#"
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:{{HTTP}}"}
+exporters:
+  nop: {}
+extensions:
+  health_check: {endpoint: "127.0.0.1:{{HEALTH}}"}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {receivers: [otlp], exporters: [nop]}
+"#;
+    let mut inst = Instance::start(config);
+    let attrs: Vec<String> = (0..20_000)
+        .map(|i| {
+            format!(
+                r#"{{"key":"k{i}","value":{{"arrayValue":{{"values":[{}]}}}}}}"#,
+                vec![r#"{"intValue":"1"}"#; 50].join(",")
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"x","startTimeUnixNano":"1","endTimeUnixNano":"2","attributes":[{}]}}]}}]}}]}}"#,
+        attrs.join(",")
+    );
+    assert!(body.len() > 17_000_000 && body.len() < 20 * 1024 * 1024);
+    let body = std::sync::Arc::new(body);
+    let port = inst.http;
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let r = reqwest::blocking::Client::builder()
+                    .timeout(std::time::Duration::from_secs(60))
+                    .build()
+                    .unwrap()
+                    .post(format!("http://127.0.0.1:{port}/v1/traces"))
+                    .header("Content-Type", "application/json")
+                    .body(body.as_str().to_owned())
+                    .send()
+                    .unwrap();
+                (r.status().as_u16(), r.headers().get("retry-after").is_some())
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, bool)> = senders.into_iter().map(|h| h.join().unwrap()).collect();
+    let peak_mib = peak_kib(inst.pid()) / 1024;
+    assert!(answers.iter().all(|&(s, retry)| s == 200 || (s == 503 && retry)), "{answers:?}");
+    assert!(answers.iter().any(|&(s, _)| s == 200), "{answers:?}");
+    assert!(inst.health().is_some_and(|(c, _)| c == 200), "the process is alive and ready");
+    eprintln!("peak {peak_mib} MiB; answers {answers:?}");
+    assert!(peak_mib < 256, "peak {peak_mib} MiB");
+    assert!(inst.terminate().success());
+}

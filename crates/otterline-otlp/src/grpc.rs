@@ -41,6 +41,7 @@ use crate::GrpcConfig;
 struct Handler {
     output: Output,
     receiver: String,
+    budget: Arc<crate::budget::DecodeBudget>,
 }
 
 impl Handler {
@@ -57,12 +58,21 @@ impl Handler {
         let slots = match self.output.reserve(E::SIGNAL).await {
             Ok(slots) => slots,
             Err(r) => {
-                // Decoded only to count what is refused (or to say it is malformed: that
-                // is not worth a retry), then dropped.
-                let items = decode(&bytes)?.item_count() as u64;
-                self.output.count_refused(E::SIGNAL, items);
+                // A small request is decoded to count what is refused (or to say it is
+                // malformed: not worth a retry); a large one is not decoded at all.
+                if bytes.len() <= crate::budget::COUNT_REFUSED_BELOW {
+                    let items = decode(&bytes)?.item_count() as u64;
+                    self.output.count_refused(E::SIGNAL, items);
+                }
                 return Err(refusal_status(&self.receiver, r));
             }
+        };
+        let Some(_memory) = self.budget.reserve(bytes.len(), crate::budget::PROTOBUF_FACTOR).await else {
+            return Err(Status::with_error_details(
+                Code::Unavailable,
+                format!("{}: {}", self.receiver, crate::budget::BUSY),
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+            ));
         };
         let mut batch = decode(&bytes)?;
         drop(bytes);
@@ -282,9 +292,10 @@ pub(crate) fn serve(
     cfg: GrpcConfig,
     output: Output,
     receiver: String,
+    budget: Arc<crate::budget::DecodeBudget>,
     shutdown: CancellationToken,
 ) -> Task {
-    let handler = Arc::new(Handler { output, receiver });
+    let handler = Arc::new(Handler { output, receiver, budget });
     let max_decoding = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
     fn server<E>(handler: &Arc<Handler>, max_decoding: usize) -> ExportServer<E> {
         ExportServer { handler: handler.clone(), max_decoding, _export: PhantomData }

@@ -51,6 +51,7 @@ struct Shared {
     output: Output,
     receiver: String,
     limit: usize,
+    budget: Arc<crate::budget::DecodeBudget>,
 }
 
 pub(crate) fn serve(
@@ -58,9 +59,10 @@ pub(crate) fn serve(
     cfg: HttpConfig,
     output: Output,
     receiver: String,
+    budget: Arc<crate::budget::DecodeBudget>,
     shutdown: CancellationToken,
 ) -> Task {
-    let shared = Arc::new(Shared { output, receiver, limit: cfg.max_request_body_size.0 as usize });
+    let shared = Arc::new(Shared { output, receiver, limit: cfg.max_request_body_size.0 as usize, budget });
     let app = Router::new()
         .route(&cfg.traces_url_path, post(|s, h, b| handle(s, h, b, Signal::Traces)))
         .route(&cfg.metrics_url_path, post(|s, h, b| handle(s, h, b, Signal::Metrics)))
@@ -133,6 +135,17 @@ async fn receive(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit, "request body"));
     }
+    // Decode memory (the body itself counted too) is reserved before an uncompressed body
+    // with a declared length is read: a request over the budget waits unread.
+    let factor = 1 + match encoding {
+        Encoding::Json => crate::budget::JSON_FACTOR,
+        Encoding::Protobuf => crate::budget::PROTOBUF_FACTOR,
+    };
+    let busy = || Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {}", shared.receiver, crate::budget::BUSY));
+    let mut memory = None;
+    if let (Some(n), "" | "identity") = (declared, content_encoding.as_str()) {
+        memory = Some(shared.budget.reserve(n as usize, factor).await.ok_or_else(busy)?);
+    }
     let raw: Bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(too_large(limit, "request body")),
@@ -145,9 +158,12 @@ async fn receive(
     let slots = match shared.output.reserve(signal).await {
         Ok(slots) => slots,
         Err(r) => {
-            // Decoded only to count what is refused (or to answer 400: not worth a retry).
-            let items = decode(&bytes)?.item_count() as u64;
-            shared.output.count_refused(signal, items);
+            // A small request is decoded to count what is refused (or to answer 400: not
+            // worth a retry); a large one is not decoded at all.
+            if bytes.len() <= crate::budget::COUNT_REFUSED_BELOW {
+                let items = decode(&bytes)?.item_count() as u64;
+                shared.output.count_refused(signal, items);
+            }
             return Err(match r {
                 Refusal::Full | Refusal::ShuttingDown | Refusal::MemoryLimit(_) => {
                     Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver))
@@ -155,6 +171,10 @@ async fn receive(
                 Refusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),
             });
         }
+    };
+    let _memory = match memory.take() {
+        Some(m) => m,
+        None => shared.budget.reserve(bytes.len(), factor).await.ok_or_else(busy)?,
     };
     let mut batch = decode(&bytes)?;
     drop(bytes);

@@ -8,6 +8,7 @@
 //! Trace and log requests in protobuf go through [`decode`], which sizes every vector
 //! before filling it and otherwise gives exactly prost's result.
 
+pub mod budget;
 pub mod decode;
 mod grpc;
 mod http;
@@ -30,6 +31,14 @@ pub use validate::validate;
 pub struct OtlpConfig {
     #[serde(default)]
     pub protocols: Protocols,
+    /// Memory that requests being decoded may hold at once, gRPC and HTTP together
+    /// (`budget`): beyond it requests wait, then get a retryable refusal.
+    #[serde(default = "default_decode_memory")]
+    pub decode_memory_mib: u64,
+}
+
+fn default_decode_memory() -> u64 {
+    160
 }
 
 /// `receivers.otlp.protocols`: a protocol is on when its key is present, even with no body.
@@ -106,6 +115,9 @@ impl ReceiverFactory for OtlpReceiverFactory {
                 protocols.and_then(|p| p.get(proto)).and_then(|n| n.get(key)).or(protocols).unwrap_or(ctx.config);
             ConfigError::at(&node.mark, &format!("{}.protocols.{proto}.{key}", ctx.path), msg)
         };
+        if cfg.decode_memory_mib == 0 {
+            return Err(ctx.error("decode_memory_mib", "must be at least 1"));
+        }
         if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
             return Err(ctx.error("protocols", "enable at least one protocol: `protocols: {grpc: {}, http: {}}`"));
         }
@@ -143,15 +155,30 @@ impl Receiver for OtlpReceiver {
     async fn start(self: Box<Self>, ctx: ReceiverContext) -> Result<Task, ComponentError> {
         let mut tasks: Vec<Task> = Vec::new();
         let name = ctx.id.to_string();
+        let budget = std::sync::Arc::new(budget::DecodeBudget::new(self.cfg.decode_memory_mib));
         if let Some(g) = &self.cfg.protocols.grpc {
             let listener = bind(&g.endpoint, "OTLP/gRPC").await?;
             tracing::info!(receiver = %name, endpoint = %local(&listener), "OTLP/gRPC listening");
-            tasks.push(grpc::serve(listener, g.clone(), ctx.output.clone(), name.clone(), ctx.shutdown.clone()));
+            tasks.push(grpc::serve(
+                listener,
+                g.clone(),
+                ctx.output.clone(),
+                name.clone(),
+                budget.clone(),
+                ctx.shutdown.clone(),
+            ));
         }
         if let Some(h) = &self.cfg.protocols.http {
             let listener = bind(&h.endpoint, "OTLP/HTTP").await?;
             tracing::info!(receiver = %name, endpoint = %local(&listener), "OTLP/HTTP listening");
-            tasks.push(http::serve(listener, h.clone(), ctx.output.clone(), name.clone(), ctx.shutdown.clone()));
+            tasks.push(http::serve(
+                listener,
+                h.clone(),
+                ctx.output.clone(),
+                name.clone(),
+                budget.clone(),
+                ctx.shutdown.clone(),
+            ));
         }
         Ok(Box::pin(async move {
             let results = futures::future::join_all(tasks).await;

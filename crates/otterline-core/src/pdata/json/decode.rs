@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use super::value::{Map, Value};
 use base64::Engine as _;
-use serde_json::{Map, Value};
 
 use crate::pdata::common::{any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList};
 use crate::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
@@ -89,7 +89,7 @@ pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Batch, JsonError> {
 }
 
 /// Decodes an already parsed OTLP/JSON export request of `signal`.
-pub fn decode_value(signal: Signal, value: &Value) -> Result<Batch, JsonError> {
+fn decode_value(signal: Signal, value: &Value) -> Result<Batch, JsonError> {
     let o = obj(value)?;
     Ok(match signal {
         Signal::Traces => Batch::Traces(ExportTraceServiceRequest {
@@ -104,7 +104,7 @@ pub fn decode_value(signal: Signal, value: &Value) -> Result<Batch, JsonError> {
     })
 }
 
-fn obj(v: &Value) -> R<&Map<String, Value>> {
+fn obj(v: &Value) -> R<&Map> {
     match v {
         Value::Object(m) => Ok(m),
         other => Err(JsonError::new(format!("expected an object, found {}", kind(other)))),
@@ -123,11 +123,11 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Looks a field up by its lowerCamelCase or snake_case name; `null` is absent.
-fn field<'a>(o: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
+fn field<'a>(o: &'a Map, camel: &str, snake: &str) -> Option<&'a Value> {
     o.get(camel).or_else(|| if camel != snake { o.get(snake) } else { None }).filter(|v| !v.is_null())
 }
 
-fn list<T>(o: &Map<String, Value>, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<Vec<T>> {
+fn list<T>(o: &Map, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<Vec<T>> {
     match field(o, camel, snake) {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => {
@@ -137,14 +137,14 @@ fn list<T>(o: &Map<String, Value>, camel: &str, snake: &str, f: impl Fn(&Value) 
     }
 }
 
-fn opt<T>(o: &Map<String, Value>, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<Option<T>> {
+fn opt<T>(o: &Map, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<Option<T>> {
     match field(o, camel, snake) {
         None => Ok(None),
         Some(v) => f(v).map(Some).at(camel),
     }
 }
 
-fn string(o: &Map<String, Value>, camel: &str, snake: &str) -> R<String> {
+fn string(o: &Map, camel: &str, snake: &str) -> R<String> {
     match field(o, camel, snake) {
         None => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -152,7 +152,7 @@ fn string(o: &Map<String, Value>, camel: &str, snake: &str) -> R<String> {
     }
 }
 
-fn boolean(o: &Map<String, Value>, camel: &str, snake: &str) -> R<bool> {
+fn boolean(o: &Map, camel: &str, snake: &str) -> R<bool> {
     match field(o, camel, snake) {
         None => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -200,34 +200,34 @@ fn parse_f64(v: &Value) -> R<f64> {
     }
 }
 
-fn u64_field(o: &Map<String, Value>, camel: &str, snake: &str) -> R<u64> {
+fn u64_field(o: &Map, camel: &str, snake: &str) -> R<u64> {
     field(o, camel, snake).map_or(Ok(0), |v| parse_u64(v).at(camel))
 }
 
-fn i64_field(o: &Map<String, Value>, camel: &str, snake: &str) -> R<i64> {
+fn i64_field(o: &Map, camel: &str, snake: &str) -> R<i64> {
     field(o, camel, snake).map_or(Ok(0), |v| parse_i64(v).at(camel))
 }
 
-fn u32_field(o: &Map<String, Value>, camel: &str, snake: &str) -> R<u32> {
+fn u32_field(o: &Map, camel: &str, snake: &str) -> R<u32> {
     let v = u64_field(o, camel, snake)?;
     u32::try_from(v).map_err(|_| JsonError::new(format!("{v} does not fit in 32 bits")).at(camel))
 }
 
-fn i32_field(o: &Map<String, Value>, camel: &str, snake: &str) -> R<i32> {
+fn i32_field(o: &Map, camel: &str, snake: &str) -> R<i32> {
     let v = i64_field(o, camel, snake)?;
     i32::try_from(v).map_err(|_| JsonError::new(format!("{v} does not fit in 32 bits")).at(camel))
 }
 
-fn f64_field(o: &Map<String, Value>, camel: &str, snake: &str) -> R<f64> {
+fn f64_field(o: &Map, camel: &str, snake: &str) -> R<f64> {
     field(o, camel, snake).map_or(Ok(0.0), |v| parse_f64(v).at(camel))
 }
 
-fn opt_f64_field(o: &Map<String, Value>, camel: &str, snake: &str) -> R<Option<f64>> {
+fn opt_f64_field(o: &Map, camel: &str, snake: &str) -> R<Option<f64>> {
     opt(o, camel, snake, parse_f64)
 }
 
 /// An enum given as an integer or by its name (`names[i]` is the name of value `i`).
-fn enum_field(o: &Map<String, Value>, camel: &str, snake: &str, names: &[&str]) -> R<i32> {
+fn enum_field(o: &Map, camel: &str, snake: &str, names: &[&str]) -> R<i32> {
     match field(o, camel, snake) {
         None => Ok(0),
         Some(Value::String(s)) if s.parse::<i64>().is_err() => {
@@ -243,7 +243,7 @@ fn enum_field(o: &Map<String, Value>, camel: &str, snake: &str, names: &[&str]) 
     }
 }
 
-fn hex_id(o: &Map<String, Value>, camel: &str, snake: &str, len: usize) -> R<Vec<u8>> {
+fn hex_id(o: &Map, camel: &str, snake: &str, len: usize) -> R<Vec<u8>> {
     match field(o, camel, snake) {
         None => Ok(Vec::new()),
         Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
@@ -580,7 +580,7 @@ fn number_point(v: &Value) -> R<NumberDataPoint> {
     })
 }
 
-fn u64_list(o: &Map<String, Value>, camel: &str, snake: &str) -> R<Vec<u64>> {
+fn u64_list(o: &Map, camel: &str, snake: &str) -> R<Vec<u64>> {
     list(o, camel, snake, parse_u64)
 }
 

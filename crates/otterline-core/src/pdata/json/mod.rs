@@ -14,8 +14,9 @@
 
 mod decode;
 mod encode;
+mod value;
 
-pub use decode::{decode, decode_any_value, decode_entity_refs, decode_value, JsonError};
+pub use decode::{decode, decode_any_value, decode_entity_refs, JsonError};
 pub use encode::{encode, encode_any_value, encode_entity_refs, encode_into, encode_partial_success};
 
 #[cfg(test)]
