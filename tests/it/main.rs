@@ -26,3 +26,4 @@ mod lifecycle;
 mod parquet_archive;
 mod sdk_python;
 mod sdk_rust;
+mod tls_auth;

@@ -1,6 +1,11 @@
 """Sends spans, logs and metrics to Otterline with the OpenTelemetry Python SDK.
 
-Usage: send_otel.py --protocol grpc|http --endpoint URL --service NAME [--spans N] [--logs N]
+Usage: send_otel.py --protocol grpc|http --endpoint URL --service NAME [--spans N] [--logs N] [--tls]
+
+With --tls the gRPC exporters use a secure channel; certificates (CA, client certificate and
+key for mutual TLS) and headers (a bearer token) come from the SDK's standard environment:
+OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+OTEL_EXPORTER_OTLP_CLIENT_KEY, OTEL_EXPORTER_OTLP_HEADERS (the HTTP exporters read them always).
 
 Exits non-zero if any export did not succeed. Prints a JSON summary of what was sent.
 """
@@ -39,25 +44,37 @@ class Checked:
         return result
 
 
-def exporters(protocol, endpoint):
+def exporters(protocol, endpoint, tls=False):
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         return (
-            OTLPSpanExporter(endpoint=endpoint, insecure=True),
-            OTLPLogExporter(endpoint=endpoint, insecure=True),
-            OTLPMetricExporter(endpoint=endpoint, insecure=True),
+            OTLPSpanExporter(endpoint=endpoint, insecure=not tls),
+            OTLPLogExporter(endpoint=endpoint, insecure=not tls),
+            OTLPMetricExporter(endpoint=endpoint, insecure=not tls),
         )
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    kw = {}
+    if tls:
+        import os
+
+        # Passed explicitly: not every SDK version reads these variables for OTLP/HTTP.
+        for arg, var in [
+            ("certificate_file", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            ("client_certificate_file", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+            ("client_key_file", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        ]:
+            if os.environ.get(var):
+                kw[arg] = os.environ[var]
     return (
-        OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"),
-        OTLPLogExporter(endpoint=f"{endpoint}/v1/logs"),
-        OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics"),
+        OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", **kw),
+        OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", **kw),
+        OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", **kw),
     )
 
 
@@ -68,10 +85,11 @@ def main():
     ap.add_argument("--service", required=True)
     ap.add_argument("--spans", type=int, default=10)
     ap.add_argument("--logs", type=int, default=3)
+    ap.add_argument("--tls", action="store_true")
     args = ap.parse_args()
 
     resource = Resource.create({"service.name": args.service, "deployment.environment": "test"})
-    span_exp, log_exp, metric_exp = exporters(args.protocol, args.endpoint)
+    span_exp, log_exp, metric_exp = exporters(args.protocol, args.endpoint, args.tls)
 
     tp = TracerProvider(resource=resource)
     tp.add_span_processor(BatchSpanProcessor(Checked(span_exp)))

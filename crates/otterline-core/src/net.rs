@@ -22,6 +22,17 @@ pub fn parse_endpoint(text: &str) -> Result<String, String> {
 }
 
 pub async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener, ComponentError> {
+    bind_secured(endpoint, what, false, false).await
+}
+
+/// [`bind`] for a listener that may have TLS and authentication: the warning about a
+/// listener beyond loopback names what it lacks, and there is none when it has both.
+pub async fn bind_secured(
+    endpoint: &str,
+    what: &str,
+    tls: bool,
+    auth: bool,
+) -> Result<tokio::net::TcpListener, ComponentError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(endpoint)
         .await
         .map_err(|e| ComponentError::new(format!("cannot resolve {what} endpoint {endpoint}: {e}")))?
@@ -30,7 +41,7 @@ pub async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener,
     for addr in addrs {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
-                if let Some(w) = exposure_warning(addr, what) {
+                if let Some(w) = exposure_warning(addr, what, tls, auth) {
                     tracing::warn!(endpoint = %addr, "{w}");
                 }
                 return Ok(l);
@@ -41,11 +52,17 @@ pub async fn bind(endpoint: &str, what: &str) -> Result<tokio::net::TcpListener,
     Err(ComponentError::new(last.unwrap_or_else(|| format!("{what} endpoint {endpoint} resolved to no address"))))
 }
 
-/// What to say about a listener bound beyond loopback: no listener has TLS or
-/// authentication yet, so binding wider exposes it to whoever can reach the address.
-pub fn exposure_warning(addr: SocketAddr, what: &str) -> Option<String> {
+/// What to say about a listener bound beyond loopback without both TLS and authentication:
+/// whoever can reach the address can use it (or read what is sent to it).
+pub fn exposure_warning(addr: SocketAddr, what: &str, tls: bool, auth: bool) -> Option<String> {
+    let missing = match (tls, auth) {
+        (true, true) => return None,
+        (false, false) => "TLS or authentication",
+        (false, true) => "TLS (the token and the data cross the network in clear)",
+        (true, false) => "authentication (anyone who can reach it can send data)",
+    };
     (!addr.ip().is_loopback()).then(|| {
-        format!("{what} listens beyond loopback without TLS or authentication: anyone who can reach {addr} can use it; keep it on 127.0.0.1, or put it behind a proxy or firewall that authenticates")
+        format!("{what} listens beyond loopback without {missing}: anyone who can reach {addr} can use it; keep it on 127.0.0.1, configure `tls` and `auth`, or put it behind a proxy or firewall that authenticates")
     })
 }
 
@@ -78,12 +95,15 @@ mod tests {
     #[test]
     fn listeners_beyond_loopback_are_warned_about() {
         for a in ["127.0.0.1:4317", "[::1]:4317"] {
-            assert_eq!(exposure_warning(a.parse().unwrap(), "OTLP/gRPC"), None, "{a}");
+            assert_eq!(exposure_warning(a.parse().unwrap(), "OTLP/gRPC", false, false), None, "{a}");
         }
         for a in ["0.0.0.0:4317", "10.1.2.3:13134", "[::]:8888"] {
-            let w = exposure_warning(a.parse().unwrap(), "dashboard").unwrap();
+            let w = exposure_warning(a.parse().unwrap(), "dashboard", false, false).unwrap();
             assert!(w.starts_with("dashboard listens beyond loopback without TLS or authentication"), "{w}");
         }
+        assert_eq!(exposure_warning("0.0.0.0:4317".parse().unwrap(), "OTLP/gRPC", true, true), None);
+        let w = exposure_warning("0.0.0.0:4317".parse().unwrap(), "OTLP/gRPC", true, false).unwrap();
+        assert!(w.contains("without authentication"), "{w}");
     }
 
     #[test]

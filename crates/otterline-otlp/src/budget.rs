@@ -17,10 +17,6 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 pub const PROTOBUF_FACTOR: usize = 16;
 pub const JSON_FACTOR: usize = 12;
 
-/// Refused requests up to this size are decoded to count their items; larger ones are not
-/// decoded at all (a refusal must not cost what an acceptance would).
-pub const COUNT_REFUSED_BELOW: usize = 64 * 1024;
-
 /// The retryable refusal when the budget stays in use.
 pub const BUSY: &str =
     "the memory for decoding requests (decode_memory_mib) is in use by other large requests; retry shortly";
@@ -45,6 +41,12 @@ impl DecodeBudget {
     }
 
     /// Reserves what decoding `len` bytes may take; `None` when it is not free within [`WAIT`].
+    /// Reserves without waiting (for work that may be skipped, such as counting the items of
+    /// a refused request).
+    pub fn try_reserve(&self, len: usize, factor: usize) -> Option<SemaphorePermit<'_>> {
+        self.sem.try_acquire_many(self.need_kib(len, factor)).ok()
+    }
+
     pub async fn reserve(&self, len: usize, factor: usize) -> Option<SemaphorePermit<'_>> {
         self.reserve_within(len, factor, WAIT).await
     }

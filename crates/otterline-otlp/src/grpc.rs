@@ -58,16 +58,17 @@ impl Handler {
         let slots = match self.output.reserve(E::SIGNAL).await {
             Ok(slots) => slots,
             Err(r) => {
-                // A small request is decoded to count what is refused (or to say it is
-                // malformed: not worth a retry); a large one is not decoded at all.
-                if bytes.len() <= crate::budget::COUNT_REFUSED_BELOW {
+                // Decoded to count what is refused (or to say it is malformed: not worth a
+                // retry) only when the decode budget has room at once: a refusal must not
+                // cost memory that accepted requests need.
+                if let Some(_memory) = self.budget.try_reserve(bytes.len(), 1 + crate::budget::PROTOBUF_FACTOR) {
                     let items = decode(&bytes)?.item_count() as u64;
                     self.output.count_refused(E::SIGNAL, items);
                 }
                 return Err(refusal_status(&self.receiver, r));
             }
         };
-        let Some(_memory) = self.budget.reserve(bytes.len(), crate::budget::PROTOBUF_FACTOR).await else {
+        let Some(_memory) = self.budget.reserve(bytes.len(), 1 + crate::budget::PROTOBUF_FACTOR).await else {
             return Err(Status::with_error_details(
                 Code::Unavailable,
                 format!("{}: {}", self.receiver, crate::budget::BUSY),
@@ -207,12 +208,18 @@ impl<E: Export> Decoder for SliceCodec<E> {
 struct ExportServer<E> {
     handler: Arc<Handler>,
     max_decoding: usize,
+    token: Option<Arc<crate::security::Token>>,
     _export: PhantomData<fn() -> E>,
 }
 
 impl<E> Clone for ExportServer<E> {
     fn clone(&self) -> Self {
-        ExportServer { handler: self.handler.clone(), max_decoding: self.max_decoding, _export: PhantomData }
+        ExportServer {
+            handler: self.handler.clone(),
+            max_decoding: self.max_decoding,
+            token: self.token.clone(),
+            _export: PhantomData,
+        }
     }
 }
 
@@ -253,6 +260,11 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if self.token.as_ref().is_some_and(|t| !t.allows(req.headers())) {
+            let status =
+                Status::unauthenticated("missing or wrong bearer token (send `authorization: Bearer <token>`)");
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         if !is_export::<E>(req.uri().path()) {
             let status = Status::unimplemented(format!("{} has no method {}", E::NAME, req.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
@@ -293,22 +305,33 @@ pub(crate) fn serve(
     output: Output,
     receiver: String,
     budget: Arc<crate::budget::DecodeBudget>,
+    security: crate::security::Security,
     shutdown: CancellationToken,
-) -> Task {
+) -> Result<Task, ComponentError> {
     let handler = Arc::new(Handler { output, receiver, budget });
     let max_decoding = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
-    fn server<E>(handler: &Arc<Handler>, max_decoding: usize) -> ExportServer<E> {
-        ExportServer { handler: handler.clone(), max_decoding, _export: PhantomData }
+    let token = &security.token;
+    fn export<E>(h: &Arc<Handler>, max: usize, token: &Option<Arc<crate::security::Token>>) -> ExportServer<E> {
+        ExportServer { handler: h.clone(), max_decoding: max, token: token.clone(), _export: PhantomData }
     }
-    let router = tonic::transport::Server::builder()
-        .add_service(server::<Traces>(&handler, max_decoding))
-        .add_service(server::<Metrics>(&handler, max_decoding))
-        .add_service(server::<Logs>(&handler, max_decoding));
-    Box::pin(async move {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        let mut t = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            t = t.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(t).map_err(|e| ComponentError::new(format!("OTLP/gRPC TLS: {e}")))?;
+    }
+    let router = builder
+        .add_service(export::<Traces>(&handler, max_decoding, token))
+        .add_service(export::<Metrics>(&handler, max_decoding, token))
+        .add_service(export::<Logs>(&handler, max_decoding, token));
+    Ok(Box::pin(async move {
         let server =
             router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
         otterline_core::net::serve_with_grace(server, shutdown, "OTLP/gRPC")
             .await
             .map_err(|e| ComponentError::new(format!("OTLP/gRPC server failed: {e}")))
-    })
+    }))
 }

@@ -52,6 +52,7 @@ struct Shared {
     receiver: String,
     limit: usize,
     budget: Arc<crate::budget::DecodeBudget>,
+    token: Option<Arc<crate::security::Token>>,
 }
 
 pub(crate) fn serve(
@@ -60,9 +61,11 @@ pub(crate) fn serve(
     output: Output,
     receiver: String,
     budget: Arc<crate::budget::DecodeBudget>,
+    security: crate::security::Security,
     shutdown: CancellationToken,
-) -> Task {
-    let shared = Arc::new(Shared { output, receiver, limit: cfg.max_request_body_size.0 as usize, budget });
+) -> Result<Task, ComponentError> {
+    let token = security.token.clone();
+    let shared = Arc::new(Shared { output, receiver, limit: cfg.max_request_body_size.0 as usize, budget, token });
     let app = Router::new()
         .route(&cfg.traces_url_path, post(|s, h, b| handle(s, h, b, Signal::Traces)))
         .route(&cfg.metrics_url_path, post(|s, h, b| handle(s, h, b, Signal::Metrics)))
@@ -75,18 +78,88 @@ pub(crate) fn serve(
             )
         })
         .with_state(shared);
-    Box::pin(async move {
+    if let Some(tls) = &security.tls {
+        let cfg = tls.rustls().map_err(|e| ComponentError::new(format!("OTLP/HTTP TLS: {e}")))?;
+        return Ok(Box::pin(serve_tls(listener, app, tokio_rustls::TlsAcceptor::from(Arc::new(cfg)), shutdown)));
+    }
+    Ok(Box::pin(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         otterline_core::net::serve_with_grace(server.into_future(), shutdown, "OTLP/HTTP")
             .await
             .map_err(|e| ComponentError::new(format!("OTLP/HTTP server failed: {e}")))
+    }))
+}
+
+/// The HTTPS accept loop: a TLS handshake (with the client certificate check for mutual
+/// TLS) per connection, then HTTP/1.1 or HTTP/2 as negotiated by ALPN. At shutdown it stops
+/// accepting, and connections still open after `CONNECTION_GRACE` are closed (their
+/// requests were not acknowledged, so clients retry them).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shutdown: CancellationToken,
+) -> Result<(), ComponentError> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "OTLP/HTTP: accepting a connection failed");
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "OTLP/HTTP: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder = Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(otterline_core::net::CONNECTION_GRACE, conn).await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow.
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(otterline_core::net::CONNECTION_GRACE, async {
+        while conns.join_next().await.is_some() {}
     })
+    .await;
+    conns.abort_all();
+    Ok(())
 }
 
 /// A request that went wrong: status and message.
 struct Reject(StatusCode, String);
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
+    if shared.token.as_ref().is_some_and(|t| !t.allows(&headers)) {
+        let mut resp = error_response(
+            Encoding::Json,
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (send `Authorization: Bearer <token>`)".into(),
+        );
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
     let encoding = match media_type(&headers) {
         Ok(e) => e,
         Err(msg) => return error_response(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, msg),
@@ -158,9 +231,11 @@ async fn receive(
     let slots = match shared.output.reserve(signal).await {
         Ok(slots) => slots,
         Err(r) => {
-            // A small request is decoded to count what is refused (or to answer 400: not
-            // worth a retry); a large one is not decoded at all.
-            if bytes.len() <= crate::budget::COUNT_REFUSED_BELOW {
+            // Decoded to count what is refused (or to answer 400: not worth a retry) only
+            // when the decode budget has room at once (the reservation made for an
+            // uncompressed body is already held).
+            let room = if memory.is_some() { None } else { shared.budget.try_reserve(bytes.len(), factor) };
+            if memory.is_some() || room.is_some() {
                 let items = decode(&bytes)?.item_count() as u64;
                 shared.output.count_refused(signal, items);
             }

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod decode;
 mod grpc;
 mod http;
+pub mod security;
 mod validate;
 
 use async_trait::async_trait;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Deserializer};
 
 use otterline_core::component::{BuildContext, ComponentError, Receiver, ReceiverContext, ReceiverFactory, Task};
 use otterline_core::config::ConfigError;
-use otterline_core::net::{bind, parse_endpoint};
+use otterline_core::net::{bind_secured, parse_endpoint};
 use otterline_core::units::ByteSize;
 use otterline_core::SignalSet;
 
@@ -63,11 +64,15 @@ pub struct GrpcConfig {
     pub endpoint: String,
     /// Largest accepted message after decompression, in MiB (Collector default: 4).
     pub max_recv_msg_size_mib: u64,
+    /// TLS (and mutual TLS with `client_ca_file`), the Collector's keys.
+    pub tls: Option<security::TlsConfig>,
+    /// A bearer token every request must carry.
+    pub auth: Option<security::AuthConfig>,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig { endpoint: "127.0.0.1:4317".into(), max_recv_msg_size_mib: 4 }
+        GrpcConfig { endpoint: "127.0.0.1:4317".into(), max_recv_msg_size_mib: 4, tls: None, auth: None }
     }
 }
 
@@ -81,6 +86,10 @@ pub struct HttpConfig {
     pub traces_url_path: String,
     pub metrics_url_path: String,
     pub logs_url_path: String,
+    /// TLS (and mutual TLS with `client_ca_file`), the Collector's keys.
+    pub tls: Option<security::TlsConfig>,
+    /// A bearer token every request must carry.
+    pub auth: Option<security::AuthConfig>,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +100,8 @@ impl Default for HttpConfig {
             traces_url_path: "/v1/traces".into(),
             metrics_url_path: "/v1/metrics".into(),
             logs_url_path: "/v1/logs".into(),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -142,12 +153,32 @@ impl ReceiverFactory for OtlpReceiverFactory {
                 }
             }
         }
-        Ok(Box::new(OtlpReceiver { cfg }))
+        let security = |proto: &str, tls: &Option<security::TlsConfig>, auth: &Option<security::AuthConfig>| {
+            Ok::<_, ConfigError>(security::Security {
+                tls: tls.as_ref().map(|t| t.load()).transpose().map_err(|(k, m)| err(proto, &format!("tls.{k}"), m))?,
+                token: auth
+                    .as_ref()
+                    .map(|a| a.load().map(std::sync::Arc::new))
+                    .transpose()
+                    .map_err(|(k, m)| err(proto, &format!("auth.{k}"), m))?,
+            })
+        };
+        let grpc_security = match &cfg.protocols.grpc {
+            Some(g) => security("grpc", &g.tls, &g.auth)?,
+            None => Default::default(),
+        };
+        let http_security = match &cfg.protocols.http {
+            Some(h) => security("http", &h.tls, &h.auth)?,
+            None => Default::default(),
+        };
+        Ok(Box::new(OtlpReceiver { cfg, grpc_security, http_security }))
     }
 }
 
 struct OtlpReceiver {
     cfg: OtlpConfig,
+    grpc_security: security::Security,
+    http_security: security::Security,
 }
 
 #[async_trait]
@@ -157,28 +188,32 @@ impl Receiver for OtlpReceiver {
         let name = ctx.id.to_string();
         let budget = std::sync::Arc::new(budget::DecodeBudget::new(self.cfg.decode_memory_mib));
         if let Some(g) = &self.cfg.protocols.grpc {
-            let listener = bind(&g.endpoint, "OTLP/gRPC").await?;
-            tracing::info!(receiver = %name, endpoint = %local(&listener), "OTLP/gRPC listening");
+            let sec = &self.grpc_security;
+            let listener = bind_secured(&g.endpoint, "OTLP/gRPC", sec.tls.is_some(), sec.token.is_some()).await?;
+            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()), auth = sec.token.is_some(), "OTLP/gRPC listening");
             tasks.push(grpc::serve(
                 listener,
                 g.clone(),
                 ctx.output.clone(),
                 name.clone(),
                 budget.clone(),
+                self.grpc_security.clone(),
                 ctx.shutdown.clone(),
-            ));
+            )?);
         }
         if let Some(h) = &self.cfg.protocols.http {
-            let listener = bind(&h.endpoint, "OTLP/HTTP").await?;
-            tracing::info!(receiver = %name, endpoint = %local(&listener), "OTLP/HTTP listening");
+            let sec = &self.http_security;
+            let listener = bind_secured(&h.endpoint, "OTLP/HTTP", sec.tls.is_some(), sec.token.is_some()).await?;
+            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()), auth = sec.token.is_some(), "OTLP/HTTP listening");
             tasks.push(http::serve(
                 listener,
                 h.clone(),
                 ctx.output.clone(),
                 name.clone(),
                 budget.clone(),
+                self.http_security.clone(),
                 ctx.shutdown.clone(),
-            ));
+            )?);
         }
         Ok(Box::pin(async move {
             let results = futures::future::join_all(tasks).await;

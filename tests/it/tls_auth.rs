@@ -1,0 +1,146 @@
+//! TLS, mutual TLS and bearer tokens on the OTLP receiver, with the Python SDK as the
+//! client (certificates made by the test) and raw Rust clients for what must be refused.
+
+use crate::common;
+
+use std::process::Command;
+
+use common::upstream::make_pki;
+use common::Instance;
+
+/// Writes the PKI's files into `dir` and returns the receiver config with TLS and a token
+/// on both protocols (`client_ca_file` when `mtls`).
+fn config(dir: &std::path::Path, mtls: bool) -> String {
+    let pki = make_pki();
+    for (name, pem) in [
+        ("ca.pem", &pki.ca_pem),
+        ("server.pem", &pki.server_cert),
+        ("server.key", &pki.server_key),
+        ("client.pem", &pki.client_cert),
+        ("client.key", &pki.client_key),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    std::fs::write(dir.join("token"), "s3cret-token\n").unwrap();
+    let d = dir.display();
+    let ca = if mtls { format!(", client_ca_file: \"{d}/ca.pem\"") } else { String::new() };
+    let tls = format!("{{cert_file: \"{d}/server.pem\", key_file: \"{d}/server.key\"{ca}}}");
+    let auth = format!("{{bearer_token_file: \"{d}/token\"}}");
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{{{{GRPC}}}}", tls: {tls}, auth: {auth}}}
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}", tls: {tls}, auth: {auth}}}
+exporters:
+  json: {{path: "{{{{DIR}}}}/json", flush_interval: 100ms}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [json]}}
+    logs: {{receivers: [otlp], exporters: [json]}}
+    metrics: {{receivers: [otlp], exporters: [json]}}
+"#
+    )
+}
+
+/// The Python SDK over `protocol` with the CA (and client certificate) from the SDK's
+/// standard environment; `token` as `OTEL_EXPORTER_OTLP_HEADERS`.
+fn python(inst: &Instance, certs: &std::path::Path, protocol: &str, token: &str, client_cert: bool) -> (bool, String) {
+    let port = if protocol == "grpc" { inst.grpc } else { inst.http };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_otel.py");
+    let mut cmd = Command::new(common::python());
+    cmd.args([script, "--protocol", protocol, "--endpoint", &format!("https://localhost:{port}"), "--tls"])
+        .args(["--service", &format!("tls-{protocol}"), "--spans", "7", "--logs", "1"])
+        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", certs.join("ca.pem"))
+        .env("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{token}"))
+        .env("OTEL_BSP_EXPORT_TIMEOUT", "2000")
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+        // `requests` lets these override a session's own CA file (the SDK's certificate).
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE");
+    if client_cert {
+        cmd.env("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", certs.join("client.pem"))
+            .env("OTEL_EXPORTER_OTLP_CLIENT_KEY", certs.join("client.key"));
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let ok = out.status.success() && text.contains("\"failures\": []");
+    (ok, text)
+}
+
+#[test]
+fn mutual_tls_and_a_bearer_token_over_grpc_and_http_with_the_python_sdk() {
+    let certs = tempfile::tempdir().unwrap();
+    let mut inst = Instance::start(&config(certs.path(), true));
+    for protocol in ["grpc", "http"] {
+        let (ok, out) = python(&inst, certs.path(), protocol, "s3cret-token", true);
+        assert!(ok, "{protocol}: {out}");
+        // A wrong token is refused; so is a client without a certificate.
+        let (ok, out) = python(&inst, certs.path(), protocol, "wrong", true);
+        assert!(!ok, "{protocol} with a wrong token was accepted: {out}");
+        let (ok, out) = python(&inst, certs.path(), protocol, "s3cret-token", false);
+        assert!(!ok, "{protocol} without a client certificate was accepted: {out}");
+    }
+    let log = inst.stderr();
+    assert!(log.contains("OTLP/gRPC listening") && log.contains("tls=true mtls=true auth=true"), "{log}");
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let spans = inst.spans();
+    assert_eq!(spans.len(), 14, "7 spans per protocol, only from the authorised runs");
+}
+
+#[test]
+fn tls_with_a_token_refuses_plain_text_and_missing_tokens() {
+    common::crypto();
+    let certs = tempfile::tempdir().unwrap();
+    let mut inst = Instance::start(&config(certs.path(), false));
+    let ca = std::fs::read(certs.path().join("ca.pem")).unwrap();
+    let client = |token: Option<&str>| {
+        let mut b = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap()
+            .post(format!("https://localhost:{}/v1/traces", inst.http))
+            .header("Content-Type", "application/json")
+            .body(r#"{"resourceSpans":[]}"#);
+        if let Some(t) = token {
+            b = b.header("Authorization", format!("Bearer {t}"));
+        }
+        b.send()
+    };
+    assert_eq!(client(Some("s3cret-token")).unwrap().status().as_u16(), 200);
+    let r = client(None).unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers().get("www-authenticate").unwrap(), "Bearer");
+    assert_eq!(client(Some("s3cret")).unwrap().status().as_u16(), 401);
+    // Plain HTTP to the TLS port gets no OTLP answer.
+    let plain = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send();
+    assert!(plain.is_err() || plain.unwrap().status().as_u16() != 200);
+    // gRPC without the token: UNAUTHENTICATED.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
+            .domain_name("localhost");
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", inst.grpc))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut c = TraceServiceClient::new(channel);
+        let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
+        let err = c.export(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    });
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+}
