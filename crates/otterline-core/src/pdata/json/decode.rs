@@ -84,7 +84,7 @@ impl<T> AtExt<T> for R<T> {
 
 /// Decodes an OTLP/JSON export request of `signal`.
 pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Batch, JsonError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    let value = super::value::parse(bytes).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
     decode_value(signal, &value)
 }
 
@@ -668,12 +668,12 @@ fn exemplar_json(v: &Value) -> R<Exemplar> {
 
 /// Parses one OTLP/JSON `AnyValue`.
 pub fn decode_any_value(text: &str) -> Result<AnyValue, JsonError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    let value = super::value::parse(text.as_bytes()).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
     any_value(&value)
 }
 
 /// Parses what [`super::encode_entity_refs`] wrote.
 pub fn decode_entity_refs(text: &str) -> Result<Vec<EntityRef>, JsonError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
+    let value = super::value::parse(text.as_bytes()).map_err(|e| JsonError::new(format!("invalid JSON: {e}")))?;
     Ok(resource(&value)?.entity_refs)
 }

@@ -37,6 +37,54 @@ mod tests {
         Batch, ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, Signal,
     };
 
+    /// A traces batch with one attribute nested `depth` arrays (and kvlists) deep.
+    fn nested(depth: usize) -> Batch {
+        let mut v = AnyValue { value: Some(any_value::Value::IntValue(7)) };
+        for d in 0..depth {
+            v = AnyValue {
+                value: Some(if d % 2 == 0 {
+                    any_value::Value::ArrayValue(ArrayValue { values: vec![v] })
+                } else {
+                    any_value::Value::KvlistValue(KeyValueList {
+                        values: vec![KeyValue { key: "k".into(), value: Some(v), ..Default::default() }],
+                    })
+                }),
+            };
+        }
+        Batch::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        attributes: vec![KeyValue { key: "deep".into(), value: Some(v), ..Default::default() }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    /// Whatever nesting protobuf's decoder accepts, OTLP/JSON reads back too (it used to stop
+    /// at 39 levels of arrays and 29 of kvlists, so the JSON exporter wrote unreadable lines).
+    #[test]
+    fn json_reads_back_every_depth_protobuf_accepts() {
+        use prost::Message as _;
+        let mut deepest = 0;
+        for depth in 0..200 {
+            let b = nested(depth);
+            let Batch::Traces(r) = &b else { unreachable!() };
+            if Batch::decode_protobuf(Signal::Traces, &r.encode_to_vec()).is_err() {
+                break;
+            }
+            deepest = depth;
+            assert_eq!(decode(Signal::Traces, encode(&b).as_bytes()).unwrap(), b, "depth {depth}");
+        }
+        assert!(deepest >= 35, "protobuf accepted only {deepest} levels");
+    }
+
     #[test]
     fn escape_scan_agrees_with_the_byte_test_at_every_position() {
         for len in 0..24 {

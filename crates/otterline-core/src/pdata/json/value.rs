@@ -5,11 +5,30 @@
 //! attribute values grew to 800 MB while decoding. OTLP/JSON objects have a handful of
 //! keys, so here an object is a vector of its entries, sized to what it holds (about 100
 //! bytes for that value), and a key is looked up by a short linear scan.
+//!
+//! Nesting: serde_json's own limit (128 levels) stopped OTLP/JSON at 39 levels of nested
+//! arrays, fewer than protobuf accepts, so the JSON exporter could write lines it could not
+//! read back. [`parse`] counts the depth itself and allows [`MAX_DEPTH`] levels, more than
+//! any request protobuf's decoder accepts, and still refuses deeper input with an error
+//! instead of exhausting the stack.
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_json::Number;
+
+/// Deepest nesting of arrays and objects accepted (protobuf's decoders stop at 100 nested
+/// messages, which is at most about 200 JSON levels).
+pub const MAX_DEPTH: usize = 256;
+
+/// Parses JSON text into a [`Value`], nesting at most [`MAX_DEPTH`] levels.
+pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let v = Depth(0).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
 
 /// A parsed JSON value.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +60,27 @@ impl Map {
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        struct V;
+        Depth(0).deserialize(d)
+    }
+}
+
+/// A value at a depth: its children are one level deeper.
+#[derive(Clone, Copy)]
+struct Depth(usize);
+
+impl<'de> DeserializeSeed<'de> for Depth {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        struct V(usize);
+        impl V {
+            fn deeper<E: de::Error>(&self) -> Result<Depth, E> {
+                if self.0 >= MAX_DEPTH {
+                    return Err(E::custom(format_args!("arrays and objects nest deeper than {MAX_DEPTH} levels")));
+                }
+                Ok(Depth(self.0 + 1))
+            }
+        }
         impl<'de> Visitor<'de> for V {
             type Value = Value;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -54,7 +93,7 @@ impl<'de> Deserialize<'de> for Value {
                 Ok(Value::Null)
             }
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-                Value::deserialize(d)
+                Depth(self.0).deserialize(d)
             }
             fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
                 Ok(Value::Bool(b))
@@ -75,23 +114,26 @@ impl<'de> Deserialize<'de> for Value {
                 Ok(Value::String(s))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+                let child = self.deeper()?;
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(v) = seq.next_element()? {
+                while let Some(v) = seq.next_element_seed(child)? {
                     items.push(v);
                 }
                 items.shrink_to_fit();
                 Ok(Value::Array(items))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let child = self.deeper()?;
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some(kv) = map.next_entry::<String, Value>()? {
-                    entries.push(kv);
+                while let Some(k) = map.next_key::<String>()? {
+                    let v = map.next_value_seed(child)?;
+                    entries.push((k, v));
                 }
                 entries.shrink_to_fit();
                 Ok(Value::Object(Map(entries)))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(self.0))
     }
 }
 
@@ -110,5 +152,14 @@ mod tests {
         assert_eq!(items[2], Value::Number(Number::from_f64(3.5).unwrap()));
         assert!(items[5].is_null());
         assert!(std::mem::size_of::<Value>() <= 32);
+    }
+
+    #[test]
+    fn nesting_is_allowed_to_max_depth_and_refused_beyond_without_overflowing() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(nested(MAX_DEPTH).as_bytes()).is_ok());
+        let e = parse(nested(MAX_DEPTH + 1).as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("nest deeper than 256 levels"), "{e}");
+        assert!(parse(nested(100_000).as_bytes()).is_err());
     }
 }
