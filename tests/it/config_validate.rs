@@ -82,7 +82,7 @@ fn unknown_keys_at_every_level() {
         text,
         &[
             "6:1: exporter: unknown top-level key `exporter`; expected one of: receivers, processors, exporters, extensions, service, connectors",
-            "5:9: receivers.otlp.protocols.grpc.endpont: unknown field `endpont`, expected `endpoint` or `max_recv_msg_size_mib`",
+            "5:9: receivers.otlp.protocols.grpc.endpont: unknown field `endpont`, expected one of `endpoint`, `max_recv_msg_size_mib`, `tls`, `auth`",
             "10:5: exporters.debug.verbose: unknown field `verbose`, expected one of `verbosity`, `sampling_initial`, `sampling_thereafter`",
             "16:7: service.pipelines.traces.processor: unknown key `processor` in pipeline; expected one of: receivers, processors, exporters",
             "18:12: service.telemetry.logs.lvl: unknown field `lvl`, expected `level` or `encoding`",

@@ -1,6 +1,7 @@
 //! Benchmark support: realistic pre-encoded OTLP requests, a tonic codec that sends
 //! bytes as they are, and process CPU/memory readings from `/proc`.
 
+pub mod decode_fuzz;
 pub mod nab;
 
 use bytes::Bytes;
