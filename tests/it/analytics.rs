@@ -578,14 +578,9 @@ service:
     }
 }
 
-/// Reports carry the period's anomaly and budget alerts (the events the `anomaly`
-/// processor archives as logs), and say so when none fired.
-#[test]
-fn reports_list_the_periods_alerts_or_say_that_none_fired() {
-    common::crypto();
-    let data = tempfile::tempdir().unwrap();
-    let archive = data.path().join("archive");
-    let config = format!(
+/// OTLP/HTTP in, spans and logs into a Parquet archive at `archive`.
+fn archive_config(archive: &std::path::Path) -> String {
+    format!(
         r#"
 receivers:
   otlp:
@@ -602,7 +597,17 @@ service:
     logs: {{receivers: [otlp], exporters: [parquet]}}
 "#,
         archive.display()
-    );
+    )
+}
+
+/// Reports carry the period's anomaly and budget alerts (the events the `anomaly`
+/// processor archives as logs), and say so when none fired.
+#[test]
+fn reports_list_the_periods_alerts_or_say_that_none_fired() {
+    common::crypto();
+    let data = tempfile::tempdir().unwrap();
+    let archive = data.path().join("archive");
+    let config = archive_config(&archive);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let client = reqwest::blocking::Client::new();
     let post_json = |inst: &Instance, signal: &str, body: String| {
@@ -682,23 +687,7 @@ fn bottleneck_report_uses_self_time_not_the_parents_total() {
     common::crypto();
     let data = tempfile::tempdir().unwrap();
     let archive = data.path().join("archive");
-    let config = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
-exporters:
-  parquet: {{path: "{}"}}
-extensions:
-  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces: {{receivers: [otlp], exporters: [parquet]}}
-"#,
-        archive.display()
-    );
+    let config = archive_config(&archive);
     let mut inst = Instance::start(&config);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let ms = 1_000_000u64;
