@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::Instance;
+use common::{fill_disk, Instance, Tmpfs};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -181,38 +181,6 @@ fn sigkill_at_random_moments_loses_nothing_accepted_and_duplicates_nothing() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let temps = glob::glob(&format!("{}/**/.*.tmp", archive.display())).unwrap().count();
     assert_eq!(temps, 0, "temp files left after a clean stop");
-}
-
-/// A tmpfs mounted for the test (CI runs as root) and unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
-        assert!(ok.is_ok_and(|s| s.success()), "this test mounts a small tmpfs to fill it: run it as root (CI does)");
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Fills `dir` until about `leave` bytes are free; returns the filler's path.
-fn fill_disk(dir: &Path, leave: u64) -> std::path::PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    while f.write_all(&chunk).is_ok() {}
-    drop(f);
-    let len = std::fs::metadata(&path).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.set_len(len.saturating_sub(leave)).unwrap();
-    path
 }
 
 #[test]

@@ -453,3 +453,55 @@ fn sidecar_forwards_every_signal_to_a_gateway_otterline() {
     let metrics = common::metrics_of(&gateway.json_batches(Signal::Metrics));
     assert!(metrics.iter().any(|m| m.name == "calls"), "{metrics:?}");
 }
+
+/// The persistent sending queue on a full disk: retryable refusals, no half-written record
+/// left behind while the disk is full, and every acknowledged span delivered once space
+/// returns and the upstream is up.
+#[test]
+fn a_full_disk_under_the_persistent_queue_refuses_and_loses_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let disk = common::Tmpfs::mount(&data.path().join("disk"), "16m");
+    let port = free_port();
+    let exporter = format!(
+        r#"otlp:
+    endpoint: "127.0.0.1:{port}"
+    tls: {{insecure: true}}
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms, max_elapsed_time: 300s}}
+    sending_queue: {{num_consumers: 2, queue_size: 5000, storage: "{}"}}"#,
+        disk.0.join("queue").display()
+    );
+    let mut inst = Instance::start(&forward_config(&exporter, "otlp", ""));
+    let filler = common::fill_disk(&disk.0, 1024 * 1024);
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let (mut acked, mut refused) = (0usize, 0usize);
+    for tag in 1..=60u64 {
+        // ~100 KB a request: the 1 MiB left holds about ten.
+        let r = client
+            .post(format!("http://127.0.0.1:{}/v1/traces", inst.http))
+            .header("Content-Type", "application/x-protobuf")
+            .body(request("full", tag, 50, 2000).encode_to_vec())
+            .send()
+            .unwrap();
+        match r.status().as_u16() {
+            200 => acked += 50,
+            503 => refused += 1,
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(refused > 0, "a full disk must refuse (503)");
+    let temps: Vec<_> = std::fs::read_dir(disk.0.join("queue/otlp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "half-written records left while the disk is full: {temps:?}");
+    std::fs::remove_file(&filler).unwrap();
+    let up = Upstream::grpc(port, None, Duration::ZERO);
+    let got = up.received.wait_for(acked, Duration::from_secs(30));
+    assert_eq!(got, acked, "every acknowledged span is delivered once space returns");
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    assert_eq!(up.received.duplicates(), 0);
+    eprintln!("persistent queue, full disk: {acked} spans acknowledged and delivered, {refused} requests refused");
+}

@@ -353,16 +353,25 @@ impl Disk {
         };
         let body = record.encode_to_vec();
         let (pending, mut f) = PendingFile::create(self.path(seq, req.signal, req.items))?;
-        f.write_all(MAGIC)?;
-        f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-        f.write_all(&body)?;
-        if self.fsync {
-            pending.commit(f)?;
-        } else {
-            drop(f);
-            fs::rename(&pending.temp_path, &pending.final_path)?;
+        let temp = pending.temp_path.clone();
+        let written = (|| {
+            f.write_all(MAGIC)?;
+            f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+            f.write_all(&body)?;
+            if self.fsync {
+                pending.commit(f)?;
+            } else {
+                drop(f);
+                fs::rename(&pending.temp_path, &pending.final_path)?;
+            }
+            Ok(())
+        })();
+        if written.is_err() {
+            // A half-written record (a full disk): its space is given back now, not at the
+            // next start; the request was refused, so nothing is lost.
+            let _ = fs::remove_file(&temp);
         }
-        Ok(())
+        written
     }
 
     fn read(&self, seq: u64, signal: Signal, items: u64) -> Result<Request, String> {

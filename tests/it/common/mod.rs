@@ -409,3 +409,35 @@ pub fn replay_to_json(archive: &Path, out: &Path, extra: &[&str]) -> std::proces
         .output()
         .expect("run otterline replay")
 }
+
+/// A tmpfs mounted for the test (CI runs as root) and unmounted when dropped.
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
+        assert!(ok.is_ok_and(|s| s.success()), "this test mounts a small tmpfs to fill it: run it as root (CI does)");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills `dir` until about `leave` bytes are free; returns the filler's path.
+pub fn fill_disk(dir: &Path, leave: u64) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    drop(f);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len.saturating_sub(leave)).unwrap();
+    path
+}
