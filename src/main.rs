@@ -390,7 +390,14 @@ fn run_service(
         let metrics_stop = CancellationToken::new();
         let mut metrics_task = None;
         if let Some(address) = config.service.telemetry.metrics.resolved(default_address) {
-            match otterline_extensions::self_metrics::start(&address, health.clone(), metrics_stop.clone()).await {
+            let token = match config.service.telemetry.metrics.auth.as_ref().map(|a| a.load()).transpose() {
+                Ok(t) => t.map(Arc::new),
+                Err((key, msg)) => {
+                    tracing::error!("service.telemetry.metrics.auth.{key}: {msg}");
+                    return ExitCode::from(2);
+                }
+            };
+            match otterline_extensions::self_metrics::start(&address, health.clone(), token, metrics_stop.clone()).await {
                 Ok((local, task)) => {
                     tracing::info!(endpoint = %local, "self-metrics listening on /metrics");
                     metrics_task = Some(tokio::spawn(task));

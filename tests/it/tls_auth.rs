@@ -144,3 +144,55 @@ fn tls_with_a_token_refuses_plain_text_and_missing_tokens() {
     });
     assert!(inst.terminate().success(), "{}", inst.stderr());
 }
+
+/// The dashboard (page, API, event stream), a health endpoint and `/metrics` behind their
+/// bearer tokens: 401 without, 200 with the header, and the page and its stream with
+/// `?token=`.
+#[test]
+fn dashboard_health_and_self_metrics_require_their_token() {
+    let health2 = common::free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}"}}
+exporters:
+  nop: {{}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+  health_check/secured: {{endpoint: "127.0.0.1:{health2}", auth: {{bearer_token: "h-token"}}}}
+  dashboard: {{endpoint: "127.0.0.1:{{{{DASHBOARD}}}}", auth: {{bearer_token: "d token"}}}}
+service:
+  extensions: [health_check, health_check/secured, dashboard]
+  telemetry:
+    metrics: {{auth: {{bearer_token: "m-token"}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [nop]}}
+"#
+    );
+    let mut inst = Instance::start(&config);
+    let get = |port: u16, path: &str, token: Option<&str>| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        head.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0)
+    };
+    let d = inst.dashboard;
+    assert_eq!(get(d, "/api/summary", None), 401);
+    assert_eq!(get(d, "/api/summary", Some("wrong")), 401);
+    assert_eq!(get(d, "/api/summary", Some("d token")), 200);
+    assert_eq!(get(d, "/", None), 401);
+    assert_eq!(get(d, "/?token=d%20token", None), 200);
+    assert_eq!(get(d, "/api/stream?token=d+token", None), 200);
+    assert_eq!(get(health2, "/", None), 401);
+    assert_eq!(get(health2, "/", Some("h-token")), 200);
+    assert_eq!(get(inst.metrics, "/metrics", None), 401);
+    assert_eq!(get(inst.metrics, "/metrics", Some("m-token")), 200);
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+}

@@ -52,6 +52,25 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 type Params = Query<Vec<(String, String)>>;
 
+/// Lets a request through only with the dashboard's bearer token (header, or `token=` in
+/// the query string for the page and its event stream).
+pub async fn require_token(
+    State(token): State<Arc<otterline_core::auth::Token>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if token.allows(authorization, req.uri().query()) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "the dashboard needs its token: `Authorization: Bearer <token>`, or open /?token=<token>",
+    )
+        .into_response()
+}
+
 fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }

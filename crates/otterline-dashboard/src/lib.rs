@@ -37,7 +37,7 @@ use serde::Deserialize;
 use otterline_core::component::{BuildContext, ComponentError, Extension, ExtensionContext, ExtensionFactory, Task};
 use otterline_core::config::ConfigError;
 use otterline_core::health::HealthRegistry;
-use otterline_core::net::{bind, parse_endpoint};
+use otterline_core::net::{bind_secured, parse_endpoint};
 use otterline_core::{Signal, SignalSet};
 
 use store::{Limits, Store};
@@ -68,6 +68,9 @@ pub struct DashboardConfig {
     pub pipelines: Vec<String>,
     /// Batches waiting for the dashboard before it skips (and counts) new ones.
     pub tap_capacity: usize,
+    /// A bearer token the page and the API require (`otterline_core::auth`); the page can be
+    /// opened as `/?token=…`.
+    pub auth: Option<otterline_core::auth::AuthConfig>,
 }
 
 impl Default for DashboardConfig {
@@ -83,6 +86,7 @@ impl Default for DashboardConfig {
             events: 500,
             pipelines: Vec::new(),
             tap_capacity: 1024,
+            auth: None,
         }
     }
 }
@@ -144,12 +148,17 @@ impl ExtensionFactory for DashboardFactory {
         if cfg.tap_capacity == 0 {
             return Err(ctx.error("tap_capacity", "tap_capacity must be at least 1"));
         }
-        Ok(Box::new(Dashboard { cfg }))
+        let token = match &cfg.auth {
+            Some(a) => Some(Arc::new(a.load().map_err(|(k, m)| ctx.error(&format!("auth.{k}"), m))?)),
+            None => None,
+        };
+        Ok(Box::new(Dashboard { cfg, token }))
     }
 }
 
 struct Dashboard {
     cfg: DashboardConfig,
+    token: Option<Arc<otterline_core::auth::Token>>,
 }
 
 /// What the handlers share.
@@ -175,7 +184,7 @@ pub fn now_ns() -> u64 {
 #[async_trait]
 impl Extension for Dashboard {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> Result<Task, ComponentError> {
-        let listener = bind(&self.cfg.endpoint, "dashboard").await?;
+        let listener = bind_secured(&self.cfg.endpoint, "dashboard", false, self.token.is_some()).await?;
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(endpoint = %addr, "dashboard listening: http://{addr}/");
         // Spans too: the window in progress is counted live (see `store`).
@@ -213,6 +222,10 @@ impl Extension for Dashboard {
             });
         }
         let app = api::router(shared.clone());
+        let app = match self.token.clone() {
+            Some(token) => app.layer(axum::middleware::from_fn_with_state(token, api::require_token)),
+            None => app,
+        };
         let shutdown = ctx.shutdown.clone();
         let ingest = {
             let shared = shared.clone();

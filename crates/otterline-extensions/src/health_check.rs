@@ -22,18 +22,20 @@ use serde::{Deserialize, Serialize};
 use otterline_core::component::{BuildContext, ComponentError, Extension, ExtensionContext, ExtensionFactory, Task};
 use otterline_core::config::ConfigError;
 use otterline_core::health::{Assessment, HealthRegistry, Snapshot};
-use otterline_core::net::{bind, parse_endpoint};
+use otterline_core::net::{bind_secured, parse_endpoint};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
     pub endpoint: String,
     pub path: String,
+    /// A bearer token the endpoint requires (`otterline_core::auth`).
+    pub auth: Option<otterline_core::auth::AuthConfig>,
 }
 
 impl Default for HealthCheckConfig {
     fn default() -> Self {
-        HealthCheckConfig { endpoint: "127.0.0.1:13133".into(), path: "/".into() }
+        HealthCheckConfig { endpoint: "127.0.0.1:13133".into(), path: "/".into(), auth: None }
     }
 }
 
@@ -55,12 +57,17 @@ impl ExtensionFactory for HealthCheckFactory {
         if !cfg.path.starts_with('/') {
             return Err(ctx.error("path", format!("path {:?} must start with `/`", cfg.path)));
         }
-        Ok(Box::new(HealthCheck { cfg }))
+        let token = match &cfg.auth {
+            Some(a) => Some(Arc::new(a.load().map_err(|(k, m)| ctx.error(&format!("auth.{k}"), m))?)),
+            None => None,
+        };
+        Ok(Box::new(HealthCheck { cfg, token }))
     }
 }
 
 struct HealthCheck {
     cfg: HealthCheckConfig,
+    token: Option<Arc<otterline_core::auth::Token>>,
 }
 
 #[derive(Serialize)]
@@ -93,9 +100,12 @@ async fn health(State(reg): State<Arc<HealthRegistry>>) -> impl IntoResponse {
 #[async_trait]
 impl Extension for HealthCheck {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> Result<Task, ComponentError> {
-        let listener = bind(&self.cfg.endpoint, "health_check").await?;
+        let listener = bind_secured(&self.cfg.endpoint, "health_check", false, self.token.is_some()).await?;
         tracing::info!(endpoint = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), path = %self.cfg.path, "health_check listening");
-        let app = Router::new().route(&self.cfg.path, get(health)).with_state(ctx.registry.clone());
+        let app = crate::require_token(
+            Router::new().route(&self.cfg.path, get(health)).with_state(ctx.registry.clone()),
+            self.token.clone(),
+        );
         let shutdown = ctx.shutdown.clone();
         Ok(Box::pin(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());

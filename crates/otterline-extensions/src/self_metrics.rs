@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use otterline_core::component::{ComponentError, Task};
 use otterline_core::health::HealthRegistry;
-use otterline_core::net::{bind, parse_endpoint};
+use otterline_core::net::{bind_secured, parse_endpoint};
 
 async fn metrics(State(reg): State<Arc<HealthRegistry>>) -> impl IntoResponse {
     let body = otterline_core::telemetry::render_prometheus(&reg);
@@ -29,12 +29,14 @@ async fn metrics(State(reg): State<Arc<HealthRegistry>>) -> impl IntoResponse {
 pub async fn start(
     address: &str,
     registry: Arc<HealthRegistry>,
+    token: Option<Arc<otterline_core::auth::Token>>,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Task), ComponentError> {
     let endpoint = parse_endpoint(address).map_err(ComponentError::new)?;
-    let listener = bind(&endpoint, "self-metrics (service.telemetry.metrics.address)").await?;
+    let what = "self-metrics (service.telemetry.metrics.address)";
+    let listener = bind_secured(&endpoint, what, false, token.is_some()).await?;
     let local = listener.local_addr().map_err(|e| ComponentError::new(e.to_string()))?;
-    let app = Router::new().route("/metrics", get(metrics)).with_state(registry);
+    let app = crate::require_token(Router::new().route("/metrics", get(metrics)).with_state(registry), token);
     let task: Task = Box::pin(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         otterline_core::net::serve_with_grace(server.into_future(), shutdown, "self-metrics")

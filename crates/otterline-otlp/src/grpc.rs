@@ -260,7 +260,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if self.token.as_ref().is_some_and(|t| !t.allows(req.headers())) {
+        let authorization = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if self.token.as_ref().is_some_and(|t| !t.allows_header(authorization)) {
             let status =
                 Status::unauthenticated("missing or wrong bearer token (send `authorization: Bearer <token>`)");
             return Box::pin(async move { Ok(status.into_http()) });

@@ -151,7 +151,8 @@ async fn serve_tls(
 struct Reject(StatusCode, String);
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
-    if shared.token.as_ref().is_some_and(|t| !t.allows(&headers)) {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if shared.token.as_ref().is_some_and(|t| !t.allows_header(authorization)) {
         let mut resp = error_response(
             Encoding::Json,
             StatusCode::UNAUTHORIZED,

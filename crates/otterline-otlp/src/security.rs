@@ -34,13 +34,8 @@ pub struct TlsConfig {
     pub client_ca_file: Option<PathBuf>,
 }
 
-/// `auth:` on a protocol.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    pub bearer_token: Option<String>,
-    pub bearer_token_file: Option<PathBuf>,
-}
+/// `auth:` on a protocol (shared with Otterline's other listeners).
+pub use otterline_core::auth::{AuthConfig, Token};
 
 /// TLS material, read and checked when the config is loaded.
 #[derive(Clone)]
@@ -103,70 +98,9 @@ impl TlsMaterial {
     }
 }
 
-/// A bearer token requests must carry.
-#[derive(Debug)]
-pub struct Token(String);
-
-impl AuthConfig {
-    /// The token (a file's content is trimmed); `Err((key, message))` names the key at fault.
-    pub fn load(&self) -> Result<Token, (&'static str, String)> {
-        let token = match (&self.bearer_token, &self.bearer_token_file) {
-            (Some(t), None) => t.trim().to_string(),
-            (None, Some(p)) => std::fs::read_to_string(p)
-                .map_err(|e| ("bearer_token_file", format!("cannot read {}: {e}", p.display())))?
-                .trim()
-                .to_string(),
-            (Some(_), Some(_)) => {
-                return Err(("bearer_token", "give bearer_token or bearer_token_file, not both".into()))
-            }
-            (None, None) => return Err(("bearer_token", "give bearer_token or bearer_token_file".into())),
-        };
-        if token.is_empty() {
-            return Err(("bearer_token", "the token is empty (an unset environment variable?)".into()));
-        }
-        Ok(Token(token))
-    }
-}
-
-impl Token {
-    /// Whether `Authorization` carries the token (compared in constant time).
-    pub fn allows(&self, headers: &http::HeaderMap) -> bool {
-        let Some(given) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let Some(given) = given.strip_prefix("Bearer ").or_else(|| given.strip_prefix("bearer ")) else {
-            return false;
-        };
-        let (a, b) = (given.trim().as_bytes(), self.0.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
 /// What a listener enforces.
 #[derive(Clone, Default)]
 pub struct Security {
     pub tls: Option<TlsMaterial>,
     pub token: Option<Arc<Token>>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_is_checked_exactly() {
-        let t = AuthConfig { bearer_token: Some(" s3cret ".into()), bearer_token_file: None }.load().unwrap();
-        let h = |v: &str| {
-            let mut m = http::HeaderMap::new();
-            m.insert(http::header::AUTHORIZATION, v.parse().unwrap());
-            m
-        };
-        assert!(t.allows(&h("Bearer s3cret")));
-        assert!(!t.allows(&h("Bearer s3cre")));
-        assert!(!t.allows(&h("Bearer s3cretX")));
-        assert!(!t.allows(&h("Basic s3cret")));
-        assert!(!t.allows(&http::HeaderMap::new()));
-        let e = AuthConfig { bearer_token: Some("".into()), bearer_token_file: None }.load().unwrap_err();
-        assert!(e.1.contains("empty"));
-    }
 }

@@ -135,6 +135,8 @@ pub struct MetricsTelemetry {
     pub address: Option<String>,
     /// `none` turns the endpoint off; `basic`, `normal` and `detailed` (the Collector's levels) serve everything.
     pub level: MetricsLevel,
+    /// A bearer token `/metrics` requires (`crate::auth`).
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
