@@ -256,7 +256,7 @@ fn every_api_endpoint_reports_the_known_traffic() {
     // The page: one self-contained file, nothing fetched from elsewhere.
     let (code, page) = http_get(port, "/").unwrap();
     assert_eq!(code, 200);
-    assert!(page.contains("<svg") && page.contains("EventSource(\"/api/stream\")"));
+    assert!(page.contains("<svg") && page.contains("EventSource(withToken(\"/api/stream\"))"));
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script src"), "no CDN");
     let (_, index) = get_json(port, "/api");
     assert_eq!(index["endpoints"].as_array().unwrap().len(), 11);
