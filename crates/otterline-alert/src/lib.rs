@@ -153,6 +153,7 @@ impl ExporterFactory for AlertExporterFactory {
             name: ctx.id.to_string(),
             client: None,
             lanes: Lanes::default(),
+            lane_warned: HashMap::new(),
             open: HashMap::new(),
             pending: Vec::new(),
             sent: HashMap::new(),
@@ -220,6 +221,8 @@ pub struct AlertExporter {
     name: String,
     client: Option<reqwest::Client>,
     lanes: Lanes,
+    /// When each channel's full lane was last logged (at most once a minute each).
+    lane_warned: HashMap<&'static str, Instant>,
     open: HashMap<String, Open>,
     /// Items waiting for their group to be sent, with when they were queued.
     pending: Vec<(Instant, Item)>,
@@ -236,11 +239,17 @@ impl AlertExporter {
     }
 
     /// Hands a delivery to a channel's lane; a full lane is counted and logged.
-    fn enqueue(&self, lane: &Option<Lane>, d: Delivery) {
-        let Some(lane) = lane else { return };
-        if !lane.push(d) {
-            self.count(&format!("{}_dropped", lane.channel), 1);
-            tracing::warn!(exporter = %self.name, channel = lane.channel, capacity = LANE_CAPACITY, "the channel is not keeping up (its peer is slow or unreachable); a notification was dropped (it is in the alert history)");
+    fn enqueue(&mut self, which: fn(&Lanes) -> &Option<Lane>, d: Delivery) {
+        let Some(lane) = which(&self.lanes) else { return };
+        if lane.push(d) {
+            return;
+        }
+        let channel = lane.channel;
+        self.count(&format!("{channel}_dropped"), 1);
+        let last = self.lane_warned.get(channel);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            self.lane_warned.insert(channel, Instant::now());
+            tracing::warn!(exporter = %self.name, channel, capacity = LANE_CAPACITY, "the channel is not keeping up (its peer is slow or unreachable); notifications are dropped (counted as {channel}_dropped; they are in the alert history)");
         }
     }
 
@@ -335,7 +344,7 @@ impl AlertExporter {
         let Some(client) = self.client.clone() else { return };
         let (health, name, n) = (self.health.clone(), self.name.clone(), alerts.len() as u64);
         self.enqueue(
-            &self.lanes.alertmanager,
+            |l| &l.alertmanager,
             Box::pin(async move {
                 let result = channels::post(&client, &url, &body, &Default::default(), am.timeout, am.retries).await;
                 report(&health, &name, "alertmanager", n, result);
@@ -390,7 +399,7 @@ impl AlertExporter {
                     let (subject, body) = channels::email_message(service, &sel);
                     let (health, name) = (self.health.clone(), self.name.clone());
                     self.enqueue(
-                        &self.lanes.email,
+                        |l| &l.email,
                         Box::pin(async move {
                             let result = channels::send_email(&m, &subject, &body).await;
                             report(&health, &name, "email", 1, result);
@@ -410,7 +419,7 @@ impl AlertExporter {
                     let body = channels::webhook_payload(service, &sel);
                     let (health, name, client) = (self.health.clone(), self.name.clone(), client.clone());
                     self.enqueue(
-                        &self.lanes.webhook,
+                        |l| &l.webhook,
                         Box::pin(async move {
                             let result =
                                 channels::post(&client, &w.endpoint, &body, &w.headers, w.timeout, w.retries).await;
@@ -430,7 +439,7 @@ impl AlertExporter {
                     let body = channels::slack_payload(service, &sel);
                     let (health, name) = (self.health.clone(), self.name.clone());
                     self.enqueue(
-                        &self.lanes.slack,
+                        |l| &l.slack,
                         Box::pin(async move {
                             let result = channels::post(
                                 &client,

@@ -205,6 +205,10 @@ pub struct Host {
 
 const HOST_HISTORY: usize = 120;
 
+/// Models with their own series (at most `max_services` too): a sender inventing model names
+/// cannot grow the store past this many rings.
+pub const MAX_MODELS: usize = 256;
+
 /// Limits of a [`Store`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -402,7 +406,7 @@ impl Store {
             }
         }
         if let Some(model) = model {
-            if let Some(series) = service_series(&mut self.models, &mut self.skips, max, model) {
+            if let Some(series) = service_series(&mut self.models, &mut self.skips, max.min(MAX_MODELS), model) {
                 if let Some(s) = series.write_aggregate(slot, len) {
                     f(s);
                 }
@@ -463,7 +467,7 @@ impl Store {
                     }
                 }
                 if let Some(m) = model {
-                    if let Some(series) = service_series(&mut self.models, &mut self.skips, max, m) {
+                    if let Some(series) = service_series(&mut self.models, &mut self.skips, max.min(MAX_MODELS), m) {
                         if let Some(s) = series.write_live(slot, len) {
                             apply(s, true);
                         }
