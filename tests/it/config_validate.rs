@@ -361,3 +361,13 @@ fn yaml_bombs_and_deep_nesting_are_refused_clearly() {
     assert_eq!(code, Some(0), "{err}");
     eprintln!("80,000 components validated in {took:?}");
 }
+
+/// Acknowledgements with a `batch` processor would answer before the data is durable.
+#[test]
+fn acknowledgements_refuse_a_batch_processor_in_their_pipeline() {
+    let text = "receivers:\n  otlp:\n    acknowledgements: true\n    protocols:\n      grpc:\nprocessors:\n  batch:\nexporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [debug]\n";
+    expect_errors(
+        text,
+        &["14:20: service.pipelines.traces.processors: receiver `otlp` has acknowledgements on, which a `batch` processor would answer before the data is durable"],
+    );
+}

@@ -146,7 +146,7 @@ pub struct Output {
 }
 
 struct OutputInner {
-    routes: [Vec<mpsc::Sender<Batch>>; 3],
+    routes: [Vec<mpsc::Sender<crate::ack::Item>>; 3],
     /// Admission gates of the pipelines each signal goes to.
     gates: [Vec<Arc<Gate>>; 3],
     admission_timeout: Duration,
@@ -157,7 +157,7 @@ struct OutputInner {
 pub struct Reservation<'a> {
     output: &'a Output,
     signal: Signal,
-    permits: Vec<mpsc::Permit<'a, Batch>>,
+    permits: Vec<mpsc::Permit<'a, crate::ack::Item>>,
 }
 
 impl Reservation<'_> {
@@ -165,13 +165,21 @@ impl Reservation<'_> {
     pub fn send(self, batch: Batch) {
         debug_assert_eq!(batch.signal(), self.signal);
         let items = batch.item_count() as u64;
-        self.output.dispatch(self.permits, batch, self.signal, items);
+        self.output.dispatch(self.permits, batch, None, self.signal, items);
+    }
+
+    /// Queues `batch` with `ack`, which every pipeline it is queued in holds (see
+    /// [`crate::ack`]); the caller then waits on the ack.
+    pub fn send_acked(self, batch: Batch, ack: &crate::ack::Ack) {
+        debug_assert_eq!(batch.signal(), self.signal);
+        let items = batch.item_count() as u64;
+        self.output.dispatch(self.permits, batch, Some(ack), self.signal, items);
     }
 }
 
 impl Output {
     pub fn new(
-        routes: [Vec<mpsc::Sender<Batch>>; 3],
+        routes: [Vec<mpsc::Sender<crate::ack::Item>>; 3],
         admission_timeout: Duration,
         health: Arc<ComponentHealth>,
     ) -> Output {
@@ -179,7 +187,7 @@ impl Output {
     }
 
     pub fn with_gates(
-        routes: [Vec<mpsc::Sender<Batch>>; 3],
+        routes: [Vec<mpsc::Sender<crate::ack::Item>>; 3],
         gates: [Vec<Arc<Gate>>; 3],
         admission_timeout: Duration,
         health: Arc<ComponentHealth>,
@@ -261,18 +269,31 @@ impl Output {
         for tx in routes {
             permits.push(tx.reserve().await.map_err(|_| Refusal::ShuttingDown)?);
         }
-        self.dispatch(permits, batch, signal, items);
+        self.dispatch(permits, batch, None, signal, items);
         Ok(())
     }
 
     /// Sends on reserved slots: one clone per extra pipeline, the original to the last.
-    fn dispatch(&self, mut permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch, signal: Signal, items: u64) {
+    fn dispatch(
+        &self,
+        mut permits: Vec<mpsc::Permit<'_, crate::ack::Item>>,
+        batch: Batch,
+        ack: Option<&crate::ack::Ack>,
+        signal: Signal,
+        items: u64,
+    ) {
+        let held = || {
+            ack.map(|a| {
+                a.hold();
+                a.clone()
+            })
+        };
         let last = permits.pop();
         for p in permits {
-            p.send(batch.clone());
+            p.send((batch.clone(), held()));
         }
         if let Some(p) = last {
-            p.send(batch);
+            p.send((batch, held()));
         }
         self.inner.health.counters.add_accepted(signal, items);
     }
@@ -371,6 +392,14 @@ pub trait Exporter: Send {
     }
 
     /// How often [`Exporter::tick`] runs (flush intervals, rotation by age).
+    /// The batch just exported (with success) must be durable before `ack` is done
+    /// (end-to-end acknowledgements, `crate::ack`). The default is done at once: what an
+    /// exporter's `export` returns from is as durable as it gets (a forward queue's fsync,
+    /// a delivery upstream). Exporters that buffer or commit later complete it then.
+    async fn ack_when_durable(&mut self, ack: crate::ack::Ack) {
+        ack.done(true);
+    }
+
     fn tick_interval(&self) -> Option<Duration> {
         None
     }

@@ -20,6 +20,7 @@
 //! - [`time`]: Unix-nanosecond helpers and the one parser of time arguments.
 //! - [`units`]: durations (`200ms`, `1h`, `90d`) and byte sizes.
 
+pub mod ack;
 pub mod auth;
 pub mod backoff;
 pub mod batching;

@@ -102,6 +102,28 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
 /// Builds every component of `config`: their configs are parsed and checked here,
 /// so `otterline validate` and a real start report the same errors.
 pub fn build(config: &Config, registry: &Registry, diags: &mut Diagnostics) -> Option<Service> {
+    // End-to-end acknowledgements need every processor to pass batches through: one that
+    // holds them back (`batch`) would make a receiver answer before the data is durable.
+    for p in &config.service.pipelines {
+        let Some(buffering) = p.processors.iter().find(|r| r.id.type_name == "batch") else { continue };
+        for r in &p.receivers {
+            let acked = config.components.iter().any(|c| {
+                c.kind == ComponentKind::Receiver
+                    && c.id == r.id
+                    && c.config.get("acknowledgements").and_then(|n| n.as_str()) == Some("true")
+            });
+            if acked {
+                diags.errors.push(ConfigError::at(
+                    &buffering.mark,
+                    &format!("service.pipelines.{}.processors", p.name),
+                    format!(
+                        "receiver `{}` has acknowledgements on, which a `batch` processor would answer before the data is durable; remove `{}` from this pipeline (exporters batch for themselves) or turn acknowledgements off",
+                        r.id, buffering.id
+                    ),
+                ));
+            }
+        }
+    }
     // Receivers, exporters and extensions: one instance each (also validates unused ones).
     let mut receivers: Vec<BuiltReceiver> = Vec::new();
     let mut exporters: Vec<BuiltExporter> = Vec::new();
@@ -327,7 +349,7 @@ impl Service {
         let mut start_error = None;
         for r in receivers {
             let h = health.register(ComponentKind::Receiver, &r.id.to_string());
-            let mut routes: [Vec<mpsc::Sender<Batch>>; 3] = Default::default();
+            let mut routes: [Vec<mpsc::Sender<crate::ack::Item>>; 3] = Default::default();
             let mut gates: [Vec<Arc<crate::component::Gate>>; 3] = Default::default();
             for &pi in &r.pipelines {
                 let (tx, sigs) = &pipe_senders[pi];
@@ -441,7 +463,7 @@ impl Service {
 
 struct ExporterRoute {
     /// Exporters only read batches, so fan-out shares one batch between them.
-    tx: mpsc::Sender<Arc<Batch>>,
+    tx: mpsc::Sender<(Arc<Batch>, Option<crate::ack::Ack>)>,
     signals: SignalSet,
 }
 
@@ -462,13 +484,15 @@ fn queue_probe<T: Send + 'static>(tx: &mpsc::Sender<T>) -> crate::health::QueueP
 /// Runs a pipeline's processors over its queue and hands results to its exporters.
 async fn pipeline_task(
     name: String,
-    mut rx: mpsc::Receiver<Batch>,
+    mut rx: mpsc::Receiver<crate::ack::Item>,
     mut processors: Vec<(ComponentId, Box<dyn Processor>)>,
     exporters: Route,
     health: Arc<ComponentHealth>,
     close: CancellationToken,
 ) {
     let mut out = Vec::new();
+    // The ack of each batch in `out` (parallel to it; `None` for most).
+    let mut acks: Vec<Option<crate::ack::Ack>> = Vec::new();
     let mut closed = false;
     loop {
         let deadline = processors.iter().filter_map(|(_, p)| p.next_deadline()).min();
@@ -486,7 +510,23 @@ async fn pipeline_task(
             _ = sleep_until(deadline) => None,
         };
         match next {
-            Some(batch) => run_chain(&mut processors, 0, batch, &mut out),
+            Some((batch, ack)) => {
+                let (start, signal) = (out.len(), batch.signal());
+                run_chain(&mut processors, 0, batch, &mut out);
+                acks.resize(start, None);
+                // The outputs of the batch's own signal carry its ack; derived data does not.
+                for b in &out[start..] {
+                    acks.push(ack.as_ref().filter(|_| b.signal() == signal).map(|a| {
+                        a.hold();
+                        a.clone()
+                    }));
+                }
+                // The pipeline's own hold: what it passed on now holds the ack itself (a
+                // batch the processors dropped on purpose is done here).
+                if let Some(a) = ack {
+                    a.done(true);
+                }
+            }
             None => {
                 let now = Instant::now();
                 for i in 0..processors.len() {
@@ -500,7 +540,7 @@ async fn pipeline_task(
                 }
             }
         }
-        deliver(&name, &exporters, &mut out, &health).await;
+        deliver(&name, &exporters, &mut out, &mut acks, &health).await;
     }
     // Drain: flush processors front to back so that what one flushes passes the rest.
     for i in 0..processors.len() {
@@ -510,7 +550,7 @@ async fn pipeline_task(
             run_chain(&mut processors, i + 1, b, &mut out);
         }
     }
-    deliver(&name, &exporters, &mut out, &health).await;
+    deliver(&name, &exporters, &mut out, &mut acks, &health).await;
     debug!(pipeline = %name, "pipeline drained");
 }
 
@@ -541,9 +581,19 @@ fn run_chain(processors: &mut [(ComponentId, Box<dyn Processor>)], start: usize,
     out.append(&mut current);
 }
 
-async fn deliver(pipeline: &str, route: &Route, out: &mut Vec<Batch>, health: &ComponentHealth) {
-    for batch in out.drain(..) {
+async fn deliver(
+    pipeline: &str,
+    route: &Route,
+    out: &mut Vec<Batch>,
+    acks: &mut Vec<Option<crate::ack::Ack>>,
+    health: &ComponentHealth,
+) {
+    acks.resize(out.len(), None);
+    for (batch, ack) in out.drain(..).zip(acks.drain(..)) {
         if batch.is_empty() {
+            if let Some(a) = ack {
+                a.done(true);
+            }
             continue;
         }
         let signal = batch.signal();
@@ -553,11 +603,21 @@ async fn deliver(pipeline: &str, route: &Route, out: &mut Vec<Batch>, health: &C
             tap.offer(&batch);
         }
         for t in route.exporters.iter().filter(|e| e.signals.contains(signal)) {
+            let held = ack.as_ref().map(|a| {
+                a.hold();
+                a.clone()
+            });
             // Waits while the exporter's queue is full: this is the backpressure path.
-            if t.tx.send(batch.clone()).await.is_err() {
+            if let Err(e) = t.tx.send((batch.clone(), held)).await {
+                if let Some(a) = e.0 .1 {
+                    a.done(false);
+                }
                 health.counters.add_dropped(signal, items);
                 error!(pipeline, items, "an exporter stopped early; a batch could not be delivered to it");
             }
+        }
+        if let Some(a) = ack {
+            a.done(true);
         }
     }
 }
@@ -566,7 +626,7 @@ async fn deliver(pipeline: &str, route: &Route, out: &mut Vec<Batch>, health: &C
 async fn exporter_task(
     id: ComponentId,
     mut exporter: Box<dyn Exporter>,
-    mut rx: mpsc::Receiver<Arc<Batch>>,
+    mut rx: mpsc::Receiver<(Arc<Batch>, Option<crate::ack::Ack>)>,
     health: Arc<ComponentHealth>,
     abort: CancellationToken,
 ) {
@@ -591,7 +651,15 @@ async fn exporter_task(
                 continue;
             }
         };
-        export_with_retry(&id, exporter.as_mut(), batch, (&health, &abort), &mut retry_log).await;
+        let (batch, ack) = batch;
+        let ok = export_with_retry(&id, exporter.as_mut(), batch, (&health, &abort), &mut retry_log).await;
+        if let Some(a) = ack {
+            if ok {
+                exporter.ack_when_durable(a).await;
+            } else {
+                a.done(false);
+            }
+        }
     }
     match exporter.shutdown().await {
         Ok(()) => health.set(Status::Stopped, ""),
@@ -660,7 +728,7 @@ async fn export_with_retry(
     batch: Arc<Batch>,
     (health, abort): (&ComponentHealth, &CancellationToken),
     log: &mut RetryLog,
-) {
+) -> bool {
     let items = batch.item_count() as u64;
     let signal = batch.signal();
     let mut backoff = Backoff::new(EXPORT_RETRY);
@@ -674,12 +742,12 @@ async fn export_with_retry(
                 if let Some((retries, since)) = log.succeeded() {
                     info!(exporter = %id, retries, after = ?since, "export works again");
                 }
-                return;
+                return true;
             }
             Err(ExportError::Permanent(msg)) => {
                 health.counters.add_dropped(signal, items);
                 error!(exporter = %id, items, error = %msg, "export failed permanently; batch dropped");
-                return;
+                return false;
             }
             Err(ExportError::Retryable(msg)) => {
                 // EXPORT_RETRY has no max_elapsed: it always has a next wait.
@@ -694,7 +762,7 @@ async fn export_with_retry(
                     _ = abort.cancelled() => {
                         health.counters.add_dropped(signal, items);
                         error!(exporter = %id, items, "gave up retrying at the shutdown timeout; batch dropped");
-                        return;
+                        return false;
                     }
                 }
             }

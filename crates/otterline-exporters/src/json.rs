@@ -523,6 +523,20 @@ impl Exporter for JsonExporter {
         self.write_batch(batch).await
     }
 
+    /// Durable once flushed: the open files are flushed now (lines a write error holds are
+    /// not durable: refused).
+    async fn ack_when_durable(&mut self, ack: otterline_core::ack::Ack) {
+        let flushed = otterline_core::blocking(|| self.flush_and_age());
+        let ok = match flushed {
+            Ok(()) => true,
+            Err((s, e)) => {
+                self.fail(s, e);
+                false
+            }
+        };
+        ack.done(ok && self.broken.iter().all(Option::is_none));
+    }
+
     fn tick_interval(&self) -> Option<Duration> {
         Some(self.cfg.flush_interval)
     }

@@ -42,6 +42,7 @@ struct Handler {
     output: Output,
     receiver: String,
     budget: Arc<crate::budget::DecodeBudget>,
+    acknowledgements: bool,
 }
 
 impl Handler {
@@ -68,7 +69,7 @@ impl Handler {
                 return Err(refusal_status(&self.receiver, r));
             }
         };
-        let Some(_memory) = self.budget.reserve(bytes.len(), 1 + crate::budget::PROTOBUF_FACTOR).await else {
+        let Some(memory) = self.budget.reserve(bytes.len(), 1 + crate::budget::PROTOBUF_FACTOR).await else {
             return Err(Status::with_error_details(
                 Code::Unavailable,
                 format!("{}: {}", self.receiver, crate::budget::BUSY),
@@ -77,9 +78,17 @@ impl Handler {
         };
         let mut batch = decode(&bytes)?;
         drop(bytes);
+        // Decoded: the budget is for decoding (the batch is bounded by the queues now).
+        drop(memory);
         let (rejected, message) = validate(&mut batch);
         if batch.item_count() > 0 || rejected == 0 {
-            slots.send(batch);
+            crate::queue(slots, batch, self.acknowledgements).await.map_err(|why| {
+                Status::with_error_details(
+                    Code::Unavailable,
+                    format!("{}: {why}", self.receiver),
+                    ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+                )
+            })?;
         }
         Ok((rejected, message))
     }
@@ -309,7 +318,7 @@ pub(crate) fn serve(
     security: crate::security::Security,
     shutdown: CancellationToken,
 ) -> Result<Task, ComponentError> {
-    let handler = Arc::new(Handler { output, receiver, budget });
+    let handler = Arc::new(Handler { output, receiver, budget, acknowledgements: security.acknowledgements });
     let max_decoding = (cfg.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
     let token = &security.token;
     fn export<E>(h: &Arc<Handler>, max: usize, token: &Option<Arc<crate::security::Token>>) -> ExportServer<E> {

@@ -53,6 +53,7 @@ struct Shared {
     limit: usize,
     budget: Arc<crate::budget::DecodeBudget>,
     token: Option<Arc<crate::security::Token>>,
+    acknowledgements: bool,
 }
 
 pub(crate) fn serve(
@@ -65,7 +66,14 @@ pub(crate) fn serve(
     shutdown: CancellationToken,
 ) -> Result<Task, ComponentError> {
     let token = security.token.clone();
-    let shared = Arc::new(Shared { output, receiver, limit: cfg.max_request_body_size.0 as usize, budget, token });
+    let shared = Arc::new(Shared {
+        output,
+        receiver,
+        limit: cfg.max_request_body_size.0 as usize,
+        budget,
+        token,
+        acknowledgements: security.acknowledgements,
+    });
     let app = Router::new()
         .route(&cfg.traces_url_path, post(|s, h, b| handle(s, h, b, Signal::Traces)))
         .route(&cfg.metrics_url_path, post(|s, h, b| handle(s, h, b, Signal::Metrics)))
@@ -248,15 +256,19 @@ async fn receive(
             });
         }
     };
-    let _memory = match memory.take() {
+    let memory = match memory.take() {
         Some(m) => m,
         None => shared.budget.reserve(bytes.len(), factor).await.ok_or_else(busy)?,
     };
     let mut batch = decode(&bytes)?;
     drop(bytes);
+    // Decoded: the budget is for decoding (the batch is bounded by the queues now).
+    drop(memory);
     let (rejected, message) = validate(&mut batch);
     if batch.item_count() > 0 || rejected == 0 {
-        slots.send(batch);
+        crate::queue(slots, batch, shared.acknowledgements)
+            .await
+            .map_err(|why| Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {why}", shared.receiver)))?;
     }
     Ok((rejected, message))
 }

@@ -36,6 +36,34 @@ pub struct OtlpConfig {
     /// (`budget`): beyond it requests wait, then get a retryable refusal.
     #[serde(default = "default_decode_memory")]
     pub decode_memory_mib: u64,
+    /// Answer a request only once every exporter on its path has made it durable (the
+    /// archive's write-ahead log commit, the forward queue's fsync, a JSON flush); a failure
+    /// or [`ACK_TIMEOUT`] is a retryable error (`otterline_core::ack`).
+    #[serde(default)]
+    pub acknowledgements: bool,
+}
+
+/// How long a request with acknowledgements waits for its exporters.
+pub const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Queues `batch` and, with acknowledgements, waits until it is durable; `Err` says why not.
+pub(crate) async fn queue(
+    slots: otterline_core::component::Reservation<'_>,
+    batch: otterline_core::Batch,
+    acknowledgements: bool,
+) -> Result<(), &'static str> {
+    if !acknowledgements {
+        slots.send(batch);
+        return Ok(());
+    }
+    let ack = otterline_core::ack::Ack::new();
+    slots.send_acked(batch, &ack);
+    ack.done(true);
+    match tokio::time::timeout(ACK_TIMEOUT, ack.wait()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("an exporter could not make the data durable; retry"),
+        Err(_) => Err("the data was not made durable within 30 s; retry"),
+    }
 }
 
 fn default_decode_memory() -> u64 {
@@ -161,6 +189,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
                     .map(|a| a.load().map(std::sync::Arc::new))
                     .transpose()
                     .map_err(|(k, m)| err(proto, &format!("auth.{k}"), m))?,
+                acknowledgements: cfg.acknowledgements,
             })
         };
         let grpc_security = match &cfg.protocols.grpc {

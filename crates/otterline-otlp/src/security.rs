@@ -103,4 +103,6 @@ impl TlsMaterial {
 pub struct Security {
     pub tls: Option<TlsMaterial>,
     pub token: Option<Arc<Token>>,
+    /// End-to-end acknowledgements (the receiver's `acknowledgements`).
+    pub acknowledgements: bool,
 }

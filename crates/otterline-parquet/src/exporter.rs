@@ -624,8 +624,13 @@ impl ArchiveWriter {
         }
     }
 
-    /// Logs a batch, then routes it to the open files.
-    fn accept(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
+    /// The log's durability handle (after [`ArchiveWriter::start`]).
+    pub fn durability(&self) -> Option<wal::Durability> {
+        self.wal.as_ref().map(Wal::durability)
+    }
+
+    /// Logs a batch, then routes it to the open files; returns its log sequence number.
+    fn accept(&mut self, batch: &Arc<Batch>) -> Result<u64, ExportError> {
         if let Some(reason) = &self.broken {
             // A repair replays the whole log: at most one attempt a second.
             if self.last_repair.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
@@ -665,7 +670,7 @@ impl ArchiveWriter {
         if let Err(e) = self.route(batch, bytes, (run, lsn), &rows_per_hour(batch)) {
             self.fail(e);
         }
-        Ok(())
+        Ok(lsn)
     }
 }
 
@@ -866,13 +871,21 @@ impl ArchiveWriter {
 pub struct ParquetExporter {
     worker: Worker<ArchiveWriter>,
     tick: Duration,
+    /// For end-to-end acknowledgements: the log's durability and the last record written.
+    durability: Option<wal::Durability>,
+    last_lsn: u64,
 }
 
 impl ParquetExporter {
     pub fn new(root: PathBuf, cfg: ParquetConfig, props: SignalProps, name: String) -> std::io::Result<Self> {
         let tick = cfg.flush_interval.min(Duration::from_secs(1));
         let thread = format!("otterline-{}", name.replace('/', "-"));
-        Ok(ParquetExporter { worker: Worker::spawn(&thread, ArchiveWriter::new(root, cfg, props, name))?, tick })
+        Ok(ParquetExporter {
+            worker: Worker::spawn(&thread, ArchiveWriter::new(root, cfg, props, name))?,
+            tick,
+            durability: None,
+            last_lsn: 0,
+        })
     }
 
     /// Runs `f` on the writer's thread (tests and tools look inside with it).
@@ -887,7 +900,9 @@ impl ParquetExporter {
 #[async_trait]
 impl Exporter for ParquetExporter {
     async fn start(&mut self, _ctx: &ExporterContext) -> Result<(), ComponentError> {
-        self.worker.call(ArchiveWriter::start).await.map_err(|e| ComponentError::new(e.to_string()))?
+        self.worker.call(ArchiveWriter::start).await.map_err(|e| ComponentError::new(e.to_string()))??;
+        self.durability = self.worker.call(|w| w.durability()).await.map_err(|e| ComponentError::new(e.to_string()))?;
+        Ok(())
     }
 
     /// A borrowed batch must be copied to be kept; the engine calls
@@ -898,7 +913,19 @@ impl Exporter for ParquetExporter {
 
     async fn export_shared(&mut self, batch: &Arc<Batch>) -> Result<(), ExportError> {
         let batch = batch.clone();
-        self.worker.call(move |w| w.accept(&batch)).await.map_err(|e| ExportError::Permanent(e.to_string()))?
+        let lsn =
+            self.worker.call(move |w| w.accept(&batch)).await.map_err(|e| ExportError::Permanent(e.to_string()))??;
+        self.last_lsn = lsn;
+        Ok(())
+    }
+
+    /// Done when the batch's log record is durable (the next group commit, at most
+    /// `wal.sync_interval` away).
+    async fn ack_when_durable(&mut self, ack: otterline_core::ack::Ack) {
+        match &self.durability {
+            Some(d) => d.on_durable(self.last_lsn, ack),
+            None => ack.done(false),
+        }
     }
 
     fn tick_interval(&self) -> Option<Duration> {

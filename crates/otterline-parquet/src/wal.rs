@@ -79,6 +79,44 @@ struct Shared {
     state: Mutex<SyncState>,
     wake: Condvar,
     durable: AtomicU64,
+    /// Acknowledgements waiting for their record (lsn) to be durable.
+    waiters: Mutex<Vec<(u64, otterline_core::ack::Ack)>>,
+}
+
+impl Shared {
+    /// Marks everything up to `lsn` durable and completes the acknowledgements it covers.
+    fn made_durable(&self, lsn: u64) {
+        let durable = self.durable.fetch_max(lsn, Ordering::AcqRel).max(lsn);
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_empty() {
+            return;
+        }
+        w.retain(|(l, ack)| {
+            if *l <= durable {
+                ack.done(true);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// "Durable up to here", shared with the exporter outside the writer's thread.
+#[derive(Clone)]
+pub struct Durability(Arc<Shared>);
+
+impl Durability {
+    /// Completes `ack` once record `lsn` is on stable storage (at the next group commit).
+    pub fn on_durable(&self, lsn: u64, ack: otterline_core::ack::Ack) {
+        if self.0.durable.load(Ordering::Acquire) >= lsn {
+            ack.done(true);
+            return;
+        }
+        self.0.waiters.lock().unwrap_or_else(|p| p.into_inner()).push((lsn, ack));
+        // It may have become durable meanwhile: check again under the same rule.
+        self.0.made_durable(0);
+    }
 }
 
 /// An open write-ahead log (one run).
@@ -122,6 +160,7 @@ impl Wal {
             state: Mutex::new(SyncState::default()),
             wake: Condvar::new(),
             durable: AtomicU64::new(0),
+            waiters: Mutex::new(Vec::new()),
         });
         let syncer = {
             let shared = shared.clone();
@@ -156,6 +195,11 @@ impl Wal {
     /// The lsn the next append gets.
     pub fn next_lsn(&self) -> u64 {
         self.next_lsn
+    }
+
+    /// A handle that completes acknowledgements as records become durable.
+    pub fn durability(&self) -> Durability {
+        Durability(self.shared.clone())
     }
 
     /// Every record up to this lsn is on stable storage.
@@ -266,9 +310,7 @@ impl Wal {
     pub fn sync_now(&mut self) {
         if let Some(seg) = &self.current {
             match seg.file.sync_data() {
-                Ok(()) => {
-                    self.shared.durable.fetch_max(seg.last_lsn, Ordering::AcqRel);
-                }
+                Ok(()) => self.shared.made_durable(seg.last_lsn),
                 Err(e) => tracing::error!(error = %e, "cannot sync the write-ahead log"),
             }
         }
@@ -286,7 +328,7 @@ impl Wal {
         {
             if let Some(c) = self.current.take() {
                 self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).file = None;
-                self.shared.durable.fetch_max(c.last_lsn, Ordering::AcqRel);
+                self.shared.made_durable(c.last_lsn);
                 remove_logged(&c.path);
             }
         }
@@ -306,7 +348,13 @@ impl Wal {
 impl Drop for Wal {
     fn drop(&mut self) {
         if let Some(seg) = &self.current {
-            let _ = seg.file.sync_data();
+            if seg.file.sync_data().is_ok() {
+                self.shared.made_durable(seg.last_lsn);
+            }
+        }
+        // Whatever still waits was not made durable here.
+        for (_, ack) in self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            ack.done(false);
         }
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
         self.shared.wake.notify_all();
@@ -339,9 +387,7 @@ fn sync_loop(shared: &Shared, interval: Duration) {
             continue;
         }
         match file.sync_data() {
-            Ok(()) => {
-                shared.durable.fetch_max(written, Ordering::AcqRel);
-            }
+            Ok(()) => shared.made_durable(written),
             Err(e) => {
                 tracing::error!(error = %e, "cannot sync the write-ahead log; records written since the last sync are not yet durable")
             }
