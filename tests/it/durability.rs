@@ -185,6 +185,42 @@ fn with_acknowledgements_every_acknowledged_span_survives_sigkill() {
     assert_eq!(duplicates, 0, "spans archived twice");
 }
 
+/// The embedded default with `OTTERLINE_ACKNOWLEDGEMENTS=true`: SIGKILL at seeded random
+/// moments loses no acknowledged span (cost, aggregate, anomaly and health on the path).
+#[test]
+fn the_default_pipeline_with_acknowledgements_survives_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    let env = [("OTTERLINE_ACKNOWLEDGEMENTS", "true"), ("OTTERLINE_DATA_DIR", dir.to_str().unwrap())];
+    let mut rng = otterline_bench::Rng::new(2028);
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    let mut next_id = 1u64;
+    for cycle in 0..10 {
+        let inst = Instance::start_default_with_env(&env);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = send_until(inst.http, next_id, (50, 200, Duration::ZERO), stop.clone());
+        let wait = 400 + rng.next_u64() % 2000;
+        std::thread::sleep(Duration::from_millis(wait));
+        inst.signal(libc::SIGKILL);
+        stop.store(true, Ordering::Relaxed);
+        let (sent, next) = sender.join().unwrap();
+        next_id = next;
+        assert!(!sent.acked.is_empty(), "cycle {cycle}: nothing was acknowledged in {wait} ms");
+        acked.extend(sent.acked.iter().map(|&(_, first, n)| (first, n)));
+        drop(inst);
+    }
+    let mut inst = Instance::start_default_with_env(&env);
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let counts = span_counts(&dir.join("parquet"));
+    let missing = acked.iter().flat_map(|&(first, n)| first..first + n).filter(|id| !counts.contains_key(id)).count();
+    let duplicates: u64 = counts.values().filter(|&&n| n > 1).map(|n| n - 1).sum();
+    eprintln!(
+        "default pipeline with acknowledgements: 10 kills, {} spans acknowledged, {missing} missing, {duplicates} duplicates",
+        acked.iter().map(|a| a.1).sum::<u64>()
+    );
+    assert_eq!(missing, 0, "acknowledged spans lost");
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing_accepted_and_duplicates_nothing() {
     let data = tempfile::tempdir().unwrap();

@@ -505,3 +505,83 @@ fn a_full_disk_under_the_persistent_queue_refuses_and_loses_nothing() {
     assert_eq!(up.received.duplicates(), 0);
     eprintln!("persistent queue, full disk: {acked} spans acknowledged and delivered, {refused} requests refused");
 }
+
+/// otlp (acknowledgements) → otlp with a persistent queue, upstream down: SIGKILL at
+/// seeded random moments, ten times; every acknowledged span reaches the upstream once it
+/// is up (the queue's fsync is what a 200 waits for).
+#[test]
+fn with_acknowledgements_a_persistent_queue_loses_nothing_acknowledged_across_sigkills() {
+    let port = free_port();
+    let storage = tempfile::tempdir().unwrap();
+    let exporter = format!(
+        r#"otlp:
+    endpoint: "127.0.0.1:{port}"
+    tls: {{insecure: true}}
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms, max_elapsed_time: 300s}}
+    sending_queue: {{num_consumers: 2, queue_size: 100000, storage: "{}"}}"#,
+        storage.path().display()
+    );
+    let config = forward_config(&exporter, "otlp", "")
+        .replace("receivers:\n  otlp:\n", "receivers:\n  otlp:\n    acknowledgements: true\n");
+    assert!(config.contains("acknowledgements: true"));
+    let mut rng = otterline_bench::Rng::new(31);
+    let mut acked: Vec<u64> = Vec::new();
+    let mut tag = 0u64;
+    for _ in 0..10 {
+        let inst = Instance::start(&config);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (http, stop2) = (inst.http, stop.clone());
+        let first = tag + 1;
+        let sender = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let (mut t, mut ok) = (first, Vec::new());
+            while !stop2.load(Ordering::Relaxed) {
+                let r = client
+                    .post(format!("http://127.0.0.1:{http}/v1/traces"))
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(request("ack", t, 20, 0).encode_to_vec())
+                    .send();
+                match r {
+                    Ok(r) if r.status().as_u16() == 200 => ok.push(t),
+                    Ok(_) => {}
+                    Err(_) => {
+                        t += 1;
+                        break;
+                    }
+                }
+                t += 1;
+            }
+            (ok, t)
+        });
+        std::thread::sleep(Duration::from_millis(300 + rng.next_u64() % 1200));
+        inst.signal(libc::SIGKILL);
+        stop.store(true, Ordering::Relaxed);
+        let (ok, next) = sender.join().unwrap();
+        acked.extend(ok);
+        tag = next;
+        drop(inst);
+    }
+    assert!(!acked.is_empty());
+    let up = Upstream::grpc(port, None, Duration::ZERO);
+    let mut last = Instance::start(&config);
+    let want = acked.len() * 20;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let missing = || {
+        acked
+            .iter()
+            .flat_map(|&t| (1..=20u64).map(move |i| (t, i)))
+            .filter(|&(t, i)| !up.received.has(&t.to_be_bytes().repeat(2), &i.to_be_bytes()))
+            .count()
+    };
+    while missing() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lost = missing();
+    assert!(last.terminate().success(), "{}", last.stderr());
+    eprintln!(
+        "persistent queue with acknowledgements: 10 kills, {want} spans acknowledged, {lost} missing, {} duplicates",
+        up.received.duplicates()
+    );
+    assert_eq!(lost, 0, "acknowledged spans lost");
+}

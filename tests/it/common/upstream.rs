@@ -44,6 +44,13 @@ impl Received {
         self.0.lock().unwrap().len()
     }
 
+    /// Whether the span (trace id, span id) arrived.
+    pub fn has(&self, trace_id: &[u8], span_id: &[u8]) -> bool {
+        let mut id = trace_id.to_vec();
+        id.extend_from_slice(span_id);
+        self.0.lock().unwrap().contains_key(&id)
+    }
+
     /// Spans accepted more than once (extra copies).
     pub fn duplicates(&self) -> u64 {
         self.0.lock().unwrap().values().map(|&n| n as u64 - 1).sum()
