@@ -138,20 +138,14 @@ fn span_counts(archive: &Path) -> HashMap<u64, u64> {
     v.into_iter().map(|(hex, n)| (u64::from_str_radix(&hex, 16).unwrap(), n)).collect()
 }
 
-/// With `acknowledgements: true` a 200 means the write-ahead log has the spans on stable
-/// storage: every span acknowledged before a SIGKILL, up to the last moment, is archived.
-#[test]
-fn with_acknowledgements_every_acknowledged_span_survives_sigkill() {
-    let data = tempfile::tempdir().unwrap();
-    let archive = data.path().join("archive");
-    let acked_config =
-        || config(&archive, "").replace("receivers:\n  otlp:\n", "receivers:\n  otlp:\n    acknowledgements: true\n");
-    assert!(acked_config().contains("acknowledgements: true"));
-    let mut rng = otterline_bench::Rng::new(2027);
+/// Ten SIGKILLs at seeded random moments of instances that `start` starts, under steady
+/// load; then one more start and a clean stop. Returns the acknowledged (first id, spans).
+fn acked_kill_loop(seed: u64, start: impl Fn() -> Instance) -> Vec<(u64, u64)> {
+    let mut rng = otterline_bench::Rng::new(seed);
     let mut acked: Vec<(u64, u64)> = Vec::new();
     let mut next_id = 1u64;
     for cycle in 0..10 {
-        let inst = Instance::start(&acked_config());
+        let inst = start();
         let stop = Arc::new(AtomicBool::new(false));
         let sender = send_until(inst.http, next_id, (50, 200, Duration::ZERO), stop.clone());
         let wait = 400 + rng.next_u64() % 2000;
@@ -164,25 +158,36 @@ fn with_acknowledgements_every_acknowledged_span_survives_sigkill() {
         acked.extend(sent.acked.iter().map(|&(_, first, n)| (first, n)));
         drop(inst);
     }
-    let mut inst = Instance::start(&acked_config());
-    assert!(inst.terminate().success());
-    let counts = span_counts(&archive);
-    let missing: Vec<u64> =
-        acked.iter().flat_map(|&(first, n)| first..first + n).filter(|id| !counts.contains_key(id)).collect();
+    let mut inst = start();
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    acked
+}
+
+/// Checks that every acknowledged span is in the archive once; prints the figures.
+fn assert_all_archived_once(what: &str, archive: &Path, acked: &[(u64, u64)]) {
+    let counts = span_counts(archive);
+    let missing = acked.iter().flat_map(|&(first, n)| first..first + n).filter(|id| !counts.contains_key(id)).count();
     let duplicates: u64 = counts.values().filter(|&&n| n > 1).map(|n| n - 1).sum();
     eprintln!(
-        "acknowledgements: 10 kills, {} spans acknowledged, {} archived, {} missing, {duplicates} duplicates",
+        "{what}: 10 kills, {} spans acknowledged, {} archived, {missing} missing, {duplicates} duplicates",
         acked.iter().map(|a| a.1).sum::<u64>(),
-        counts.len(),
-        missing.len()
+        counts.len()
     );
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged spans lost, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
+    assert_eq!(missing, 0, "acknowledged spans lost");
     assert_eq!(duplicates, 0, "spans archived twice");
+}
+
+/// With `acknowledgements: true` a 200 means the write-ahead log has the spans on stable
+/// storage: every span acknowledged before a SIGKILL, up to the last moment, is archived.
+#[test]
+fn with_acknowledgements_every_acknowledged_span_survives_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let archive = data.path().join("archive");
+    let acked_config =
+        config(&archive, "").replace("receivers:\n  otlp:\n", "receivers:\n  otlp:\n    acknowledgements: true\n");
+    assert!(acked_config.contains("acknowledgements: true"));
+    let acked = acked_kill_loop(2027, || Instance::start(&acked_config));
+    assert_all_archived_once("acknowledgements", &archive, &acked);
 }
 
 /// The embedded default with `OTTERLINE_ACKNOWLEDGEMENTS=true`: SIGKILL at seeded random
@@ -192,33 +197,8 @@ fn the_default_pipeline_with_acknowledgements_survives_sigkill() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("data");
     let env = [("OTTERLINE_ACKNOWLEDGEMENTS", "true"), ("OTTERLINE_DATA_DIR", dir.to_str().unwrap())];
-    let mut rng = otterline_bench::Rng::new(2028);
-    let mut acked: Vec<(u64, u64)> = Vec::new();
-    let mut next_id = 1u64;
-    for cycle in 0..10 {
-        let inst = Instance::start_default_with_env(&env);
-        let stop = Arc::new(AtomicBool::new(false));
-        let sender = send_until(inst.http, next_id, (50, 200, Duration::ZERO), stop.clone());
-        let wait = 400 + rng.next_u64() % 2000;
-        std::thread::sleep(Duration::from_millis(wait));
-        inst.signal(libc::SIGKILL);
-        stop.store(true, Ordering::Relaxed);
-        let (sent, next) = sender.join().unwrap();
-        next_id = next;
-        assert!(!sent.acked.is_empty(), "cycle {cycle}: nothing was acknowledged in {wait} ms");
-        acked.extend(sent.acked.iter().map(|&(_, first, n)| (first, n)));
-        drop(inst);
-    }
-    let mut inst = Instance::start_default_with_env(&env);
-    assert!(inst.terminate().success(), "{}", inst.stderr());
-    let counts = span_counts(&dir.join("parquet"));
-    let missing = acked.iter().flat_map(|&(first, n)| first..first + n).filter(|id| !counts.contains_key(id)).count();
-    let duplicates: u64 = counts.values().filter(|&&n| n > 1).map(|n| n - 1).sum();
-    eprintln!(
-        "default pipeline with acknowledgements: 10 kills, {} spans acknowledged, {missing} missing, {duplicates} duplicates",
-        acked.iter().map(|a| a.1).sum::<u64>()
-    );
-    assert_eq!(missing, 0, "acknowledged spans lost");
+    let acked = acked_kill_loop(2028, || Instance::start_default_with_env(&env));
+    assert_all_archived_once("default pipeline with acknowledgements", &dir.join("parquet"), &acked);
 }
 
 #[test]
