@@ -513,17 +513,18 @@ async fn pipeline_task(
             Some((batch, ack)) => {
                 let (start, signal) = (out.len(), batch.signal());
                 run_chain(&mut processors, 0, batch, &mut out);
-                acks.resize(start, None);
-                // The outputs of the batch's own signal carry its ack; derived data does not.
-                for b in &out[start..] {
-                    acks.push(ack.as_ref().filter(|_| b.signal() == signal).map(|a| {
-                        a.hold();
-                        a.clone()
-                    }));
-                }
-                // The pipeline's own hold: what it passed on now holds the ack itself (a
-                // batch the processors dropped on purpose is done here).
                 if let Some(a) = ack {
+                    // The outputs of the batch's own signal carry its ack; derived data does
+                    // not (`deliver` pads `acks` to `out`).
+                    acks.resize(start, None);
+                    for b in &out[start..] {
+                        acks.push((b.signal() == signal).then(|| {
+                            a.hold();
+                            a.clone()
+                        }));
+                    }
+                    // The pipeline's own hold: what it passed on now holds the ack itself (a
+                    // batch the processors dropped on purpose is done here).
                     a.done(true);
                 }
             }

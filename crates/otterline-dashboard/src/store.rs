@@ -420,7 +420,7 @@ impl Store {
     /// over each span's attributes; no latency, which only the window's summary has).
     fn spans(&mut self, req: &otterline_core::pdata::ExportTraceServiceRequest, now: Now) {
         use otterline_core::pdata::common::any_value::Value as V;
-        use otterline_core::pdata::trace::{span::SpanKind, status::StatusCode};
+        use otterline_core::pdata::trace::status::StatusCode;
         let (len, max) = (self.limits.slots, self.limits.max_services);
         let mut changed = false;
         for rs in &req.resource_spans {
@@ -445,9 +445,7 @@ impl Store {
                         _ => {}
                     }
                 }
-                let entry = span.kind == SpanKind::Server as i32
-                    || span.kind == SpanKind::Consumer as i32
-                    || span.parent_span_id.is_empty();
+                let entry = aggregate::is_entry_span(span);
                 let error = span.status.as_ref().is_some_and(|s| s.code == StatusCode::Error as i32);
                 let apply = |s: &mut Slot, call: bool| {
                     if call {

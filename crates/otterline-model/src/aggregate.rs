@@ -89,6 +89,14 @@ impl Point<'_> {
     }
 }
 
+/// Whether a span is an entry span of its service — kind SERVER or CONSUMER, or a root
+/// span: what service-level RED counts (`aggregate` marks its series with it, the dashboard
+/// counts the window in progress with it).
+pub fn is_entry_span(span: &otterline_core::pdata::trace::Span) -> bool {
+    use otterline_core::pdata::trace::span::SpanKind;
+    span.kind == SpanKind::Server as i32 || span.kind == SpanKind::Consumer as i32 || span.parent_span_id.is_empty()
+}
+
 /// Whether point attributes mark entry spans (`otterline.span.entry`, true when absent).
 pub fn is_entry(attributes: &[KeyValue]) -> bool {
     match attr(attributes, an::OTTERLINE_SPAN_ENTRY) {

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Worst-case decoded bytes per body byte: protobuf (`0a 00` → a 32-byte `AnyValue`) and
-/// OTLP/JSON (measured: an 18 MB request of small array values peaks at about 10.5×).
-pub const PROTOBUF_FACTOR: usize = 16;
-pub const JSON_FACTOR: usize = 12;
+/// Worst-case bytes held per body byte while decoding, the body itself included: protobuf
+/// (`0a 00` → a 32-byte `AnyValue`: 16×) and OTLP/JSON (measured: an 18 MB request of small
+/// array values peaks at about 10.5×).
+pub const PROTOBUF_FACTOR: usize = 17;
+pub const JSON_FACTOR: usize = 13;
 
 /// The retryable refusal when the budget stays in use.
 pub const BUSY: &str =

@@ -62,14 +62,14 @@ impl Handler {
                 // Decoded to count what is refused (or to say it is malformed: not worth a
                 // retry) only when the decode budget has room at once: a refusal must not
                 // cost memory that accepted requests need.
-                if let Some(_memory) = self.budget.try_reserve(bytes.len(), 1 + crate::budget::PROTOBUF_FACTOR) {
+                if let Some(_memory) = self.budget.try_reserve(bytes.len(), crate::budget::PROTOBUF_FACTOR) {
                     let items = decode(&bytes)?.item_count() as u64;
                     self.output.count_refused(E::SIGNAL, items);
                 }
                 return Err(refusal_status(&self.receiver, r));
             }
         };
-        let Some(memory) = self.budget.reserve(bytes.len(), 1 + crate::budget::PROTOBUF_FACTOR).await else {
+        let Some(memory) = self.budget.reserve(bytes.len(), crate::budget::PROTOBUF_FACTOR).await else {
             return Err(Status::with_error_details(
                 Code::Unavailable,
                 format!("{}: {}", self.receiver, crate::budget::BUSY),

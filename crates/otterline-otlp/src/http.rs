@@ -219,7 +219,7 @@ async fn receive(
     }
     // Decode memory (the body itself counted too) is reserved before an uncompressed body
     // with a declared length is read: a request over the budget waits unread.
-    let factor = 1 + match encoding {
+    let factor = match encoding {
         Encoding::Json => crate::budget::JSON_FACTOR,
         Encoding::Protobuf => crate::budget::PROTOBUF_FACTOR,
     };

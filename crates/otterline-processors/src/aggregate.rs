@@ -39,7 +39,7 @@ use otterline_core::pdata::metrics::{
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use otterline_core::pdata::resource::Resource;
-use otterline_core::pdata::trace::{span::SpanKind, status::StatusCode, Span};
+use otterline_core::pdata::trace::{status::StatusCode, Span};
 use otterline_core::pdata::ExportMetricsServiceRequest;
 use otterline_core::Batch;
 
@@ -399,9 +399,7 @@ impl AggregateProcessor {
             key.push('\u{1f}');
         }
         // Entry spans of the service (what service-level RED counts) are their own series.
-        let entry = span.kind == SpanKind::Server as i32
-            || span.kind == SpanKind::Consumer as i32
-            || span.parent_span_id.is_empty();
+        let entry = otterline_model::aggregate::is_entry_span(span);
         key.push(if entry { 'E' } else { 'N' });
         if !self.active.contains_key(key.as_str()) && self.active.len() >= self.cfg.cardinality_limit {
             key.clear();
@@ -762,7 +760,7 @@ impl Processor for AggregateProcessor {
 mod tests {
     use super::*;
     use otterline_core::pdata::common::AnyValue;
-    use otterline_core::pdata::trace::{ResourceSpans, ScopeSpans, Status};
+    use otterline_core::pdata::trace::{span::SpanKind, ResourceSpans, ScopeSpans, Status};
     use otterline_core::pdata::ExportTraceServiceRequest;
 
     const W: u64 = 60_000_000_000;

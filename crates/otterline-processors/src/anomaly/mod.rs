@@ -148,6 +148,11 @@ fn value_of(kv: &KeyValue) -> String {
 /// The `metric` of events about the `aggregate` family's series.
 const OPERATION_METRIC: &str = "otterline.operation";
 
+/// When anomaly alerts can begin, as the start-up log says it.
+fn warmup_note(w: u64) -> String {
+    format!("anomaly alerts begin after {w} windows of a series' data (the aggregate window × {w}: {w} min at 60s), budget alerts at once")
+}
+
 /// State files in use by a live processor of this process.
 static CLAIMED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
 
@@ -178,7 +183,11 @@ impl AnomalyProcessor {
     fn restore(&mut self) {
         let Some(path) = self.cfg.state_path.clone() else {
             let w = self.cfg.warmup_windows;
-            tracing::info!(warmup_windows = w, "anomaly: anomaly alerts begin after {w} windows of a series' data (the aggregate window × {w}: {w} min at 60s), budget alerts at once; without state_path a restart starts this warm-up again");
+            tracing::info!(
+                warmup_windows = w,
+                "anomaly: {}; without state_path a restart starts this warm-up again",
+                warmup_note(w)
+            );
             return;
         };
         // Each pipeline gets its own processor instance: two of them sharing a state file
@@ -213,7 +222,7 @@ impl AnomalyProcessor {
         match state::load(&path) {
             Ok(None) => {
                 let w = self.cfg.warmup_windows;
-                tracing::info!(file = %path.display(), warmup_windows = w, "anomaly: no saved state yet; anomaly alerts begin after {w} windows of a series' data (the aggregate window × {w}: {w} min at 60s), budget alerts at once")
+                tracing::info!(file = %path.display(), warmup_windows = w, "anomaly: no saved state yet; {}", warmup_note(w))
             }
             Ok(Some(msg)) => match state::decode(msg, otterline_core::time::now_unix_nanos(), self.cfg.alpha) {
                 Some(r) => {
