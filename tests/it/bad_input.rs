@@ -12,6 +12,7 @@ use prost::Message;
 const SMALL_LIMIT: &str = r#"
 receivers:
   otlp:
+    decode_memory_mib: 16
     protocols:
       grpc: {endpoint: "127.0.0.1:{{GRPC}}", max_recv_msg_size_mib: 1}
       http: {endpoint: "127.0.0.1:{{HTTP}}", max_request_body_size: 64KiB}
@@ -204,6 +205,19 @@ fn grpc_oversize_and_empty_requests() {
         assert!(err.metadata().get_bin("grpc-status-details-bin").is_none(), "no RetryInfo");
         assert!(err.message().contains("message length too large"), "{}", err.message());
 
+        // Within the size limit but decoding to more than the decode budget (400,000 empty
+        // spans: 800 KB, over 16 MiB decoded): refused before decoding, not retryable.
+        let empty = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans: vec![Span::default(); 400_000], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let err = client.export(empty).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+        assert!(err.metadata().get_bin("grpc-status-details-bin").is_none(), "no RetryInfo");
+        assert!(err.message().contains("more than decode_memory_mib (16 MiB)"), "{}", err.message());
+
         // Bytes that are not an OTLP message: INVALID_ARGUMENT with the decoder's reason
         // (not INTERNAL, which a client could take for a server fault); an unknown method
         // of a known service: UNIMPLEMENTED.
@@ -254,12 +268,26 @@ fn peak_kib(pid: i32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Eight concurrent 18 MB OTLP/JSON requests of one span with 20,000 attributes of
-/// 50-value arrays (the worst amplification the JSON decoder sees) at the default limits:
-/// peak memory stays under 256 MiB, the process stays up, and what does not fit in the
-/// decode budget gets a retryable 503.
+/// A protobuf length-delimited field: `tag` byte, length, payload.
+fn ld(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    prost::encoding::encode_varint(payload.len() as u64, &mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Eight concurrent requests of about 18 MB (the default body limit is 20 MiB) in each of
+/// the shapes that decode to the most memory per byte, at the default limits: OTLP/JSON
+/// (20,000 attributes of 50-value arrays; 6M empty spans; 9M numbers) and protobuf (9M
+/// empty spans; 9M empty values in one array; 9M empty data points). For each shape the
+/// peak memory stays under 256 MiB and the process stays up; every answer is a 200, a
+/// retryable 503 (the decode budget is in use) or a 413 saying the request would need
+/// more than the whole budget.
 #[test]
 fn decoding_worst_case_requests_stays_within_the_memory_budget() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     common::crypto();
     let config = r#"
 receivers:
@@ -274,6 +302,7 @@ service:
   extensions: [health_check]
   pipelines:
     traces: {receivers: [otlp], exporters: [nop]}
+    metrics: {receivers: [otlp], exporters: [nop]}
 "#;
     let mut inst = Instance::start(config);
     let attrs: Vec<String> = (0..20_000)
@@ -284,36 +313,97 @@ service:
             )
         })
         .collect();
-    let body = format!(
+    let arrays = format!(
         r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"x","startTimeUnixNano":"1","endTimeUnixNano":"2","attributes":[{}]}}]}}]}}]}}"#,
         attrs.join(",")
     );
-    assert!(body.len() > 17_000_000 && body.len() < 20 * 1024 * 1024);
-    let body = std::sync::Arc::new(body);
+    let empty_spans =
+        format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#, vec!["{}"; 6_000_000].join(","));
+    let numbers = format!(r#"{{"resourceSpans":[{}]}}"#, vec!["0"; 9_000_000].join(","));
+    let n = 9_000_000;
+    // Request → ResourceSpans → ScopeSpans → spans (`12 00`: an empty span).
+    let pb_spans = ld(0x0a, &ld(0x12, &[0x12, 0x00].repeat(n)));
+    // … → one span → attribute {key "k", value: {arrayValue: {values: [`0a 00` …]}}}.
+    let kv = [ld(0x0a, b"k"), ld(0x12, &ld(0x2a, &[0x0a, 0x00].repeat(n)))].concat();
+    let pb_values = ld(0x0a, &ld(0x12, &ld(0x12, &ld(0x4a, &kv))));
+    // Request → ResourceMetrics → ScopeMetrics → Metric → gauge → points (`0a 00`).
+    let pb_points = ld(0x0a, &ld(0x12, &ld(0x12, &ld(0x2a, &[0x0a, 0x00].repeat(n)))));
+    let shapes: Vec<(&str, &str, &str, Vec<u8>)> = vec![
+        ("JSON 50-value arrays", "traces", "application/json", arrays.into_bytes()),
+        ("JSON empty spans", "traces", "application/json", empty_spans.into_bytes()),
+        ("JSON numbers", "traces", "application/json", numbers.into_bytes()),
+        ("protobuf empty spans", "traces", "application/x-protobuf", pb_spans),
+        ("protobuf empty values", "traces", "application/x-protobuf", pb_values),
+        ("protobuf empty points", "metrics", "application/x-protobuf", pb_points),
+    ];
     let port = inst.http;
-    let senders: Vec<_> = (0..8)
-        .map(|_| {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let r = reqwest::blocking::Client::builder()
-                    .timeout(std::time::Duration::from_secs(60))
-                    .build()
-                    .unwrap()
-                    .post(format!("http://127.0.0.1:{port}/v1/traces"))
-                    .header("Content-Type", "application/json")
-                    .body(body.as_str().to_owned())
-                    .send()
-                    .unwrap();
-                (r.status().as_u16(), r.headers().get("retry-after").is_some())
+    for (name, signal, content_type, body) in shapes {
+        assert!(body.len() > 17_000_000 && body.len() < 20 * 1024 * 1024, "{name}: {}", body.len());
+        // Peak memory from here on (Linux: writing 5 to clear_refs resets VmHWM).
+        std::fs::write(format!("/proc/{}/clear_refs", inst.pid()), "5").unwrap();
+        let body = std::sync::Arc::new(body);
+        let senders: Vec<_> = (0..8)
+            .map(|_| {
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    let r = reqwest::blocking::Client::builder()
+                        .timeout(std::time::Duration::from_secs(60))
+                        .build()
+                        .unwrap()
+                        .post(format!("http://127.0.0.1:{port}/v1/{signal}"))
+                        .header("Content-Type", content_type)
+                        .body(body.as_slice().to_vec())
+                        .send()
+                        .unwrap();
+                    let retry = r.headers().get("retry-after").is_some();
+                    (r.status().as_u16(), retry, r.text().unwrap_or_default())
+                })
             })
-        })
-        .collect();
-    let answers: Vec<(u16, bool)> = senders.into_iter().map(|h| h.join().unwrap()).collect();
-    let peak_mib = peak_kib(inst.pid()) / 1024;
-    assert!(answers.iter().all(|&(s, retry)| s == 200 || (s == 503 && retry)), "{answers:?}");
-    assert!(answers.iter().any(|&(s, _)| s == 200), "{answers:?}");
-    assert!(inst.health().is_some_and(|(c, _)| c == 200), "the process is alive and ready");
-    eprintln!("peak {peak_mib} MiB; answers {answers:?}");
-    assert!(peak_mib < 256, "peak {peak_mib} MiB");
+            .collect();
+        let answers: Vec<(u16, bool, String)> = senders.into_iter().map(|h| h.join().unwrap()).collect();
+        let peak_mib = peak_kib(inst.pid()) / 1024;
+        let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
+        eprintln!("{name}: peak {peak_mib} MiB; answers {codes:?}");
+        for (status, retry, text) in &answers {
+            match status {
+                200 => {}
+                503 => assert!(retry, "{name}: a 503 says when to retry"),
+                413 => assert!(text.contains("decode_memory_mib") || text.contains("more memory"), "{name}: {text}"),
+                _ => panic!("{name}: {status} {text}"),
+            }
+        }
+        assert!(inst.health().is_some_and(|(c, _)| c == 200), "{name}: the process is alive and ready");
+        assert!(peak_mib < 256, "{name}: peak {peak_mib} MiB");
+    }
+    // An ordinary request of about the same size (40,000 spans of 10 attributes) is decoded.
+    let kv = |i: usize| KeyValue {
+        key: format!("app.attribute.{i}"),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("value number {i}"))) }),
+        ..Default::default()
+    };
+    let span = Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        name: "chat gpt-4o".into(),
+        start_time_unix_nano: 1,
+        end_time_unix_nano: 2,
+        attributes: (0..10).map(kv).collect(),
+        ..Default::default()
+    };
+    let ordinary = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![span; 40_000], ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    assert!(ordinary.len() > 15_000_000 && ordinary.len() < 20 * 1024 * 1024, "{}", ordinary.len());
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/traces"))
+        .header("Content-Type", "application/x-protobuf")
+        .body(ordinary)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     assert!(inst.terminate().success());
 }

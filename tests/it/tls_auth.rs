@@ -196,3 +196,116 @@ service:
     assert_eq!(get(inst.metrics, "/metrics", Some("m-token")), 200);
     assert!(inst.terminate().success(), "{}", inst.stderr());
 }
+
+/// A TLS handshake with a client that trusts only `ca_pem` and offers only `versions`;
+/// the negotiated version, or why it failed.
+fn handshake(
+    port: u16,
+    ca_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    tls.flush().map_err(|e| e.to_string())?;
+    Ok(format!("{:?}", tls.conn.protocol_version().unwrap()))
+}
+
+/// `min_version` refuses older clients on both protocols; replaced certificate files are
+/// picked up for new connections within `reload_interval`, and a replacement that does not
+/// load is logged and leaves the previous certificate in use.
+#[test]
+fn certificates_reload_when_their_files_change_and_min_version_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let old = make_pki();
+    std::fs::write(d.join("server.pem"), &old.server_cert).unwrap();
+    std::fs::write(d.join("server.key"), &old.server_key).unwrap();
+    let tls = format!(
+        "{{cert_file: \"{0}/server.pem\", key_file: \"{0}/server.key\", min_version: \"1.3\", reload_interval: 1s}}",
+        d.display()
+    );
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{{{{GRPC}}}}", tls: {tls}}}
+      http: {{endpoint: "127.0.0.1:{{{{HTTP}}}}", tls: {tls}}}
+exporters:
+  nop: {{}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{{{{HEALTH}}}}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [nop]}}
+"#
+    );
+    let mut inst = Instance::start(&config);
+    let (tls12, tls13) = (&rustls::version::TLS12, &rustls::version::TLS13);
+    for port in [inst.grpc, inst.http] {
+        assert_eq!(handshake(port, &old.ca_pem, &[tls12, tls13]).as_deref(), Ok("TLSv1_3"));
+        let e = handshake(port, &old.ca_pem, &[tls12]).unwrap_err();
+        assert!(e.contains("ProtocolVersion") || e.contains("alert"), "TLS 1.2 refused: {e}");
+    }
+    // New certificate files from another CA.
+    let new = make_pki();
+    std::fs::write(d.join("server.key"), &new.server_key).unwrap();
+    std::fs::write(d.join("server.pem"), &new.server_cert).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while handshake(inst.http, &new.ca_pem, &[tls13]).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the new certificate was not picked up");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for port in [inst.grpc, inst.http] {
+        assert!(handshake(port, &new.ca_pem, &[tls13]).is_ok(), "port {port} serves the new certificate");
+        assert!(handshake(port, &old.ca_pem, &[tls13]).is_err(), "port {port} no longer serves the old one");
+    }
+    // A broken replacement: logged, and the last good certificate stays.
+    std::fs::write(d.join("server.pem"), "not a certificate").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for port in [inst.grpc, inst.http] {
+        assert!(handshake(port, &new.ca_pem, &[tls13]).is_ok(), "port {port} keeps the last good certificate");
+    }
+    assert!(inst.terminate().success());
+    let log = inst.stderr();
+    assert!(log.contains("reloaded the changed certificate files"), "{log}");
+    assert!(log.contains("does not load; still using the previous one"), "{log}");
+}
+
+#[test]
+fn unsupported_tls_versions_are_config_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki();
+    std::fs::write(dir.path().join("s.pem"), &pki.server_cert).unwrap();
+    std::fs::write(dir.path().join("s.key"), &pki.server_key).unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        tls: {{cert_file: {0}/s.pem, key_file: {0}/s.key, min_version: \"1.1\"}}\nexporters:\n  nop: {{}}\nservice:\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [nop]}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::BIN).args(["validate", "--config", path.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("tls.min_version") && err.contains("TLS 1.1 is not supported"), "{err}");
+}

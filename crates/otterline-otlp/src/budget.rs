@@ -1,29 +1,55 @@
-//! The decode-memory budget: what decoding requests may hold at once, reserved from each
-//! request's size before it is decoded.
+//! The decode-memory budget: what decoding requests may hold at once, reserved for each
+//! request before it is decoded.
 //!
-//! Decoding multiplies memory: an OTLP value of two protobuf bytes (`0a 00`) becomes a
-//! 32-byte `AnyValue`, and OTLP/JSON passes through a parsed tree first. Each request
-//! reserves `body × factor` (its worst case, at most the whole budget, so that any request
-//! the body limit admits can be decoded alone) and waits up to [`WAIT`] for that much to be
-//! free; a request that cannot get it is refused with a retryable error, never decoded. So
-//! concurrent worst-case requests cannot add up past the budget.
+//! Decoding multiplies memory, and by how much depends on the content, not the size: an
+//! empty span is two protobuf bytes and a few hundred decoded. So a request reserves what
+//! it will take: protobuf exactly ([`crate::footprint`] reads it from the bytes), OTLP/JSON
+//! `body × JSON_FACTOR` (what the parser and the converter count as they go may not pass
+//! it: `pdata::json::decode_within`). A request waits up to [`WAIT`] for that much to be
+//! free, then gets a retryable refusal, never decoded; one that needs more than the whole
+//! budget is refused for good (HTTP 413, gRPC `RESOURCE_EXHAUSTED`): it would not fit at
+//! any time. So concurrent worst-case requests cannot add up past the budget.
 
+use std::fmt;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Worst-case bytes held per body byte while decoding, the body itself included: protobuf
-/// (`0a 00` → a 32-byte `AnyValue`: 16×) and OTLP/JSON (measured: an 18 MB request of small
-/// array values peaks at about 10.5×).
-pub const PROTOBUF_FACTOR: usize = 17;
+/// Most bytes an OTLP/JSON request may take per body byte while decoding, the body
+/// included (its parsed document and the decoded request together).
 pub const JSON_FACTOR: usize = 13;
-
-/// The retryable refusal when the budget stays in use.
-pub const BUSY: &str =
-    "the memory for decoding requests (decode_memory_mib) is in use by other large requests; retry shortly";
+/// What any OTLP/JSON request may take (a small document's parsed form is mostly fixed
+/// overhead).
+pub const JSON_FLOOR: usize = 64 * 1024;
 
 /// How long a request waits for budget before it is refused (retryable).
 pub const WAIT: Duration = Duration::from_secs(2);
+
+/// Why a request is not decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The budget stays in use by other requests: retry shortly.
+    Busy,
+    /// It would need more than the whole budget: send smaller requests.
+    TooLarge { need: usize, total: usize },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Busy => f.write_str(
+                "the memory for decoding requests (decode_memory_mib) is in use by other large requests; retry shortly",
+            ),
+            Refusal::TooLarge { need, total } => write!(
+                f,
+                "decoding this request would take {} MiB, more than decode_memory_mib ({} MiB) allows; \
+                 send fewer items per request",
+                need.div_ceil(1 << 20),
+                total >> 20
+            ),
+        }
+    }
+}
 
 pub struct DecodeBudget {
     sem: Semaphore,
@@ -36,28 +62,65 @@ impl DecodeBudget {
         DecodeBudget { sem: Semaphore::new(kib as usize), kib }
     }
 
-    /// The KiB decoding `len` body bytes may take, at most the whole budget.
-    pub fn need_kib(&self, len: usize, factor: usize) -> u32 {
-        (len.saturating_mul(factor) / 1024).clamp(1, self.kib as usize) as u32
+    /// The whole budget in bytes.
+    pub fn total(&self) -> usize {
+        self.kib as usize * 1024
     }
 
-    /// Reserves what decoding `len` bytes may take; `None` when it is not free within [`WAIT`].
-    /// Reserves without waiting (for work that may be skipped, such as counting the items of
-    /// a refused request).
-    pub fn try_reserve(&self, len: usize, factor: usize) -> Option<SemaphorePermit<'_>> {
-        self.sem.try_acquire_many(self.need_kib(len, factor)).ok()
+    /// What decoding an OTLP/JSON body of `len` bytes may take, the body included: at
+    /// least [`JSON_FLOOR`], at most the whole budget (the decoder stops there).
+    pub fn json_need(&self, len: usize) -> usize {
+        len.saturating_mul(JSON_FACTOR).max(JSON_FLOOR).min(self.total())
     }
 
-    pub async fn reserve(&self, len: usize, factor: usize) -> Option<SemaphorePermit<'_>> {
-        self.reserve_within(len, factor, WAIT).await
-    }
-
-    async fn reserve_within(&self, len: usize, factor: usize, wait: Duration) -> Option<SemaphorePermit<'_>> {
-        let need = self.need_kib(len, factor);
-        match self.sem.try_acquire_many(need) {
-            Ok(p) => Some(p),
-            Err(_) => tokio::time::timeout(wait, self.sem.acquire_many(need)).await.ok()?.ok(),
+    fn kib_of(&self, need: usize) -> Result<u32, Refusal> {
+        if need > self.total() {
+            return Err(Refusal::TooLarge { need, total: self.total() });
         }
+        Ok(need.div_ceil(1024).max(1) as u32)
+    }
+
+    /// Reserves `need` bytes without waiting (for work that may be skipped, such as
+    /// counting the items of a refused request).
+    pub fn try_reserve(&self, need: usize) -> Option<SemaphorePermit<'_>> {
+        self.sem.try_acquire_many(self.kib_of(need).ok()?).ok()
+    }
+
+    /// Reserves `need` bytes, counting what `held` (an earlier reservation of the same
+    /// request) already holds; waits up to [`WAIT`].
+    pub async fn reserve<'a>(
+        &'a self,
+        held: Option<SemaphorePermit<'a>>,
+        need: usize,
+    ) -> Result<SemaphorePermit<'a>, Refusal> {
+        self.reserve_within(held, need, WAIT).await
+    }
+
+    async fn reserve_within<'a>(
+        &'a self,
+        held: Option<SemaphorePermit<'a>>,
+        need: usize,
+        wait: Duration,
+    ) -> Result<SemaphorePermit<'a>, Refusal> {
+        let need = self.kib_of(need)?;
+        let have = held.as_ref().map_or(0, |p| p.num_permits() as u32);
+        let Some(more) = need.checked_sub(have).filter(|&m| m > 0) else {
+            return held.ok_or(Refusal::Busy);
+        };
+        let more = match self.sem.try_acquire_many(more) {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout(wait, self.sem.acquire_many(more)).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(Refusal::Busy),
+            },
+        };
+        Ok(match held {
+            Some(mut p) => {
+                p.merge(more);
+                p
+            }
+            None => more,
+        })
     }
 }
 
@@ -69,16 +132,22 @@ mod tests {
     async fn concurrent_reservations_never_exceed_the_budget() {
         let b = DecodeBudget::new(100);
         let wait = Duration::from_millis(20);
-        // 5 MB of JSON may take 60 MB: one fits, a second waits, then is refused.
-        let first = b.reserve_within(5_000_000, JSON_FACTOR, wait).await;
-        assert!(first.is_some());
-        assert!(b.reserve_within(5_000_000, JSON_FACTOR, wait).await.is_none(), "over the budget: refused");
+        let mib = 1 << 20;
+        let first = b.reserve_within(None, 60 * mib, wait).await;
+        assert!(first.is_ok());
+        assert_eq!(b.reserve_within(None, 60 * mib, wait).await.err(), Some(Refusal::Busy), "over the budget");
         // Small requests still pass beside it.
-        assert!(b.reserve_within(40_000, PROTOBUF_FACTOR, wait).await.is_some());
-        drop(first);
-        // A request bigger than the whole budget is decoded alone.
-        let huge = b.reserve_within(50_000_000, JSON_FACTOR, wait).await;
-        assert!(huge.is_some());
-        assert_eq!(b.need_kib(50_000_000, JSON_FACTOR), 100 * 1024);
+        assert!(b.reserve_within(None, 500_000, wait).await.is_ok());
+        // Growing a reservation counts what it holds.
+        let grown = b.reserve_within(first.ok(), 90 * mib, wait).await.unwrap();
+        assert_eq!(grown.num_permits(), 90 * 1024);
+        drop(grown);
+        // More than the whole budget: never.
+        let e = b.reserve_within(None, 101 * mib, wait).await.unwrap_err();
+        assert_eq!(e, Refusal::TooLarge { need: 101 * mib, total: 100 * mib });
+        assert!(e.to_string().contains("101 MiB, more than decode_memory_mib (100 MiB)"), "{e}");
+        // JSON: at most the whole budget (the decoder enforces it).
+        assert_eq!(b.json_need(50_000_000), 100 * mib);
+        assert!(b.try_reserve(b.json_need(50_000_000)).is_some());
     }
 }

@@ -35,6 +35,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use otterline_core::component::{ComponentError, Output, Refusal, Task};
 use otterline_core::{Batch, Signal};
 
+use crate::budget;
 use crate::validate::validate;
 use crate::GrpcConfig;
 
@@ -56,26 +57,33 @@ impl Handler {
                 .map(E::batch)
                 .map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf {}: {e}", E::NAME)))
         };
+        let need = crate::footprint::protobuf(E::SIGNAL, &bytes);
+        let refuse = |r: budget::Refusal| match r {
+            // Not retryable: it would not fit at any time (RESOURCE_EXHAUSTED without RetryInfo).
+            budget::Refusal::TooLarge { .. } => Status::resource_exhausted(format!("{}: {r}", self.receiver)),
+            budget::Refusal::Busy => Status::with_error_details(
+                Code::Unavailable,
+                format!("{}: {r}", self.receiver),
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+            ),
+        };
+        if need > self.budget.total() {
+            return Err(refuse(budget::Refusal::TooLarge { need, total: self.budget.total() }));
+        }
         let slots = match self.output.reserve(E::SIGNAL).await {
             Ok(slots) => slots,
             Err(r) => {
                 // Decoded to count what is refused (or to say it is malformed: not worth a
                 // retry) only when the decode budget has room at once: a refusal must not
                 // cost memory that accepted requests need.
-                if let Some(_memory) = self.budget.try_reserve(bytes.len(), crate::budget::PROTOBUF_FACTOR) {
+                if let Some(_memory) = self.budget.try_reserve(need) {
                     let items = decode(&bytes)?.item_count() as u64;
                     self.output.count_refused(E::SIGNAL, items);
                 }
                 return Err(refusal_status(&self.receiver, r));
             }
         };
-        let Some(memory) = self.budget.reserve(bytes.len(), crate::budget::PROTOBUF_FACTOR).await else {
-            return Err(Status::with_error_details(
-                Code::Unavailable,
-                format!("{}: {}", self.receiver, crate::budget::BUSY),
-                ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
-            ));
-        };
+        let memory = self.budget.reserve(None, need).await.map_err(refuse)?;
         let mut batch = decode(&bytes)?;
         drop(bytes);
         // Decoded: the budget is for decoding (the batch is bounded by the queues now).
@@ -324,24 +332,25 @@ pub(crate) fn serve(
     fn export<E>(h: &Arc<Handler>, max: usize, token: &Option<Arc<crate::security::Token>>) -> ExportServer<E> {
         ExportServer { handler: h.clone(), max_decoding: max, token: token.clone(), _export: PhantomData }
     }
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &security.tls {
-        let mut t = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-        if let Some(ca) = &tls.client_ca_pem {
-            t = t.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(t).map_err(|e| ComponentError::new(format!("OTLP/gRPC TLS: {e}")))?;
-    }
-    let router = builder
+    let router = tonic::transport::Server::builder()
         .add_service(export::<Traces>(&handler, max_decoding, token))
         .add_service(export::<Metrics>(&handler, max_decoding, token))
         .add_service(export::<Logs>(&handler, max_decoding, token));
+    let tls = security.tls.clone();
     Ok(Box::pin(async move {
-        let server =
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
-        otterline_core::net::serve_with_grace(server, shutdown, "OTLP/gRPC")
-            .await
-            .map_err(|e| ComponentError::new(format!("OTLP/gRPC server failed: {e}")))
+        let stop = shutdown.clone().cancelled_owned();
+        let result = match tls {
+            // Handshakes by the shared TLS source (certificate reload, versions; see `security`).
+            Some(source) => {
+                let incoming = crate::security::incoming(listener, source, shutdown.clone(), "OTLP/gRPC");
+                let server = router.serve_with_incoming_shutdown(incoming, stop);
+                otterline_core::net::serve_with_grace(server, shutdown, "OTLP/gRPC").await
+            }
+            None => {
+                let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+                otterline_core::net::serve_with_grace(server, shutdown, "OTLP/gRPC").await
+            }
+        };
+        result.map_err(|e| ComponentError::new(format!("OTLP/gRPC server failed: {e}")))
     }))
 }

@@ -25,10 +25,11 @@ use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, 
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 
-use otterline_core::component::{ComponentError, Output, Refusal, Task};
+use otterline_core::component::{ComponentError, Output, Refusal as OutputRefusal, Task};
 use otterline_core::pdata::json;
 use otterline_core::{Batch, Signal};
 
+use crate::budget::Refusal;
 use crate::validate::validate;
 use crate::HttpConfig;
 
@@ -87,8 +88,8 @@ pub(crate) fn serve(
         })
         .with_state(shared);
     if let Some(tls) = &security.tls {
-        let cfg = tls.rustls().map_err(|e| ComponentError::new(format!("OTLP/HTTP TLS: {e}")))?;
-        return Ok(Box::pin(serve_tls(listener, app, tokio_rustls::TlsAcceptor::from(Arc::new(cfg)), shutdown)));
+        let incoming = crate::security::incoming(listener, tls.clone(), shutdown.clone(), "OTLP/HTTP");
+        return Ok(Box::pin(serve_tls(incoming, app, shutdown)));
     }
     Ok(Box::pin(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -98,40 +99,32 @@ pub(crate) fn serve(
     }))
 }
 
-/// The HTTPS accept loop: a TLS handshake (with the client certificate check for mutual
-/// TLS) per connection, then HTTP/1.1 or HTTP/2 as negotiated by ALPN. At shutdown it stops
+/// The HTTPS serving loop over connections whose TLS handshake (with the client
+/// certificate check for mutual TLS) is done (`security::incoming`): HTTP/1.1 or HTTP/2
+/// as negotiated by ALPN. At shutdown it stops
 /// accepting, and connections still open after `CONNECTION_GRACE` are closed (their
 /// requests were not acknowledged, so clients retry them).
 async fn serve_tls(
-    listener: tokio::net::TcpListener,
+    mut incoming: impl tokio_stream::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+        + Unpin,
     app: Router,
-    acceptor: tokio_rustls::TlsAcceptor,
     shutdown: CancellationToken,
 ) -> Result<(), ComponentError> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
+    use tokio_stream::StreamExt;
     let mut conns = tokio::task::JoinSet::new();
     loop {
-        let (tcp, peer) = tokio::select! {
+        let tls = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "OTLP/HTTP: accepting a connection failed");
-                    continue;
-                }
+            c = incoming.next() => match c {
+                Some(Ok(tls)) => tls,
+                Some(Err(_)) => continue,
+                None => break,
             },
         };
-        let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        let (app, shutdown) = (app.clone(), shutdown.clone());
         conns.spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "OTLP/HTTP: TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
             let service = hyper_util::service::TowerToHyperService::new(app);
             let builder = Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -217,16 +210,17 @@ async fn receive(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit, "request body"));
     }
-    // Decode memory (the body itself counted too) is reserved before an uncompressed body
-    // with a declared length is read: a request over the budget waits unread.
-    let factor = match encoding {
-        Encoding::Json => crate::budget::JSON_FACTOR,
-        Encoding::Protobuf => crate::budget::PROTOBUF_FACTOR,
+    // Decode memory is reserved before an uncompressed body with a declared length is read
+    // (its bytes, or for JSON all it may take): a request over the budget waits unread.
+    let refuse = |r: Refusal| match r {
+        Refusal::Busy => Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver)),
+        Refusal::TooLarge { .. } => Reject(StatusCode::PAYLOAD_TOO_LARGE, format!("{}: {r}", shared.receiver)),
     };
-    let busy = || Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {}", shared.receiver, crate::budget::BUSY));
     let mut memory = None;
     if let (Some(n), "" | "identity") = (declared, content_encoding.as_str()) {
-        memory = Some(shared.budget.reserve(n as usize, factor).await.ok_or_else(busy)?);
+        let n = n as usize;
+        let before = if encoding == Encoding::Json { shared.budget.json_need(n) } else { n };
+        memory = Some(shared.budget.reserve(None, before).await.map_err(refuse)?);
     }
     let raw: Bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
@@ -234,32 +228,36 @@ async fn receive(
         Err(e) => return Err(Reject(StatusCode::BAD_REQUEST, format!("failed to read the request body: {e}"))),
     };
     let bytes = decompress(&content_encoding, raw, limit)?;
-    let decode = |bytes: &[u8]| decode(signal, encoding, bytes).map_err(|msg| Reject(StatusCode::BAD_REQUEST, msg));
+    let need = match encoding {
+        Encoding::Json => shared.budget.json_need(bytes.len()),
+        Encoding::Protobuf => crate::footprint::protobuf(signal, &bytes),
+    };
+    if need > shared.budget.total() {
+        return Err(refuse(Refusal::TooLarge { need, total: shared.budget.total() }));
+    }
+    // What the decoder itself may allocate: the reservation less the body it holds.
+    let decode = |bytes: &[u8]| decode(signal, encoding, bytes, need.saturating_sub(bytes.len()));
     // Queue space first, then decode: a request waiting for space holds its bytes, not its
     // decoded batch (several times larger).
     let slots = match shared.output.reserve(signal).await {
         Ok(slots) => slots,
         Err(r) => {
             // Decoded to count what is refused (or to answer 400: not worth a retry) only
-            // when the decode budget has room at once (the reservation made for an
-            // uncompressed body is already held).
-            let room = if memory.is_some() { None } else { shared.budget.try_reserve(bytes.len(), factor) };
-            if memory.is_some() || room.is_some() {
+            // when the decode budget has room at once.
+            drop(memory);
+            if let Some(_room) = shared.budget.try_reserve(need) {
                 let items = decode(&bytes)?.item_count() as u64;
                 shared.output.count_refused(signal, items);
             }
             return Err(match r {
-                Refusal::Full | Refusal::ShuttingDown | Refusal::MemoryLimit(_) => {
+                OutputRefusal::Full | OutputRefusal::ShuttingDown | OutputRefusal::MemoryLimit(_) => {
                     Reject(StatusCode::SERVICE_UNAVAILABLE, format!("{}: {r}", shared.receiver))
                 }
-                Refusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),
+                OutputRefusal::NoPipeline(_) => Reject(StatusCode::NOT_FOUND, format!("{}: {r}", shared.receiver)),
             });
         }
     };
-    let memory = match memory.take() {
-        Some(m) => m,
-        None => shared.budget.reserve(bytes.len(), factor).await.ok_or_else(busy)?,
-    };
+    let memory = shared.budget.reserve(memory, need).await.map_err(refuse)?;
     let mut batch = decode(&bytes)?;
     drop(bytes);
     // Decoded: the budget is for decoding (the batch is bounded by the queues now).
@@ -302,12 +300,15 @@ fn decompress(content_encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes,
     }
 }
 
-fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Batch, String> {
+/// Decodes a request; OTLP/JSON takes at most `limit` bytes of memory (see `budget`).
+fn decode(signal: Signal, encoding: Encoding, bytes: &[u8], limit: usize) -> Result<Batch, Reject> {
     match encoding {
-        Encoding::Json => json::decode(signal, bytes).map_err(|e| format!("invalid OTLP/JSON {signal} request: {e}")),
-        Encoding::Protobuf => {
-            crate::decode::batch(signal, bytes).map_err(|e| format!("invalid OTLP/protobuf {signal} request: {e}"))
-        }
+        Encoding::Json => json::decode_within(signal, bytes, limit).map_err(|e| {
+            let status = if e.is_over_limit() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+            Reject(status, format!("invalid OTLP/JSON {signal} request: {e}"))
+        }),
+        Encoding::Protobuf => crate::decode::batch(signal, bytes)
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid OTLP/protobuf {signal} request: {e}"))),
     }
 }
 

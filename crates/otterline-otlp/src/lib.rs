@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod decode;
+pub mod footprint;
 mod grpc;
 mod http;
 pub mod security;
@@ -183,7 +184,11 @@ impl ReceiverFactory for OtlpReceiverFactory {
         }
         let security = |proto: &str, tls: &Option<security::TlsConfig>, auth: &Option<security::AuthConfig>| {
             Ok::<_, ConfigError>(security::Security {
-                tls: tls.as_ref().map(|t| t.load()).transpose().map_err(|(k, m)| err(proto, &format!("tls.{k}"), m))?,
+                tls: tls
+                    .as_ref()
+                    .map(|t| t.load().map(std::sync::Arc::new))
+                    .transpose()
+                    .map_err(|(k, m)| err(proto, &format!("tls.{k}"), m))?,
                 token: auth
                     .as_ref()
                     .map(|a| a.load().map(std::sync::Arc::new))
@@ -219,7 +224,7 @@ impl Receiver for OtlpReceiver {
         if let Some(g) = &self.cfg.protocols.grpc {
             let sec = &self.grpc_security;
             let listener = bind_secured(&g.endpoint, "OTLP/gRPC", sec.tls.is_some(), sec.token.is_some()).await?;
-            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()), auth = sec.token.is_some(), "OTLP/gRPC listening");
+            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.mutual()), auth = sec.token.is_some(), "OTLP/gRPC listening");
             tasks.push(grpc::serve(
                 listener,
                 g.clone(),
@@ -233,7 +238,7 @@ impl Receiver for OtlpReceiver {
         if let Some(h) = &self.cfg.protocols.http {
             let sec = &self.http_security;
             let listener = bind_secured(&h.endpoint, "OTLP/HTTP", sec.tls.is_some(), sec.token.is_some()).await?;
-            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()), auth = sec.token.is_some(), "OTLP/HTTP listening");
+            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.mutual()), auth = sec.token.is_some(), "OTLP/HTTP listening");
             tasks.push(http::serve(
                 listener,
                 h.clone(),

@@ -26,11 +26,17 @@ use crate::pdata::{Batch, ExportLogsServiceRequest, ExportMetricsServiceRequest,
 pub struct JsonError {
     path: Vec<String>,
     message: String,
+    over_limit: bool,
 }
 
 impl JsonError {
     fn new(message: impl Into<String>) -> Self {
-        JsonError { path: Vec::new(), message: message.into() }
+        JsonError { path: Vec::new(), message: message.into(), over_limit: false }
+    }
+
+    /// Decoding stopped at the memory limit of [`decode_within`].
+    pub fn is_over_limit(&self) -> bool {
+        self.over_limit
     }
     fn at(mut self, segment: impl Into<String>) -> Self {
         self.path.push(segment.into());
@@ -88,6 +94,20 @@ pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Batch, JsonError> {
     decode_value(signal, &value)
 }
 
+/// [`decode`], taking at most about `limit` bytes of memory for the parsed document and
+/// the decoded request together: past it, decoding stops with an error for which
+/// [`JsonError::is_over_limit`] is true.
+pub fn decode_within(signal: Signal, bytes: &[u8], limit: usize) -> Result<Batch, JsonError> {
+    match super::meter::within(limit, || decode(signal, bytes)) {
+        (Err(_), true) => Err(JsonError {
+            path: Vec::new(),
+            message: format!("{} ({} MiB)", super::meter::EXCEEDED_MESSAGE, limit.div_ceil(1 << 20)),
+            over_limit: true,
+        }),
+        (result, _) => result,
+    }
+}
+
 /// Decodes an already parsed OTLP/JSON export request of `signal`.
 fn decode_value(signal: Signal, value: &Value) -> Result<Batch, JsonError> {
     let o = obj(value)?;
@@ -131,6 +151,9 @@ fn list<T>(o: &Map, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<V
     match field(o, camel, snake) {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => {
+            if !super::meter::charge_vec::<T>(items.len()) {
+                return Err(JsonError::new(super::meter::EXCEEDED_MESSAGE).at(camel));
+            }
             items.iter().enumerate().map(|(i, v)| f(v).at_index(i)).collect::<R<Vec<T>>>().at(camel)
         }
         Some(other) => Err(JsonError::new(format!("expected an array, found {}", kind(other))).at(camel)),
@@ -147,8 +170,17 @@ fn opt<T>(o: &Map, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<Op
 fn string(o: &Map, camel: &str, snake: &str) -> R<String> {
     match field(o, camel, snake) {
         None => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::String(s)) => copy(s).at(camel),
         Some(other) => Err(JsonError::new(format!("expected a string, found {}", kind(other))).at(camel)),
+    }
+}
+
+/// A copy of a string of the document, counted ([`super::meter`]).
+fn copy(s: &str) -> R<String> {
+    if super::meter::charge_bytes(s.len()) {
+        Ok(s.to_owned())
+    } else {
+        Err(JsonError::new(super::meter::EXCEEDED_MESSAGE))
     }
 }
 
@@ -318,7 +350,7 @@ fn any_value(v: &Value) -> R<AnyValue> {
     let o = obj(v)?;
     let value = if let Some(s) = field(o, "stringValue", "string_value") {
         match s {
-            Value::String(s) => Some(V::StringValue(s.clone())),
+            Value::String(s) => Some(V::StringValue(copy(s).at("stringValue")?)),
             other => return Err(JsonError::new(format!("expected a string, found {}", kind(other))).at("stringValue")),
         }
     } else if field(o, "boolValue", "bool_value").is_some() {

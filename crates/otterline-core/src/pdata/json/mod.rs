@@ -14,9 +14,10 @@
 
 mod decode;
 mod encode;
+mod meter;
 mod value;
 
-pub use decode::{decode, decode_any_value, decode_entity_refs, JsonError};
+pub use decode::{decode, decode_any_value, decode_entity_refs, decode_within, JsonError};
 pub use encode::{encode, encode_any_value, encode_entity_refs, encode_into, encode_partial_success};
 
 #[cfg(test)]
@@ -325,6 +326,26 @@ mod tests {
         assert!(
             matches!(span.attributes[1].value.as_ref().unwrap().value, Some(any_value::Value::DoubleValue(d)) if d.is_nan())
         );
+    }
+
+    #[test]
+    fn decoding_within_a_limit_stops_amplifying_requests_and_passes_ordinary_ones() {
+        // 100,000 empty spans: 3 bytes each, a few hundred bytes decoded.
+        let spans = vec!["{}"; 100_000].join(",");
+        let body = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
+        let e = decode_within(Signal::Traces, body.as_bytes(), 13 * body.len()).unwrap_err();
+        assert!(e.is_over_limit(), "{e}");
+        assert!(e.to_string().contains("needs more memory than it may take"), "{e}");
+        // A document of numbers, stopped while it is parsed.
+        let numbers = format!(r#"{{"resourceSpans":[{}]}}"#, vec!["0"; 100_000].join(","));
+        assert!(decode_within(Signal::Traces, numbers.as_bytes(), 13 * numbers.len()).unwrap_err().is_over_limit());
+        // An ordinary request decodes as without a limit; errors are not over the limit.
+        let batch = nested(3);
+        let text = encode(&batch);
+        assert_eq!(decode_within(Signal::Traces, text.as_bytes(), 13 * text.len()).unwrap(), batch);
+        assert!(!decode_within(Signal::Traces, b"{]", 1000).unwrap_err().is_over_limit());
+        // Outside decode_within nothing is limited.
+        assert!(decode(Signal::Traces, body.as_bytes()).is_ok());
     }
 
     #[test]

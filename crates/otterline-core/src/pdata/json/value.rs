@@ -17,6 +17,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_json::Number;
 
+use super::meter;
+
 /// Deepest nesting of arrays and objects accepted (protobuf's decoders stop at 100 nested
 /// messages, which is at most about 200 JSON levels).
 pub const MAX_DEPTH: usize = 256;
@@ -64,6 +66,15 @@ impl<'de> Deserialize<'de> for Value {
     }
 }
 
+/// A parse error once the decode's memory limit is passed ([`meter`]).
+fn metered<E: de::Error>(within_limit: bool) -> Result<(), E> {
+    if within_limit {
+        Ok(())
+    } else {
+        Err(E::custom(meter::EXCEEDED_MESSAGE))
+    }
+}
+
 /// A value at a depth: its children are one level deeper.
 #[derive(Clone, Copy)]
 struct Depth(usize);
@@ -108,28 +119,31 @@ impl<'de> DeserializeSeed<'de> for Depth {
                 Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+                metered(meter::charge_bytes(s.len()))?;
                 Ok(Value::String(s.to_owned()))
             }
             fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+                metered(meter::charge_bytes(s.len()))?;
                 Ok(Value::String(s))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
                 let child = self.deeper()?;
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                let mut items = Vec::new();
                 while let Some(v) = seq.next_element_seed(child)? {
-                    items.push(v);
+                    metered(meter::push(&mut items, v))?;
                 }
-                items.shrink_to_fit();
+                meter::shrink(&mut items);
                 Ok(Value::Array(items))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
                 let child = self.deeper()?;
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                let mut entries = Vec::new();
                 while let Some(k) = map.next_key::<String>()? {
+                    metered(meter::charge_bytes(k.len()))?;
                     let v = map.next_value_seed(child)?;
-                    entries.push((k, v));
+                    metered(meter::push(&mut entries, (k, v)))?;
                 }
-                entries.shrink_to_fit();
+                meter::shrink(&mut entries);
                 Ok(Value::Object(Map(entries)))
             }
         }
