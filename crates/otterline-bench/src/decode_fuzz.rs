@@ -1,6 +1,7 @@
 //! Differential fuzzing of Otterline's protobuf decoder (`otterline_otlp::decode`) against
 //! prost: seeded mutations of valid trace and log requests must give the same request from
-//! both, or an error from both (with prost's message). `otterline-decode-fuzz` runs millions
+//! both, or an error from both (with prost's message), and a request both decode must encode
+//! (`otterline_core::pdata::encode`) to prost's bytes. `otterline-decode-fuzz` runs millions
 //! of inputs; the test below runs a slice of them in CI.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -72,13 +73,21 @@ pub fn mutate(rng: &mut Rng, b: &[u8]) -> Vec<u8> {
     m
 }
 
-fn compare<M: PartialEq + std::fmt::Debug>(
+/// Compares the two decoders' results; a request both decode is also encoded by
+/// Otterline's encoder (`pdata::encode`, via `batch`), which must write prost's bytes.
+fn compare<M: PartialEq + std::fmt::Debug + Message + Clone>(
     ours: Result<M, prost::DecodeError>,
     theirs: Result<M, prost::DecodeError>,
+    batch: fn(M) -> otterline_core::Batch,
     stats: &mut Stats,
 ) {
     match (ours, theirs) {
-        (Ok(a), Ok(b)) if a == b => stats.both_ok += 1,
+        (Ok(a), Ok(b)) if a == b => {
+            if batch(a).encode_protobuf() != b.encode_to_vec() {
+                stats.disagreements.push((stats.inputs, "the encoder wrote other bytes than prost".into()));
+            }
+            stats.both_ok += 1
+        }
         (Err(a), Err(b)) if a.to_string() == b.to_string() => stats.both_err += 1,
         (a, b) => {
             let what = format!("ours {:?} / prost {:?}", a.map(|_| "Ok"), b.map(|_| "Ok"));
@@ -104,9 +113,19 @@ pub fn run(seed: u64, inputs: u64) -> Stats {
         let (traces, base) = &corpus[(rng.next_u64() % corpus.len() as u64) as usize];
         let m = mutate(&mut rng, base);
         if *traces {
-            compare(otterline_otlp::decode::traces(&m), ExportTraceServiceRequest::decode(&m[..]), &mut stats);
+            compare(
+                otterline_otlp::decode::traces(&m),
+                ExportTraceServiceRequest::decode(&m[..]),
+                otterline_core::Batch::Traces,
+                &mut stats,
+            );
         } else {
-            compare(otterline_otlp::decode::logs(&m), ExportLogsServiceRequest::decode(&m[..]), &mut stats);
+            compare(
+                otterline_otlp::decode::logs(&m),
+                ExportLogsServiceRequest::decode(&m[..]),
+                otterline_core::Batch::Logs,
+                &mut stats,
+            );
         }
         stats.inputs += 1;
     }

@@ -2,25 +2,35 @@
 //! request before it is decoded.
 //!
 //! Decoding multiplies memory, and by how much depends on the content, not the size: an
-//! empty span is two protobuf bytes and a few hundred decoded. So a request reserves what
-//! it will take: protobuf exactly ([`crate::footprint`] reads it from the bytes), OTLP/JSON
-//! `body × JSON_FACTOR` (what the parser and the converter count as they go may not pass
-//! it: `pdata::json::decode_within`). A request waits up to [`WAIT`] for that much to be
-//! free, then gets a retryable refusal, never decoded; one that needs more than the whole
-//! budget is refused for good (HTTP 413, gRPC `RESOURCE_EXHAUSTED`): it would not fit at
-//! any time. So concurrent worst-case requests cannot add up past the budget.
+//! empty span is two protobuf bytes and a few hundred decoded. So a request reserves a
+//! share and the decoder counts what it allocates against it (`pdata::meter`):
+//! - protobuf: `body × PROTOBUF_FACTOR` first, which holds every ordinary request (they
+//!   decode to 3–6× their size); a request that needs more, or that needs prost's decoder,
+//!   is measured exactly from its bytes ([`crate::footprint`]), its share grown to that, and
+//!   decoded again ([`decode_protobuf`]). Measuring every request first would cost a third
+//!   of the receiver's CPU; this costs it only for the unusual ones.
+//! - OTLP/JSON: `body × JSON_FACTOR`, which its parser and converter may not pass
+//!   (`pdata::json::decode_within`).
+//!
+//! A request waits up to [`WAIT`] for its share, then gets a retryable refusal, never
+//! decoded; one that needs more than the whole budget is refused for good (HTTP 413, gRPC
+//! `RESOURCE_EXHAUSTED`): it would not fit at any time. So concurrent worst-case requests
+//! cannot add up past the budget.
 
 use std::fmt;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+/// What a protobuf request reserves per body byte before it is decoded (the body
+/// included); ordinary requests decode to 3–6× their size.
+pub const PROTOBUF_FACTOR: usize = 8;
+
 /// Most bytes an OTLP/JSON request may take per body byte while decoding, the body
 /// included (its parsed document and the decoded request together).
 pub const JSON_FACTOR: usize = 13;
-/// What any OTLP/JSON request may take (a small document's parsed form is mostly fixed
-/// overhead).
-pub const JSON_FLOOR: usize = 64 * 1024;
+/// What any request may take (a small request's decoded form is mostly fixed overhead).
+pub const MIN_SHARE: usize = 64 * 1024;
 
 /// How long a request waits for budget before it is refused (retryable).
 pub const WAIT: Duration = Duration::from_secs(2);
@@ -68,9 +78,14 @@ impl DecodeBudget {
     }
 
     /// What decoding an OTLP/JSON body of `len` bytes may take, the body included: at
-    /// least [`JSON_FLOOR`], at most the whole budget (the decoder stops there).
+    /// least [`MIN_SHARE`], at most the whole budget (the decoder stops there).
     pub fn json_need(&self, len: usize) -> usize {
-        len.saturating_mul(JSON_FACTOR).max(JSON_FLOOR).min(self.total())
+        len.saturating_mul(JSON_FACTOR).max(MIN_SHARE).min(self.total())
+    }
+
+    /// What a protobuf request of `len` bytes reserves first (see the module docs).
+    pub fn protobuf_guess(&self, len: usize) -> usize {
+        len.saturating_mul(PROTOBUF_FACTOR).max(MIN_SHARE).min(self.total())
     }
 
     fn kib_of(&self, need: usize) -> Result<u32, Refusal> {
@@ -122,6 +137,37 @@ impl DecodeBudget {
             None => more,
         })
     }
+}
+
+/// Decodes a protobuf request of `signal` within the budget (see the module docs), growing
+/// `held` (what the request already holds, its body's bytes) as needed; the budget is
+/// given back when it returns. `Err` is a refusal; `Ok(Err)` a malformed request.
+pub async fn decode_protobuf<'a>(
+    budget: &'a DecodeBudget,
+    held: Option<SemaphorePermit<'a>>,
+    signal: otterline_core::Signal,
+    bytes: &[u8],
+) -> Result<Result<otterline_core::Batch, prost::DecodeError>, Refusal> {
+    let guess = budget.protobuf_guess(bytes.len());
+    let share = budget.reserve(held, guess).await?;
+    if let Some(batch) = crate::decode::batch_within(signal, bytes, guess.saturating_sub(bytes.len())) {
+        return Ok(Ok(batch));
+    }
+    let need = crate::footprint::protobuf(signal, bytes);
+    let _share = budget.reserve(Some(share), need).await?;
+    Ok(crate::decode::batch(signal, bytes))
+}
+
+/// Decodes a protobuf request now if its first share is free and enough (for counting the
+/// items of a refused request: never waits, never measures).
+pub fn decode_protobuf_now(
+    budget: &DecodeBudget,
+    signal: otterline_core::Signal,
+    bytes: &[u8],
+) -> Option<otterline_core::Batch> {
+    let guess = budget.protobuf_guess(bytes.len());
+    let _share = budget.try_reserve(guess)?;
+    crate::decode::batch_within(signal, bytes, guess.saturating_sub(bytes.len()))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use otterline_core::pdata::common::{
     any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
 };
 use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
+use otterline_core::pdata::meter;
 use otterline_core::pdata::resource::Resource;
 use otterline_core::pdata::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
 use otterline_core::pdata::{ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest};
@@ -40,6 +41,20 @@ pub fn batch(signal: Signal, bytes: &[u8]) -> Result<Batch, DecodeError> {
         Signal::Metrics => metrics(bytes).map(Batch::Metrics),
         Signal::Logs => logs(bytes).map(Batch::Logs),
     }
+}
+
+/// Decodes a trace or log request allocating at most about `limit` bytes
+/// (`pdata::meter`), without prost: `None` when that is not possible — the request needs
+/// more, prost's decoder is needed, or it is a metrics request. The receivers then measure
+/// the request (`footprint`), reserve that much and call [`batch`]. Ordinary requests
+/// decode here, without the cost of measuring them first.
+pub fn batch_within(signal: Signal, bytes: &[u8], limit: usize) -> Option<Batch> {
+    let fast = match signal {
+        Signal::Traces => |b: &[u8]| request(b).map(Batch::Traces),
+        Signal::Logs => |b: &[u8]| logs_request(b).map(Batch::Logs),
+        Signal::Metrics => return None,
+    };
+    meter::within(limit, || fast(bytes)).0.ok()
 }
 
 /// Decodes an `ExportTraceServiceRequest` (see the module docs).
@@ -156,13 +171,18 @@ impl<'a> Cur<'a> {
         // cheaper than full UTF-8 validation of short strings.
         if b.is_ascii() {
             // SAFETY: ASCII bytes are valid UTF-8.
+            charge_bytes(b.len())?;
             return Ok(unsafe { String::from_utf8_unchecked(b.to_vec()) });
         }
-        std::str::from_utf8(b).map(str::to_owned).map_err(|_| GiveUp)
+        let s = std::str::from_utf8(b).map_err(|_| GiveUp)?;
+        charge_bytes(b.len())?;
+        Ok(s.to_owned())
     }
 
     fn bytes(&mut self, wt: u8) -> R<Vec<u8>> {
-        Ok(self.len_delimited(wt)?.to_vec())
+        let b = self.len_delimited(wt)?;
+        charge_bytes(b.len())?;
+        Ok(b.to_vec())
     }
 
     /// Skips a field this decoder does not keep (as prost skips unknown fields).
@@ -208,7 +228,7 @@ fn count<const N: usize>(body: &[u8], tags: [u32; N]) -> R<[usize; N]> {
 /// request envelope, array values, key-value lists), each decoded by `item`.
 fn field_1_entries<T>(b: &[u8], mut item: impl FnMut(&[u8]) -> R<T>) -> R<Vec<T>> {
     let [n] = count(b, [1])?;
-    let mut out = Vec::with_capacity(n);
+    let mut out = alloc(n)?;
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
@@ -217,6 +237,25 @@ fn field_1_entries<T>(b: &[u8], mut item: impl FnMut(&[u8]) -> R<T>) -> R<Vec<T>
         }
     }
     Ok(out)
+}
+
+/// A vector for `n` elements, counted against the decode's memory limit
+/// (`pdata::meter`; unlimited outside [`batch_within`]).
+fn alloc<T>(n: usize) -> R<Vec<T>> {
+    if meter::charge_vec::<T>(n) {
+        Ok(Vec::with_capacity(n))
+    } else {
+        Err(GiveUp)
+    }
+}
+
+/// Counts a copied string or byte field (see [`alloc`]).
+fn charge_bytes(len: usize) -> R<()> {
+    if meter::charge_bytes(len) {
+        Ok(())
+    } else {
+        Err(GiveUp)
+    }
 }
 
 /// Sets a singular message field; a second occurrence (which prost merges) gives up.
@@ -240,7 +279,7 @@ macro_rules! envelopes {
 
         fn $resource_fn(b: &[u8]) -> R<$Resource> {
             let [n] = count(b, [2])?;
-            let mut out = $Resource { $scopes: Vec::with_capacity(n), ..Default::default() };
+            let mut out = $Resource { $scopes: alloc(n)?, ..Default::default() };
             let mut c = Cur::new(b);
             while let Some((tag, wt)) = c.key()? {
                 match tag {
@@ -255,7 +294,7 @@ macro_rules! envelopes {
 
         fn $scope_fn(b: &[u8]) -> R<$Scope> {
             let [n] = count(b, [2])?;
-            let mut out = $Scope { $items: Vec::with_capacity(n), ..Default::default() };
+            let mut out = $Scope { $items: alloc(n)?, ..Default::default() };
             let mut c = Cur::new(b);
             while let Some((tag, wt)) = c.key()? {
                 match tag {
@@ -285,7 +324,7 @@ envelopes!(
 
 fn log_record(b: &[u8]) -> R<LogRecord> {
     let [n] = count(b, [6])?;
-    let mut out = LogRecord { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut out = LogRecord { attributes: alloc(n)?, ..Default::default() };
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
@@ -308,8 +347,7 @@ fn log_record(b: &[u8]) -> R<LogRecord> {
 
 fn resource(b: &[u8]) -> R<Resource> {
     let [na, ne] = count(b, [1, 3])?;
-    let mut out =
-        Resource { attributes: Vec::with_capacity(na), entity_refs: Vec::with_capacity(ne), ..Default::default() };
+    let mut out = Resource { attributes: alloc(na)?, entity_refs: alloc(ne)?, ..Default::default() };
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
@@ -324,8 +362,7 @@ fn resource(b: &[u8]) -> R<Resource> {
 
 fn entity_ref(b: &[u8]) -> R<EntityRef> {
     let [ni, nd] = count(b, [3, 4])?;
-    let mut out =
-        EntityRef { id_keys: Vec::with_capacity(ni), description_keys: Vec::with_capacity(nd), ..Default::default() };
+    let mut out = EntityRef { id_keys: alloc(ni)?, description_keys: alloc(nd)?, ..Default::default() };
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
@@ -341,7 +378,7 @@ fn entity_ref(b: &[u8]) -> R<EntityRef> {
 
 fn scope(b: &[u8]) -> R<InstrumentationScope> {
     let [n] = count(b, [3])?;
-    let mut out = InstrumentationScope { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut out = InstrumentationScope { attributes: alloc(n)?, ..Default::default() };
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
@@ -357,12 +394,7 @@ fn scope(b: &[u8]) -> R<InstrumentationScope> {
 
 fn span(b: &[u8]) -> R<Span> {
     let [na, ne, nl] = count(b, [9, 11, 13])?;
-    let mut out = Span {
-        attributes: Vec::with_capacity(na),
-        events: Vec::with_capacity(ne),
-        links: Vec::with_capacity(nl),
-        ..Default::default()
-    };
+    let mut out = Span { attributes: alloc(na)?, events: alloc(ne)?, links: alloc(nl)?, ..Default::default() };
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
@@ -390,7 +422,7 @@ fn span(b: &[u8]) -> R<Span> {
 
 fn event(b: &[u8]) -> R<span::Event> {
     let [n] = count(b, [3])?;
-    let mut out = span::Event { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut out = span::Event { attributes: alloc(n)?, ..Default::default() };
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
@@ -406,7 +438,7 @@ fn event(b: &[u8]) -> R<span::Event> {
 
 fn link(b: &[u8]) -> R<span::Link> {
     let [n] = count(b, [4])?;
-    let mut out = span::Link { attributes: Vec::with_capacity(n), ..Default::default() };
+    let mut out = span::Link { attributes: alloc(n)?, ..Default::default() };
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {

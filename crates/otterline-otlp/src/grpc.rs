@@ -20,20 +20,14 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 
 use otterline_core::component::{ComponentError, Output, Refusal, Task};
-use otterline_core::{Batch, Signal};
+use otterline_core::Signal;
 
 use crate::budget;
 use crate::validate::validate;
@@ -52,12 +46,8 @@ impl Handler {
     /// request's bytes, not its decoded batch (several times larger): 128 requests in
     /// flight against a full pipeline cost their wire size.
     async fn accept<E: Export>(&self, bytes: Bytes) -> Result<(i64, String), Status> {
-        let decode = |bytes: &[u8]| {
-            E::decode(bytes)
-                .map(E::batch)
-                .map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf {}: {e}", E::NAME)))
-        };
-        let need = crate::footprint::protobuf(E::SIGNAL, &bytes);
+        let malformed =
+            |e: prost::DecodeError| Status::invalid_argument(format!("malformed OTLP protobuf {}: {e}", E::NAME));
         let refuse = |r: budget::Refusal| match r {
             // Not retryable: it would not fit at any time (RESOURCE_EXHAUSTED without RetryInfo).
             budget::Refusal::TooLarge { .. } => Status::resource_exhausted(format!("{}: {r}", self.receiver)),
@@ -67,27 +57,20 @@ impl Handler {
                 ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
             ),
         };
-        if need > self.budget.total() {
-            return Err(refuse(budget::Refusal::TooLarge { need, total: self.budget.total() }));
-        }
         let slots = match self.output.reserve(E::SIGNAL).await {
             Ok(slots) => slots,
             Err(r) => {
-                // Decoded to count what is refused (or to say it is malformed: not worth a
-                // retry) only when the decode budget has room at once: a refusal must not
-                // cost memory that accepted requests need.
-                if let Some(_memory) = self.budget.try_reserve(need) {
-                    let items = decode(&bytes)?.item_count() as u64;
-                    self.output.count_refused(E::SIGNAL, items);
+                // Decoded to count what is refused only when the decode budget has room at
+                // once: a refusal must not cost memory that accepted requests need.
+                if let Some(batch) = budget::decode_protobuf_now(&self.budget, E::SIGNAL, &bytes) {
+                    self.output.count_refused(E::SIGNAL, batch.item_count() as u64);
                 }
                 return Err(refusal_status(&self.receiver, r));
             }
         };
-        let memory = self.budget.reserve(None, need).await.map_err(refuse)?;
-        let mut batch = decode(&bytes)?;
+        let mut batch =
+            budget::decode_protobuf(&self.budget, None, E::SIGNAL, &bytes).await.map_err(refuse)?.map_err(malformed)?;
         drop(bytes);
-        // Decoded: the budget is for decoding (the batch is bounded by the queues now).
-        drop(memory);
         let (rejected, message) = validate(&mut batch);
         if batch.item_count() > 0 || rejected == 0 {
             crate::queue(slots, batch, self.acknowledgements).await.map_err(|why| {
@@ -113,16 +96,13 @@ pub(crate) fn refusal_status(receiver: &str, r: Refusal) -> Status {
     }
 }
 
-/// One OTLP export service: its gRPC name, messages, and how a request becomes a batch.
+/// One OTLP export service: its gRPC name, signal and response (requests are decoded by
+/// signal, `budget::decode_protobuf`).
 trait Export: Send + Sync + 'static {
     /// The gRPC service name (`package.Service`); its one method is `Export`.
     const NAME: &'static str;
     const SIGNAL: Signal;
-    type Req: prost::Message + Default + Send + 'static;
     type Resp: prost::Message + Default + Send + 'static;
-    /// Decodes a request message (prost's result, whichever decoder runs).
-    fn decode(bytes: &[u8]) -> Result<Self::Req, prost::DecodeError>;
-    fn batch(req: Self::Req) -> Batch;
     fn response(rejected: i64, error_message: String) -> Self::Resp;
 }
 
@@ -131,23 +111,16 @@ fn is_export<E: Export>(path: &str) -> bool {
     path.strip_prefix('/').and_then(|p| p.strip_prefix(E::NAME)) == Some("/Export")
 }
 
-/// An [`Export`] for one signal: its marker type, batch variant, the module of its generated
-/// server (for the service name), its messages and its partial-success field.
+/// An [`Export`] for one signal: its marker type, signal, the module of its generated
+/// server (for the service name), its response and its partial-success field.
 macro_rules! export {
-    ($marker:ident, $variant:ident, $server:ident, $req:ident, $resp:ident, $partial:ident, $rejected:ident, $decode:expr) => {
+    ($marker:ident, $variant:ident, $server:ident, $resp:ident, $partial:ident, $rejected:ident) => {
         struct $marker;
 
         impl Export for $marker {
             const NAME: &'static str = $server::SERVICE_NAME;
             const SIGNAL: Signal = Signal::$variant;
-            type Req = $req;
             type Resp = $resp;
-            fn decode(bytes: &[u8]) -> Result<$req, prost::DecodeError> {
-                $decode(bytes)
-            }
-            fn batch(req: $req) -> Batch {
-                Batch::$variant(req)
-            }
             fn response(rejected: i64, error_message: String) -> $resp {
                 $resp { partial_success: (rejected > 0).then_some($partial { $rejected: rejected, error_message }) }
             }
@@ -155,36 +128,16 @@ macro_rules! export {
     };
 }
 
-export!(
-    Traces,
-    Traces,
-    trace_service_server,
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-    ExportTracePartialSuccess,
-    rejected_spans,
-    crate::decode::traces
-);
+export!(Traces, Traces, trace_service_server, ExportTraceServiceResponse, ExportTracePartialSuccess, rejected_spans);
 export!(
     Metrics,
     Metrics,
     metrics_service_server,
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
     ExportMetricsPartialSuccess,
-    rejected_data_points,
-    crate::decode::metrics
+    rejected_data_points
 );
-export!(
-    Logs,
-    Logs,
-    logs_service_server,
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-    ExportLogsPartialSuccess,
-    rejected_log_records,
-    crate::decode::logs
-);
+export!(Logs, Logs, logs_service_server, ExportLogsServiceResponse, ExportLogsPartialSuccess, rejected_log_records);
 
 /// Encodes responses with prost; hands requests over as their bytes (one contiguous
 /// buffer, not copied), decoded by [`Handler::accept`] once queue space is reserved.

@@ -219,7 +219,8 @@ async fn receive(
     let mut memory = None;
     if let (Some(n), "" | "identity") = (declared, content_encoding.as_str()) {
         let n = n as usize;
-        let before = if encoding == Encoding::Json { shared.budget.json_need(n) } else { n };
+        // Reading holds the body twice for a moment (its chunks, then one buffer).
+        let before = if encoding == Encoding::Json { shared.budget.json_need(n) } else { 2 * n };
         memory = Some(shared.budget.reserve(None, before).await.map_err(refuse)?);
     }
     let raw: Bytes = match Limited::new(body, limit).collect().await {
@@ -228,26 +229,23 @@ async fn receive(
         Err(e) => return Err(Reject(StatusCode::BAD_REQUEST, format!("failed to read the request body: {e}"))),
     };
     let bytes = decompress(&content_encoding, raw, limit)?;
-    let need = match encoding {
-        Encoding::Json => shared.budget.json_need(bytes.len()),
-        Encoding::Protobuf => crate::footprint::protobuf(signal, &bytes),
-    };
-    if need > shared.budget.total() {
-        return Err(refuse(Refusal::TooLarge { need, total: shared.budget.total() }));
-    }
-    // What the decoder itself may allocate: the reservation less the body it holds.
-    let decode = |bytes: &[u8]| decode(signal, encoding, bytes, need.saturating_sub(bytes.len()));
     // Queue space first, then decode: a request waiting for space holds its bytes, not its
     // decoded batch (several times larger).
     let slots = match shared.output.reserve(signal).await {
         Ok(slots) => slots,
         Err(r) => {
-            // Decoded to count what is refused (or to answer 400: not worth a retry) only
-            // when the decode budget has room at once.
+            // Decoded to count what is refused only when the decode budget has room at once.
             drop(memory);
-            if let Some(_room) = shared.budget.try_reserve(need) {
-                let items = decode(&bytes)?.item_count() as u64;
-                shared.output.count_refused(signal, items);
+            let batch = match encoding {
+                Encoding::Json => {
+                    let need = shared.budget.json_need(bytes.len());
+                    let room = shared.budget.try_reserve(need);
+                    room.and_then(|_room| decode_json(signal, &bytes, need).ok())
+                }
+                Encoding::Protobuf => crate::budget::decode_protobuf_now(&shared.budget, signal, &bytes),
+            };
+            if let Some(batch) = batch {
+                shared.output.count_refused(signal, batch.item_count() as u64);
             }
             return Err(match r {
                 OutputRefusal::Full | OutputRefusal::ShuttingDown | OutputRefusal::MemoryLimit(_) => {
@@ -257,11 +255,19 @@ async fn receive(
             });
         }
     };
-    let memory = shared.budget.reserve(memory, need).await.map_err(refuse)?;
-    let mut batch = decode(&bytes)?;
-    drop(bytes);
+    let mut batch = match encoding {
+        Encoding::Json => {
+            let need = shared.budget.json_need(bytes.len());
+            let _memory = shared.budget.reserve(memory, need).await.map_err(refuse)?;
+            decode_json(signal, &bytes, need)?
+        }
+        Encoding::Protobuf => crate::budget::decode_protobuf(&shared.budget, memory, signal, &bytes)
+            .await
+            .map_err(refuse)?
+            .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid OTLP/protobuf {signal} request: {e}")))?,
+    };
     // Decoded: the budget is for decoding (the batch is bounded by the queues now).
-    drop(memory);
+    drop(bytes);
     let (rejected, message) = validate(&mut batch);
     if batch.item_count() > 0 || rejected == 0 {
         crate::queue(slots, batch, shared.acknowledgements)
@@ -300,16 +306,20 @@ fn decompress(content_encoding: &str, raw: Bytes, limit: usize) -> Result<Bytes,
     }
 }
 
-/// Decodes a request; OTLP/JSON takes at most `limit` bytes of memory (see `budget`).
-fn decode(signal: Signal, encoding: Encoding, bytes: &[u8], limit: usize) -> Result<Batch, Reject> {
-    match encoding {
-        Encoding::Json => json::decode_within(signal, bytes, limit).map_err(|e| {
-            let status = if e.is_over_limit() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-            Reject(status, format!("invalid OTLP/JSON {signal} request: {e}"))
-        }),
-        Encoding::Protobuf => crate::decode::batch(signal, bytes)
-            .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("invalid OTLP/protobuf {signal} request: {e}"))),
-    }
+/// Decodes an OTLP/JSON request whose share of the decode budget is `need` bytes (the body
+/// included): the decoder stops there with a 413 (see `budget`).
+fn decode_json(signal: Signal, bytes: &[u8], need: usize) -> Result<Batch, Reject> {
+    json::decode_within(signal, bytes, need.saturating_sub(bytes.len())).map_err(|e| {
+        let status = if e.is_over_limit() {
+            // What it parsed before it was stopped goes back to the OS at once, before the
+            // next large request takes its share.
+            otterline_core::telemetry::release_free_memory();
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Reject(status, format!("invalid OTLP/JSON {signal} request: {e}"))
+    })
 }
 
 fn success_response(encoding: Encoding, signal: Signal, rejected: i64, message: String) -> Response {

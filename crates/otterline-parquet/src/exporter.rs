@@ -643,9 +643,8 @@ impl ArchiveWriter {
         let Some(wal) = self.wal.as_mut() else {
             return Err(ExportError::Retryable("the parquet exporter is not started".into()));
         };
-        let bytes = batch.encoded_len();
-        let lsn = match wal.append(batch, bytes) {
-            Ok(lsn) => lsn,
+        let (lsn, bytes) = match wal.append(batch) {
+            Ok(appended) => appended,
             Err(e) => {
                 let msg = format!(
                     "cannot append to the write-ahead log in {}: {}",

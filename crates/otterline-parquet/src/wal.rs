@@ -131,6 +131,7 @@ pub struct Wal {
     shared: Arc<Shared>,
     syncer: Option<std::thread::JoinHandle<()>>,
     frame: Vec<u8>,
+    encoder: otterline_core::pdata::encode::Encoder,
 }
 
 impl Wal {
@@ -179,6 +180,7 @@ impl Wal {
             shared,
             syncer: Some(syncer),
             frame: Vec::new(),
+            encoder: Default::default(),
         };
         Ok((wal, old))
     }
@@ -212,10 +214,14 @@ impl Wal {
         self.sealed.iter().map(|s| s.path.clone()).chain(self.current.iter().map(|c| c.path.clone())).collect()
     }
 
-    /// Appends one batch of `len` bytes as OTLP protobuf (`batch.encoded_len()`); returns
-    /// its lsn. On error nothing of the record stays in the log.
-    pub fn append(&mut self, batch: &Batch, len: usize) -> io::Result<u64> {
-        self.append_with(batch.signal(), len, |buf| batch.encode_protobuf_into(buf))
+    /// Appends one batch as OTLP protobuf; returns its lsn and the payload's size. On error
+    /// nothing of the record stays in the log.
+    pub fn append(&mut self, batch: &Batch) -> io::Result<(u64, usize)> {
+        let mut encoder = std::mem::take(&mut self.encoder);
+        let len = encoder.prepare(batch);
+        let lsn = self.append_with(batch.signal(), len, |buf| encoder.write(batch, buf));
+        self.encoder = encoder;
+        Ok((lsn?, len))
     }
 
     /// Appends a record whose payload `write` encodes (`len` bytes), straight into the
@@ -469,7 +475,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path(), Duration::from_millis(10), 1 << 20).unwrap();
         let batch = Batch::Logs(Default::default());
-        assert_eq!(wal.append(&batch, batch.encoded_len()).unwrap(), 1);
+        assert_eq!(wal.append(&batch).unwrap(), (1, batch.encoded_len()));
         let (records, damage) = read_segment(&wal.segments()[0]).unwrap();
         assert_eq!(damage, Damage::default());
         assert_eq!((records[0].lsn, records[0].signal), (1, Signal::Logs));

@@ -4,7 +4,9 @@
 //! types of `opentelemetry-proto` define it. Receivers decode a request once into a
 //! batch; processors change it in place or emit new batches; exporters consume it.
 
+pub mod encode;
 pub mod json;
+pub mod meter;
 
 use std::fmt;
 
@@ -152,23 +154,16 @@ impl Batch {
 
     /// The OTLP protobuf encoding of the export request.
     pub fn encode_protobuf(&self) -> Vec<u8> {
-        use prost::Message;
-        match self {
-            Batch::Traces(r) => r.encode_to_vec(),
-            Batch::Metrics(r) => r.encode_to_vec(),
-            Batch::Logs(r) => r.encode_to_vec(),
-        }
+        let mut out = Vec::new();
+        self.encode_protobuf_into(&mut out);
+        out
     }
 
-    /// Appends the OTLP protobuf encoding of the export request to `buf`.
+    /// Appends the OTLP protobuf encoding of the export request to `buf` ([`encode`]: each
+    /// message measured once; a component encoding many batches keeps an
+    /// [`encode::Encoder`] instead).
     pub fn encode_protobuf_into(&self, buf: &mut Vec<u8>) {
-        use prost::Message;
-        // A Vec grows as needed: encoding into it cannot fail.
-        let _ = match self {
-            Batch::Traces(r) => r.encode(buf),
-            Batch::Metrics(r) => r.encode(buf),
-            Batch::Logs(r) => r.encode(buf),
-        };
+        encode::Encoder::new().encode(self, buf);
     }
 
     /// Decodes an OTLP protobuf export request of `signal`.

@@ -98,10 +98,10 @@ pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Batch, JsonError> {
 /// the decoded request together: past it, decoding stops with an error for which
 /// [`JsonError::is_over_limit`] is true.
 pub fn decode_within(signal: Signal, bytes: &[u8], limit: usize) -> Result<Batch, JsonError> {
-    match super::meter::within(limit, || decode(signal, bytes)) {
+    match crate::pdata::meter::within(limit, || decode(signal, bytes)) {
         (Err(_), true) => Err(JsonError {
             path: Vec::new(),
-            message: format!("{} ({} MiB)", super::meter::EXCEEDED_MESSAGE, limit.div_ceil(1 << 20)),
+            message: format!("{} ({} MiB)", crate::pdata::meter::EXCEEDED_MESSAGE, limit.div_ceil(1 << 20)),
             over_limit: true,
         }),
         (result, _) => result,
@@ -151,8 +151,8 @@ fn list<T>(o: &Map, camel: &str, snake: &str, f: impl Fn(&Value) -> R<T>) -> R<V
     match field(o, camel, snake) {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => {
-            if !super::meter::charge_vec::<T>(items.len()) {
-                return Err(JsonError::new(super::meter::EXCEEDED_MESSAGE).at(camel));
+            if !crate::pdata::meter::charge_vec::<T>(items.len()) {
+                return Err(JsonError::new(crate::pdata::meter::EXCEEDED_MESSAGE).at(camel));
             }
             items.iter().enumerate().map(|(i, v)| f(v).at_index(i)).collect::<R<Vec<T>>>().at(camel)
         }
@@ -175,12 +175,12 @@ fn string(o: &Map, camel: &str, snake: &str) -> R<String> {
     }
 }
 
-/// A copy of a string of the document, counted ([`super::meter`]).
+/// A copy of a string of the document, counted ([`crate::pdata::meter`]).
 fn copy(s: &str) -> R<String> {
-    if super::meter::charge_bytes(s.len()) {
+    if crate::pdata::meter::charge_bytes(s.len()) {
         Ok(s.to_owned())
     } else {
-        Err(JsonError::new(super::meter::EXCEEDED_MESSAGE))
+        Err(JsonError::new(crate::pdata::meter::EXCEEDED_MESSAGE))
     }
 }
 

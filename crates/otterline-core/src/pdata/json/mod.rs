@@ -14,7 +14,6 @@
 
 mod decode;
 mod encode;
-mod meter;
 mod value;
 
 pub use decode::{decode, decode_any_value, decode_entity_refs, decode_within, JsonError};

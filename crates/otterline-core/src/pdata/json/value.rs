@@ -17,7 +17,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_json::Number;
 
-use super::meter;
+use crate::pdata::meter;
 
 /// Deepest nesting of arrays and objects accepted (protobuf's decoders stop at 100 nested
 /// messages, which is at most about 200 JSON levels).
