@@ -309,3 +309,67 @@ fn unsupported_tls_versions_are_config_errors_naming_the_key() {
     assert!(!out.status.success());
     assert!(err.contains("tls.min_version") && err.contains("TLS 1.1 is not supported"), "{err}");
 }
+
+/// The Rust SDK over gRPC with TLS, a client certificate and the token: its spans arrive;
+/// without the token they do not.
+#[test]
+fn the_rust_sdk_sends_over_mutual_tls_with_a_token() {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let certs = tempfile::tempdir().unwrap();
+    let mut inst = Instance::start(&config(certs.path(), true));
+    let read = |name: &str| std::fs::read_to_string(certs.path().join(name)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let _guard = rt.enter();
+    let send = |token: &str, service: &str| {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read("ca.pem")))
+            .identity(tonic::transport::Identity::from_pem(read("client.pem"), read("client.key")))
+            .domain_name("localhost");
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(format!("https://localhost:{}", inst.grpc))
+            .with_tls_config(tls)
+            .with_metadata(metadata)
+            .build()
+            .unwrap();
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_string()).build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_batch_exporter(exporter)
+            .build();
+        let tracer = provider.tracer("tls-test");
+        for i in 0..5 {
+            tracer.in_span(format!("op-{i}"), |_| {});
+        }
+        let flushed = provider.force_flush();
+        let _ = provider.shutdown();
+        flushed
+    };
+    assert!(send("s3cret-token", "rust-tls").is_ok());
+    assert!(send("wrong", "rust-tls-wrong").is_err(), "a wrong token is refused");
+    assert!(inst.terminate().success(), "{}", inst.stderr());
+    let services: Vec<String> = inst
+        .json_batches(otterline_core::Signal::Traces)
+        .iter()
+        .flat_map(|b| match b {
+            otterline_core::Batch::Traces(r) => r.resource_spans.clone(),
+            _ => vec![],
+        })
+        .flat_map(|rs| {
+            let name = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.clone())
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()).map(move |_| name.clone()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(services.len(), 5, "{services:?}");
+    assert!(services.iter().all(|s| s.contains("rust-tls") && !s.contains("wrong")), "{services:?}");
+}
