@@ -38,19 +38,21 @@ pub fn within<T>(limit: usize, f: impl FnOnce() -> T) -> (T, bool) {
 /// Counts `bytes` more; `false` once the total passes the limit.
 #[inline]
 pub fn charge(bytes: usize) -> bool {
-    let left = LEFT.get();
-    if bytes > left {
-        OVER.set(true);
-        LEFT.set(0);
-        return false;
+    // One `with` (inlined) rather than `get`/`set`, which are not inlined across crates.
+    let within = LEFT.with(|left| {
+        let l = left.get();
+        left.set(l.saturating_sub(bytes));
+        bytes <= l
+    });
+    if !within {
+        OVER.with(|o| o.set(true));
     }
-    LEFT.set(left - bytes);
-    true
+    within
 }
 
 #[inline]
 fn refund(bytes: usize) {
-    LEFT.set(LEFT.get().saturating_add(bytes));
+    LEFT.with(|left| left.set(left.get().saturating_add(bytes)));
 }
 
 /// Counts a copied string or byte vector of `len` bytes.
