@@ -1,14 +1,15 @@
 //! Differential fuzzing of Otterline's protobuf decoder (`otterline_otlp::decode`) against
-//! prost: seeded mutations of valid trace and log requests must give the same request from
+//! prost: seeded mutations of valid trace, metrics and log requests must give the same request from
 //! both, or an error from both (with prost's message), and a request both decode must encode
 //! (`otterline_core::pdata::encode`) to prost's bytes. `otterline-decode-fuzz` runs millions
 //! of inputs; the test below runs a slice of them in CI.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use crate::{logs_request, trace_request, Rng};
+use crate::{logs_request, metrics_request, trace_request, Rng};
 
 /// What a run saw.
 #[derive(Debug, Default)]
@@ -82,7 +83,8 @@ fn compare<M: PartialEq + std::fmt::Debug + Message + Clone>(
     stats: &mut Stats,
 ) {
     match (ours, theirs) {
-        (Ok(a), Ok(b)) if a == b => {
+        // Equal, or equal bytes (a NaN is not equal to itself).
+        (Ok(a), Ok(b)) if a == b || a.encode_to_vec() == b.encode_to_vec() => {
             if batch(a).encode_protobuf() != b.encode_to_vec() {
                 stats.disagreements.push((stats.inputs, "the encoder wrote other bytes than prost".into()));
             }
@@ -96,36 +98,42 @@ fn compare<M: PartialEq + std::fmt::Debug + Message + Clone>(
     }
 }
 
-/// Runs `inputs` mutated requests from `seed` (alternating traces and logs).
+/// Runs `inputs` mutated requests from `seed` (traces, metrics and logs in turn).
 pub fn run(seed: u64, inputs: u64) -> Stats {
+    use otterline_core::Signal;
     let mut rng = Rng::new(seed);
     let mut stats = Stats::default();
-    let mut corpus: Vec<(bool, Vec<u8>)> = Vec::new();
-    for i in 0..64 {
+    let mut corpus: Vec<(Signal, Vec<u8>)> = Vec::new();
+    for i in 0..96 {
         let n = 1 + (rng.next_u64() % 12) as usize;
-        if i % 2 == 0 {
-            corpus.push((true, trace_request(&mut rng, n).encode_to_vec()));
-        } else {
-            corpus.push((false, logs_request(&mut rng, n).encode_to_vec()));
-        }
+        corpus.push(match i % 3 {
+            0 => (Signal::Traces, trace_request(&mut rng, n).encode_to_vec()),
+            1 => (Signal::Metrics, metrics_request(&mut rng, n.max(2)).encode_to_vec()),
+            _ => (Signal::Logs, logs_request(&mut rng, n).encode_to_vec()),
+        });
     }
     while stats.inputs < inputs {
-        let (traces, base) = &corpus[(rng.next_u64() % corpus.len() as u64) as usize];
+        let (signal, base) = &corpus[(rng.next_u64() % corpus.len() as u64) as usize];
         let m = mutate(&mut rng, base);
-        if *traces {
-            compare(
+        match signal {
+            Signal::Traces => compare(
                 otterline_otlp::decode::traces(&m),
                 ExportTraceServiceRequest::decode(&m[..]),
                 otterline_core::Batch::Traces,
                 &mut stats,
-            );
-        } else {
-            compare(
+            ),
+            Signal::Metrics => compare(
+                otterline_otlp::decode::metrics(&m),
+                ExportMetricsServiceRequest::decode(&m[..]),
+                otterline_core::Batch::Metrics,
+                &mut stats,
+            ),
+            Signal::Logs => compare(
                 otterline_otlp::decode::logs(&m),
                 ExportLogsServiceRequest::decode(&m[..]),
                 otterline_core::Batch::Logs,
                 &mut stats,
-            );
+            ),
         }
         stats.inputs += 1;
     }

@@ -1,14 +1,15 @@
-//! Decoding OTLP trace and log export requests from protobuf, allocating each vector once.
+//! Decoding OTLP export requests from protobuf, allocating each vector once and counting
+//! what it allocates (`pdata::meter`, for [`batch_within`]).
 //!
 //! prost's generated decoders push repeated fields one element at a time: a request of
 //! 100 spans grows (reallocates and copies) its span vector seven times, and every span
 //! grows its attribute vector three times. On the receive path that was a tenth of the
-//! CPU (`finish_grow`, `reserve`, `memmove` in the profile). [`traces`] and [`logs`] count a
-//! message's repeated fields (one walk over its tags, skipping the payloads) and then
-//! fills vectors allocated at their final size.
-//!
-//! Metrics requests (many point types, less volume per request) stay with prost;
-//! [`batch`] is the one place that picks the decoder for each signal.
+//! CPU (`finish_grow`, `reserve`, `memmove` in the profile). [`traces`], [`metrics`] and
+//! [`logs`] count a message's repeated fields (one walk over its tags, skipping the
+//! payloads) and then fill vectors allocated at their final size. Repeated numbers
+//! (histogram buckets and bounds) are read in their packed form, the encoding every SDK
+//! writes; the unpacked form goes to prost. [`batch`] is the one place that picks the
+//! decoder for each signal.
 //!
 //! Invariant: whenever this decoder returns a request, it is exactly what prost's
 //! `Message::decode` returns for the same bytes. Anything it does not handle the way prost
@@ -25,6 +26,12 @@ use otterline_core::pdata::common::{
 };
 use otterline_core::pdata::logs::{LogRecord, ResourceLogs, ScopeLogs};
 use otterline_core::pdata::meter;
+use otterline_core::pdata::metrics::{
+    exemplar, exponential_histogram_data_point::Buckets, metric, number_data_point,
+    summary_data_point::ValueAtQuantile, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
+    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint,
+};
 use otterline_core::pdata::resource::Resource;
 use otterline_core::pdata::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
 use otterline_core::pdata::{ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest};
@@ -52,7 +59,7 @@ pub fn batch_within(signal: Signal, bytes: &[u8], limit: usize) -> Option<Batch>
     let fast = match signal {
         Signal::Traces => |b: &[u8]| request(b).map(Batch::Traces),
         Signal::Logs => |b: &[u8]| logs_request(b).map(Batch::Logs),
-        Signal::Metrics => return None,
+        Signal::Metrics => |b: &[u8]| metrics_request(b).map(Batch::Metrics),
     };
     meter::within(limit, || fast(bytes)).0.ok()
 }
@@ -62,9 +69,9 @@ pub fn traces(bytes: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
     or_prost(bytes, request)
 }
 
-/// Decodes an `ExportMetricsServiceRequest` (prost).
+/// Decodes an `ExportMetricsServiceRequest` (see the module docs).
 pub fn metrics(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, DecodeError> {
-    ExportMetricsServiceRequest::decode(bytes)
+    or_prost(bytes, metrics_request)
 }
 
 /// Decodes an `ExportLogsServiceRequest` (see the module docs).
@@ -321,6 +328,252 @@ envelopes!(
     scope_logs: ScopeLogs { log_records },
     log_record
 );
+
+envelopes!(
+    metrics_request: ExportMetricsServiceRequest { resource_metrics },
+    resource_metrics: ResourceMetrics { scope_metrics },
+    scope_metrics: ScopeMetrics { metrics },
+    metric
+);
+
+fn metric(b: &[u8]) -> R<Metric> {
+    use metric::Data;
+    let [n] = count(b, [12])?;
+    let mut out = Metric { metadata: alloc(n)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.name = c.string(wt)?,
+            2 => out.description = c.string(wt)?,
+            3 => out.unit = c.string(wt)?,
+            5 => once(
+                &mut out.data,
+                Data::Gauge(Gauge { data_points: field_1_entries(c.len_delimited(wt)?, number_point)? }),
+            )?,
+            7 => once(&mut out.data, Data::Sum(sum(c.len_delimited(wt)?)?))?,
+            9 => once(&mut out.data, Data::Histogram(histogram(c.len_delimited(wt)?)?))?,
+            10 => once(&mut out.data, Data::ExponentialHistogram(exp_histogram(c.len_delimited(wt)?)?))?,
+            11 => once(
+                &mut out.data,
+                Data::Summary(Summary { data_points: field_1_entries(c.len_delimited(wt)?, summary_point)? }),
+            )?,
+            12 => out.metadata.push(key_value(c.len_delimited(wt)?, 0)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn sum(b: &[u8]) -> R<Sum> {
+    let [n] = count(b, [1])?;
+    let mut out = Sum { data_points: alloc(n)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.data_points.push(number_point(c.len_delimited(wt)?)?),
+            2 => out.aggregation_temporality = c.uvarint(wt)? as i32,
+            3 => out.is_monotonic = c.uvarint(wt)? != 0,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn histogram(b: &[u8]) -> R<Histogram> {
+    let [n] = count(b, [1])?;
+    let mut out = Histogram { data_points: alloc(n)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.data_points.push(histogram_point(c.len_delimited(wt)?)?),
+            2 => out.aggregation_temporality = c.uvarint(wt)? as i32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn exp_histogram(b: &[u8]) -> R<ExponentialHistogram> {
+    let [n] = count(b, [1])?;
+    let mut out = ExponentialHistogram { data_points: alloc(n)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.data_points.push(exp_histogram_point(c.len_delimited(wt)?)?),
+            2 => out.aggregation_temporality = c.uvarint(wt)? as i32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn double(c: &mut Cur<'_>, wt: u8) -> R<f64> {
+    c.fixed64(wt).map(f64::from_bits)
+}
+
+/// A `sint32` (zigzag), truncated to 32 bits as prost does.
+fn sint32(c: &mut Cur<'_>, wt: u8) -> R<i32> {
+    let v = c.uvarint(wt)? as u32;
+    Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
+}
+
+/// A packed repeated 64-bit field (`fixed64`, `double`) read by `f`; the unpacked form, or
+/// the field twice, is left to prost.
+fn packed_64<T>(c: &mut Cur<'_>, wt: u8, out: &mut Vec<T>, f: fn(u64) -> T) -> R<()> {
+    let b = c.len_delimited(wt)?;
+    if !out.is_empty() || !b.len().is_multiple_of(8) {
+        return Err(GiveUp);
+    }
+    *out = alloc(b.len() / 8)?;
+    for x in b.chunks_exact(8) {
+        out.push(f(u64::from_le_bytes(x.try_into().map_err(|_| GiveUp)?)));
+    }
+    Ok(())
+}
+
+fn number_point(b: &[u8]) -> R<NumberDataPoint> {
+    use number_data_point::Value as V;
+    let [na, ne] = count(b, [7, 5])?;
+    let mut out = NumberDataPoint { attributes: alloc(na)?, exemplars: alloc(ne)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            2 => out.start_time_unix_nano = c.fixed64(wt)?,
+            3 => out.time_unix_nano = c.fixed64(wt)?,
+            4 => out.value = Some(V::AsDouble(double(&mut c, wt)?)),
+            5 => out.exemplars.push(exemplar(c.len_delimited(wt)?)?),
+            6 => out.value = Some(V::AsInt(c.fixed64(wt)? as i64)),
+            7 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            8 => out.flags = c.uvarint(wt)? as u32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn histogram_point(b: &[u8]) -> R<HistogramDataPoint> {
+    let [na, ne] = count(b, [9, 8])?;
+    let mut out = HistogramDataPoint { attributes: alloc(na)?, exemplars: alloc(ne)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            2 => out.start_time_unix_nano = c.fixed64(wt)?,
+            3 => out.time_unix_nano = c.fixed64(wt)?,
+            4 => out.count = c.fixed64(wt)?,
+            5 => out.sum = Some(double(&mut c, wt)?),
+            6 => packed_64(&mut c, wt, &mut out.bucket_counts, |x| x)?,
+            7 => packed_64(&mut c, wt, &mut out.explicit_bounds, f64::from_bits)?,
+            8 => out.exemplars.push(exemplar(c.len_delimited(wt)?)?),
+            9 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            10 => out.flags = c.uvarint(wt)? as u32,
+            11 => out.min = Some(double(&mut c, wt)?),
+            12 => out.max = Some(double(&mut c, wt)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn exp_histogram_point(b: &[u8]) -> R<ExponentialHistogramDataPoint> {
+    let [na, ne] = count(b, [1, 11])?;
+    let mut out = ExponentialHistogramDataPoint { attributes: alloc(na)?, exemplars: alloc(ne)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            2 => out.start_time_unix_nano = c.fixed64(wt)?,
+            3 => out.time_unix_nano = c.fixed64(wt)?,
+            4 => out.count = c.fixed64(wt)?,
+            5 => out.sum = Some(double(&mut c, wt)?),
+            6 => out.scale = sint32(&mut c, wt)?,
+            7 => out.zero_count = c.fixed64(wt)?,
+            8 => once(&mut out.positive, buckets(c.len_delimited(wt)?)?)?,
+            9 => once(&mut out.negative, buckets(c.len_delimited(wt)?)?)?,
+            10 => out.flags = c.uvarint(wt)? as u32,
+            11 => out.exemplars.push(exemplar(c.len_delimited(wt)?)?),
+            12 => out.min = Some(double(&mut c, wt)?),
+            13 => out.max = Some(double(&mut c, wt)?),
+            14 => out.zero_threshold = double(&mut c, wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn buckets(b: &[u8]) -> R<Buckets> {
+    let mut out = Buckets::default();
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.offset = sint32(&mut c, wt)?,
+            2 => {
+                // Packed varints only (the unpacked form, or the field twice: prost).
+                let p = c.len_delimited(wt)?;
+                if !out.bucket_counts.is_empty() {
+                    return Err(GiveUp);
+                }
+                out.bucket_counts = alloc(p.iter().filter(|&&x| x < 0x80).count())?;
+                let mut v = Cur::new(p);
+                while !v.b.is_empty() {
+                    out.bucket_counts.push(v.varint()?);
+                }
+            }
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn summary_point(b: &[u8]) -> R<SummaryDataPoint> {
+    let [na, nq] = count(b, [7, 6])?;
+    let mut out = SummaryDataPoint { attributes: alloc(na)?, quantile_values: alloc(nq)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            2 => out.start_time_unix_nano = c.fixed64(wt)?,
+            3 => out.time_unix_nano = c.fixed64(wt)?,
+            4 => out.count = c.fixed64(wt)?,
+            5 => out.sum = double(&mut c, wt)?,
+            6 => out.quantile_values.push(quantile(c.len_delimited(wt)?)?),
+            7 => out.attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            8 => out.flags = c.uvarint(wt)? as u32,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn quantile(b: &[u8]) -> R<ValueAtQuantile> {
+    let mut out = ValueAtQuantile::default();
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            1 => out.quantile = double(&mut c, wt)?,
+            2 => out.value = double(&mut c, wt)?,
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
+
+fn exemplar(b: &[u8]) -> R<Exemplar> {
+    use exemplar::Value as V;
+    let [n] = count(b, [7])?;
+    let mut out = Exemplar { filtered_attributes: alloc(n)?, ..Default::default() };
+    let mut c = Cur::new(b);
+    while let Some((tag, wt)) = c.key()? {
+        match tag {
+            2 => out.time_unix_nano = c.fixed64(wt)?,
+            3 => out.value = Some(V::AsDouble(double(&mut c, wt)?)),
+            4 => out.span_id = c.bytes(wt)?,
+            5 => out.trace_id = c.bytes(wt)?,
+            6 => out.value = Some(V::AsInt(c.fixed64(wt)? as i64)),
+            7 => out.filtered_attributes.push(key_value(c.len_delimited(wt)?, 0)?),
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(out)
+}
 
 fn log_record(b: &[u8]) -> R<LogRecord> {
     let [n] = count(b, [6])?;
@@ -790,6 +1043,148 @@ mod tests {
             m[i] = state as u8;
             match (logs(&m), ExportLogsServiceRequest::decode(&m[..])) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "byte {i}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("byte {i}: ours {a:?}, prost {b:?}"),
+            }
+        }
+    }
+
+    /// A metrics request with every point type and every field set.
+    fn every_metric_field() -> ExportMetricsServiceRequest {
+        use otterline_core::pdata::metrics::exponential_histogram_data_point::Buckets;
+        let attrs =
+            || vec![kv("k", any_value::Value::StringValue("v".into())), kv("n", any_value::Value::IntValue(-4))];
+        let exemplars = || {
+            vec![
+                Exemplar {
+                    filtered_attributes: attrs(),
+                    time_unix_nano: 9,
+                    span_id: vec![1; 8],
+                    trace_id: vec![2; 16],
+                    value: Some(exemplar::Value::AsDouble(0.5)),
+                },
+                Exemplar { value: Some(exemplar::Value::AsInt(-7)), ..Default::default() },
+            ]
+        };
+        let metric = |name: &str, data: metric::Data| Metric {
+            name: name.into(),
+            description: "d".into(),
+            unit: "s".into(),
+            metadata: attrs(),
+            data: Some(data),
+        };
+        let number = |v: number_data_point::Value| NumberDataPoint {
+            attributes: attrs(),
+            start_time_unix_nano: 1,
+            time_unix_nano: 2,
+            exemplars: exemplars(),
+            flags: 1,
+            value: Some(v),
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource { attributes: attrs(), ..Default::default() }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope { name: "s".into(), ..Default::default() }),
+                    metrics: vec![
+                        metric(
+                            "g",
+                            metric::Data::Gauge(Gauge {
+                                data_points: vec![number(number_data_point::Value::AsDouble(1.5))],
+                            }),
+                        ),
+                        metric(
+                            "c",
+                            metric::Data::Sum(Sum {
+                                data_points: vec![
+                                    number(number_data_point::Value::AsInt(-3)),
+                                    NumberDataPoint::default(),
+                                ],
+                                aggregation_temporality: 2,
+                                is_monotonic: true,
+                            }),
+                        ),
+                        metric(
+                            "h",
+                            metric::Data::Histogram(Histogram {
+                                data_points: vec![HistogramDataPoint {
+                                    attributes: attrs(),
+                                    start_time_unix_nano: 1,
+                                    time_unix_nano: 2,
+                                    count: 6,
+                                    sum: Some(3.0),
+                                    bucket_counts: vec![1, 2, 3],
+                                    explicit_bounds: vec![0.1, 1.0],
+                                    exemplars: exemplars(),
+                                    flags: 1,
+                                    min: Some(0.0),
+                                    max: Some(9.0),
+                                }],
+                                aggregation_temporality: 1,
+                            }),
+                        ),
+                        metric(
+                            "e",
+                            metric::Data::ExponentialHistogram(ExponentialHistogram {
+                                data_points: vec![ExponentialHistogramDataPoint {
+                                    attributes: attrs(),
+                                    start_time_unix_nano: 1,
+                                    time_unix_nano: 2,
+                                    count: 5,
+                                    sum: Some(2.5),
+                                    scale: -3,
+                                    zero_count: 1,
+                                    positive: Some(Buckets { offset: -2, bucket_counts: vec![1, 300, 0] }),
+                                    negative: Some(Buckets { offset: 4, bucket_counts: vec![] }),
+                                    flags: 1,
+                                    exemplars: exemplars(),
+                                    min: Some(-1.0),
+                                    max: Some(7.0),
+                                    zero_threshold: 0.001,
+                                }],
+                                aggregation_temporality: 2,
+                            }),
+                        ),
+                        metric(
+                            "q",
+                            metric::Data::Summary(Summary {
+                                data_points: vec![SummaryDataPoint {
+                                    attributes: attrs(),
+                                    start_time_unix_nano: 1,
+                                    time_unix_nano: 2,
+                                    count: 4,
+                                    sum: 8.0,
+                                    quantile_values: vec![
+                                        ValueAtQuantile { quantile: 0.5, value: 1.0 },
+                                        ValueAtQuantile::default(),
+                                    ],
+                                    flags: 1,
+                                }],
+                            }),
+                        ),
+                    ],
+                    schema_url: "u".into(),
+                }],
+                schema_url: "r".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn metrics_decode_as_prost_does() {
+        let want = every_metric_field();
+        let bytes = want.encode_to_vec();
+        assert_eq!(metrics_request(&bytes).ok().as_ref(), Some(&want), "the fast path must handle this request itself");
+        assert_eq!(metrics(&bytes).unwrap(), want);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..bytes.len() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut m = bytes.clone();
+            m[i] = state as u8;
+            match (metrics(&m), ExportMetricsServiceRequest::decode(&m[..])) {
+                (Ok(a), Ok(b)) => assert!(a == b || a.encode_to_vec() == b.encode_to_vec(), "byte {i}"),
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
                 (a, b) => panic!("byte {i}: ours {a:?}, prost {b:?}"),
             }
