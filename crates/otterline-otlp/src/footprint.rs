@@ -8,8 +8,11 @@
 //! the decoders allocate for them: one element per repeated message (twice its size,
 //! for the growth of a vector filled one element at a time), the bytes of every string,
 //! eight bytes per repeated number, and an allocator's overhead per allocation. The
-//! receivers reserve that from the decode budget instead of guessing from the body size,
-//! and refuse a request that would need more than the whole budget.
+//! receivers use it for the unusual requests only (`budget::decode_protobuf`): those that
+//! Otterline's metered decoder could not decode within their first share, or that need
+//! prost. They grow the request's share to this figure before decoding, and refuse a
+//! request that would need more than the whole budget. (Measuring every request first cost
+//! a third of the receiver's CPU.)
 //!
 //! The walk accepts what prost accepts (unknown fields of every wire type, groups) and,
 //! where the input is malformed, returns what it counted up to that point: prost stops
