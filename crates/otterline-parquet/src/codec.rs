@@ -1209,6 +1209,26 @@ impl<'a> MapReader<'a> {
         MapReader::new(name, field(s, name)?, s.column_by_name(&format!("{name}_types")))
     }
 
+    /// Whether rows `i` and `j` hold the same map, compared in place (version 2; a version 1
+    /// map is never called equal, so its rows are always read).
+    fn same(&self, i: usize, j: usize) -> bool {
+        let MapReader::V2 { map, types } = self else { return false };
+        if map.is_null(i) || map.is_null(j) {
+            return map.is_null(i) == map.is_null(j);
+        }
+        let offsets = map.value_offsets();
+        let (a, b) = (offsets[i] as usize..offsets[i + 1] as usize, offsets[j] as usize..offsets[j + 1] as usize);
+        if a.len() != b.len() {
+            return false;
+        }
+        let (keys, vals) = (map.keys().as_string::<i32>(), map.values().as_string::<i32>());
+        fn opt(t: &StringArray, k: usize) -> Option<&str> {
+            t.is_valid(k).then(|| t.value(k))
+        }
+        let types_same = types.is_none_or(|t| opt(t, i) == opt(t, j));
+        types_same && a.zip(b).all(|(x, y)| keys.value(x) == keys.value(y) && opt(vals, x) == opt(vals, y))
+    }
+
     fn read(&self, i: usize) -> Option<Vec<KeyValue>> {
         let m = match self {
             MapReader::V1(m) | MapReader::V2 { map: m, .. } => *m,
@@ -1293,8 +1313,12 @@ struct CtxReader<'a> {
     scope_attrs: MapReader<'a>,
     scope_dropped: &'a ArrayRef,
     scope_url: Str<'a>,
-    last: Option<Arc<Ctx>>,
+    /// Contexts read lately, with a row that holds each, most recent last.
+    recent: Vec<(usize, Arc<Ctx>)>,
 }
+
+/// Contexts a [`CtxReader`] remembers: rows sorted by time interleave a few resources.
+const RECENT_CTX: usize = 8;
 
 impl<'a> CtxReader<'a> {
     fn new(b: &'a RecordBatch) -> Result<Self, ArrowError> {
@@ -1308,11 +1332,40 @@ impl<'a> CtxReader<'a> {
             scope_attrs: MapReader::of_batch(b, "scope_attributes")?,
             scope_dropped: col(b, "scope_dropped_attributes_count")?,
             scope_url: str_col(b, "scope_schema_url")?,
-            last: None,
+            recent: Vec::with_capacity(RECENT_CTX),
         })
     }
 
+    /// Whether rows `i` and `j` have the same context, compared in place.
+    fn same(&self, i: usize, j: usize) -> bool {
+        let u32_same = |a: &ArrayRef| prim::<UInt32Type>(a, i) == prim::<UInt32Type>(a, j);
+        let str_same = |s: &Str<'_>| s.get(i) == s.get(j);
+        str_same(&self.scope_name)
+            && str_same(&self.scope_version)
+            && str_same(&self.res_url)
+            && str_same(&self.scope_url)
+            && str_same(&self.res_refs)
+            && u32_same(self.res_dropped)
+            && u32_same(self.scope_dropped)
+            && self.res_attrs.same(i, j)
+            && self.scope_attrs.same(i, j)
+    }
+
+    /// Row `i`'s context: a recent one when the row's columns equal its row's (no
+    /// allocation), else read and remembered.
     fn get(&mut self, i: usize) -> Arc<Ctx> {
+        if let Some(k) = self.recent.iter().rposition(|&(j, _)| self.same(i, j)) {
+            return self.recent[k].1.clone();
+        }
+        let ctx = self.read(i);
+        if self.recent.len() == RECENT_CTX {
+            self.recent.remove(0);
+        }
+        self.recent.push((i, ctx.clone()));
+        ctx
+    }
+
+    fn read(&mut self, i: usize) -> Arc<Ctx> {
         let resource = self.res_attrs.read(i).map(|attributes| Resource {
             attributes,
             dropped_attributes_count: prim::<UInt32Type>(self.res_dropped, i).unwrap_or(0),
@@ -1330,13 +1383,10 @@ impl<'a> CtxReader<'a> {
             scope,
             scope_schema_url: self.scope_url.or_empty(i),
         };
-        match &self.last {
-            Some(l) if **l == ctx => l.clone(),
-            _ => {
-                let c = Arc::new(ctx);
-                self.last = Some(c.clone());
-                c
-            }
+        // A version 1 map is never `same`: share equal contexts all the same.
+        match self.recent.iter().rev().find(|(_, c)| **c == ctx) {
+            Some((_, c)) => c.clone(),
+            None => Arc::new(ctx),
         }
     }
 }
@@ -1660,6 +1710,53 @@ mod tests {
 
     /// Every kind of value, in attributes and as a log body, comes back exactly from
     /// both versions; version 2 stores strings without a type list.
+    #[test]
+    fn interleaved_contexts_come_back_shared_and_right_in_both_versions() {
+        use any_value::Value as V;
+        let ctx = |service: &str, n: i64| {
+            Arc::new(Ctx {
+                resource: Some(Resource {
+                    attributes: vec![
+                        KeyValue {
+                            key: "service.name".into(),
+                            value: Some(AnyValue { value: Some(V::StringValue(service.into())) }),
+                            ..Default::default()
+                        },
+                        KeyValue {
+                            key: "n".into(),
+                            value: Some(AnyValue { value: Some(V::IntValue(n)) }),
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                }),
+                scope: Some(InstrumentationScope { name: "lib".into(), ..Default::default() }),
+                ..Default::default()
+            })
+        };
+        // Three resources, two differing only in a typed (int) value, interleaved by time.
+        let ctxs = [ctx("a", 1), ctx("b", 1), ctx("a", 2)];
+        let spans: Vec<Row<Span>> = (0..30)
+            .map(|i| Row {
+                ts: i,
+                ctx: ctxs[i as usize % 3].clone(),
+                item: Span { start_time_unix_nano: i as u64, ..Default::default() },
+            })
+            .collect();
+        for v in [Version::V1, Version::V2] {
+            let rows: Rows = Rows::Spans(spans.clone());
+            let b = encode_range(&rows, 0..30, v).unwrap();
+            let Rows::Spans(back) = decode(Signal::Traces, &b).unwrap() else { panic!() };
+            for (r, want) in back.iter().zip(&spans) {
+                assert_eq!(*r.ctx, *want.ctx, "{v:?} row {}", r.ts);
+            }
+            let mut distinct: Vec<*const Ctx> = back.iter().map(|r| Arc::as_ptr(&r.ctx)).collect();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "{v:?}: one shared context per resource");
+        }
+    }
+
     #[test]
     fn every_value_kind_round_trips_in_both_versions() {
         use any_value::Value as V;
