@@ -237,8 +237,15 @@ fn unerase(signal: Signal, rows: Vec<Row<RowItem>>) -> Rows {
 impl FileStream {
     fn open(f: &ArchiveFile, batch_size: usize) -> Result<FileStream, String> {
         let file = File::open(&f.path).map_err(|e| format!("cannot open: {e}"))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(batch_size).build())
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("cannot read: {e}"))?;
+        // The columns the decoder needs: derived copies are not even decompressed.
+        let derived = codec::derived_columns(f.signal);
+        let keep = builder.schema().fields().iter().enumerate().filter(|(_, c)| !derived.contains(&c.name().as_str()));
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), keep.map(|(i, _)| i));
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(batch_size)
+            .build()
             .map_err(|e| format!("cannot read: {e}"))?;
         Ok(FileStream {
             path: f.path.clone(),

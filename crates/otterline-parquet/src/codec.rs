@@ -277,6 +277,19 @@ pub fn schema(signal: Signal, v: Version) -> SchemaRef {
     .clone()
 }
 
+/// Columns the decoder does not read: copies of what other columns hold (the service name
+/// of the resource attributes, a span's duration, the flat GenAI columns of its
+/// attributes). A reader that only decodes (replay) leaves them out.
+pub fn derived_columns(signal: Signal) -> Vec<&'static str> {
+    let mut out = vec!["service_name"];
+    if signal == Signal::Traces {
+        out.push("duration_ns");
+        out.extend(GENAI_STRING_COLUMNS.iter().chain(GENAI_INT_COLUMNS).map(|(c, _)| *c));
+        out.push(GENAI_COST_COLUMN.0);
+    }
+    out
+}
+
 fn traces_schema(v: Version) -> SchemaRef {
     let mut f = vec![
         Field::new("start_time", ts_type(), false),
@@ -1710,6 +1723,47 @@ mod tests {
 
     /// Every kind of value, in attributes and as a log body, comes back exactly from
     /// both versions; version 2 stores strings without a type list.
+    #[test]
+    fn the_derived_columns_are_not_needed_to_decode() {
+        let attrs = |model: &str| {
+            vec![
+                KeyValue {
+                    key: "gen_ai.request.model".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue(model.into())) }),
+                    ..Default::default()
+                },
+                KeyValue {
+                    key: "gen_ai.usage.input_tokens".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::IntValue(12)) }),
+                    ..Default::default()
+                },
+            ]
+        };
+        let spans: Vec<Row<Span>> = (0..4)
+            .map(|i| Row {
+                ts: i,
+                ctx: Arc::new(Ctx::default()),
+                item: Span {
+                    start_time_unix_nano: i as u64,
+                    end_time_unix_nano: 9,
+                    attributes: attrs("m"),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        for v in [Version::V1, Version::V2] {
+            let rows: Rows = Rows::Spans(spans.clone());
+            let full = encode_range(&rows, 0..4, v).unwrap();
+            let derived = derived_columns(Signal::Traces);
+            assert!(derived.len() > 10, "{derived:?}");
+            let keep: Vec<usize> = (0..full.num_columns())
+                .filter(|&i| !derived.contains(&full.schema().field(i).name().as_str()))
+                .collect();
+            let projected = full.project(&keep).unwrap();
+            assert_eq!(decode(Signal::Traces, &projected).unwrap(), decode(Signal::Traces, &full).unwrap(), "{v:?}");
+        }
+    }
+
     #[test]
     fn interleaved_contexts_come_back_shared_and_right_in_both_versions() {
         use any_value::Value as V;
