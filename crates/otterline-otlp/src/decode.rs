@@ -1030,10 +1030,20 @@ mod tests {
 
     #[test]
     fn logs_decode_as_prost_does() {
-        let want = every_log_field();
+        decodes_as_prost_does(every_log_field(), logs_request, logs);
+    }
+
+    /// `want` decodes by the fast path itself (`fast`), and every single-byte corruption of
+    /// it decodes by `decode` to what prost gives (equal, or equal bytes: NaN), or fails
+    /// with prost's error.
+    fn decodes_as_prost_does<M: Message + Default + PartialEq + std::fmt::Debug>(
+        want: M,
+        fast: fn(&[u8]) -> R<M>,
+        decode: fn(&[u8]) -> Result<M, DecodeError>,
+    ) {
         let bytes = want.encode_to_vec();
-        assert_eq!(logs_request(&bytes).ok().as_ref(), Some(&want), "the fast path must handle this request itself");
-        assert_eq!(logs(&bytes).unwrap(), want);
+        assert_eq!(fast(&bytes).ok().as_ref(), Some(&want), "the fast path must handle this request itself");
+        assert_eq!(decode(&bytes).unwrap(), want);
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for i in 0..bytes.len() {
             state ^= state << 13;
@@ -1041,8 +1051,8 @@ mod tests {
             state ^= state << 17;
             let mut m = bytes.clone();
             m[i] = state as u8;
-            match (logs(&m), ExportLogsServiceRequest::decode(&m[..])) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "byte {i}"),
+            match (decode(&m), M::decode(&m[..])) {
+                (Ok(a), Ok(b)) => assert!(a == b || a.encode_to_vec() == b.encode_to_vec(), "byte {i}"),
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
                 (a, b) => panic!("byte {i}: ours {a:?}, prost {b:?}"),
             }
@@ -1172,23 +1182,7 @@ mod tests {
 
     #[test]
     fn metrics_decode_as_prost_does() {
-        let want = every_metric_field();
-        let bytes = want.encode_to_vec();
-        assert_eq!(metrics_request(&bytes).ok().as_ref(), Some(&want), "the fast path must handle this request itself");
-        assert_eq!(metrics(&bytes).unwrap(), want);
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..bytes.len() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let mut m = bytes.clone();
-            m[i] = state as u8;
-            match (metrics(&m), ExportMetricsServiceRequest::decode(&m[..])) {
-                (Ok(a), Ok(b)) => assert!(a == b || a.encode_to_vec() == b.encode_to_vec(), "byte {i}"),
-                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
-                (a, b) => panic!("byte {i}: ours {a:?}, prost {b:?}"),
-            }
-        }
+        decodes_as_prost_does(every_metric_field(), metrics_request, metrics);
     }
 
     #[test]
