@@ -143,19 +143,25 @@ fn upstream_down_then_up_every_span_is_delivered_once() {
     assert_eq!(up.received.duplicates(), 0);
 }
 
-#[test]
-fn sigkill_with_a_persistent_queue_then_restart_delivers_the_queued_data() {
-    let port = free_port();
-    let storage = tempfile::tempdir().unwrap();
-    let exporter = format!(
+/// An `otlp` exporter to `127.0.0.1:port` (retrying for up to 5 minutes) with a persistent
+/// sending queue of `queue_size` batches in `storage`.
+fn persistent_queue_exporter(port: u16, queue_size: usize, storage: &std::path::Path) -> String {
+    format!(
         r#"otlp:
     endpoint: "127.0.0.1:{port}"
     tls: {{insecure: true}}
     timeout: 2s
     retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms, max_elapsed_time: 300s}}
-    sending_queue: {{num_consumers: 2, queue_size: 500, storage: "{}"}}"#,
-        storage.path().display()
-    );
+    sending_queue: {{num_consumers: 2, queue_size: {queue_size}, storage: "{}"}}"#,
+        storage.display()
+    )
+}
+
+#[test]
+fn sigkill_with_a_persistent_queue_then_restart_delivers_the_queued_data() {
+    let port = free_port();
+    let storage = tempfile::tempdir().unwrap();
+    let exporter = persistent_queue_exporter(port, 500, storage.path());
     let config = forward_config(&exporter, "otlp", "");
     let mut first = Instance::start(&config);
     let client = reqwest::blocking::Client::new();
@@ -462,15 +468,7 @@ fn a_full_disk_under_the_persistent_queue_refuses_and_loses_nothing() {
     let data = tempfile::tempdir().unwrap();
     let disk = common::Tmpfs::mount(&data.path().join("disk"), "16m");
     let port = free_port();
-    let exporter = format!(
-        r#"otlp:
-    endpoint: "127.0.0.1:{port}"
-    tls: {{insecure: true}}
-    timeout: 2s
-    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms, max_elapsed_time: 300s}}
-    sending_queue: {{num_consumers: 2, queue_size: 5000, storage: "{}"}}"#,
-        disk.0.join("queue").display()
-    );
+    let exporter = persistent_queue_exporter(port, 5000, &disk.0.join("queue"));
     let mut inst = Instance::start(&forward_config(&exporter, "otlp", ""));
     let filler = common::fill_disk(&disk.0, 1024 * 1024);
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -513,15 +511,7 @@ fn a_full_disk_under_the_persistent_queue_refuses_and_loses_nothing() {
 fn with_acknowledgements_a_persistent_queue_loses_nothing_acknowledged_across_sigkills() {
     let port = free_port();
     let storage = tempfile::tempdir().unwrap();
-    let exporter = format!(
-        r#"otlp:
-    endpoint: "127.0.0.1:{port}"
-    tls: {{insecure: true}}
-    timeout: 2s
-    retry_on_failure: {{initial_interval: 100ms, max_interval: 400ms, max_elapsed_time: 300s}}
-    sending_queue: {{num_consumers: 2, queue_size: 100000, storage: "{}"}}"#,
-        storage.path().display()
-    );
+    let exporter = persistent_queue_exporter(port, 100_000, storage.path());
     let config = forward_config(&exporter, "otlp", "")
         .replace("receivers:\n  otlp:\n", "receivers:\n  otlp:\n    acknowledgements: true\n");
     assert!(config.contains("acknowledgements: true"));

@@ -40,6 +40,13 @@ impl Ack {
         self.0.pending.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A handle for one more holder (a pipeline, an exporter delivery), which it completes
+    /// with [`Ack::done`].
+    pub fn share(&self) -> Ack {
+        self.hold();
+        self.clone()
+    }
+
     /// One holder is finished: `ok` if it made the batch durable.
     pub fn done(&self, ok: bool) {
         if !ok {

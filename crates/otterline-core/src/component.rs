@@ -282,12 +282,7 @@ impl Output {
         signal: Signal,
         items: u64,
     ) {
-        let held = || {
-            ack.map(|a| {
-                a.hold();
-                a.clone()
-            })
-        };
+        let held = || ack.map(crate::ack::Ack::share);
         let last = permits.pop();
         for p in permits {
             p.send((batch.clone(), held()));

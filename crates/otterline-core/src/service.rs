@@ -518,10 +518,7 @@ async fn pipeline_task(
                     // not (`deliver` pads `acks` to `out`).
                     acks.resize(start, None);
                     for b in &out[start..] {
-                        acks.push((b.signal() == signal).then(|| {
-                            a.hold();
-                            a.clone()
-                        }));
+                        acks.push((b.signal() == signal).then(|| a.share()));
                     }
                     // The pipeline's own hold: what it passed on now holds the ack itself (a
                     // batch the processors dropped on purpose is done here).
@@ -604,10 +601,7 @@ async fn deliver(
             tap.offer(&batch);
         }
         for t in route.exporters.iter().filter(|e| e.signals.contains(signal)) {
-            let held = ack.as_ref().map(|a| {
-                a.hold();
-                a.clone()
-            });
+            let held = ack.as_ref().map(crate::ack::Ack::share);
             // Waits while the exporter's queue is full: this is the backpressure path.
             if let Err(e) = t.tx.send((batch.clone(), held)).await {
                 if let Some(a) = e.0 .1 {

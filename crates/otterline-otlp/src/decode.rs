@@ -364,47 +364,37 @@ fn metric(b: &[u8]) -> R<Metric> {
     Ok(out)
 }
 
-fn sum(b: &[u8]) -> R<Sum> {
+/// The body of a gauge's siblings with temporality — a sum, histogram or exponential
+/// histogram: its points (field 1, each read by `point`), its aggregation temporality (2)
+/// and, for a sum (`monotonic`), whether it is monotonic (3).
+fn points<P>(b: &[u8], point: fn(&[u8]) -> R<P>, monotonic: bool) -> R<(Vec<P>, i32, bool)> {
     let [n] = count(b, [1])?;
-    let mut out = Sum { data_points: alloc(n)?, ..Default::default() };
+    let (mut points, mut temporality, mut is_monotonic) = (alloc(n)?, 0, false);
     let mut c = Cur::new(b);
     while let Some((tag, wt)) = c.key()? {
         match tag {
-            1 => out.data_points.push(number_point(c.len_delimited(wt)?)?),
-            2 => out.aggregation_temporality = c.uvarint(wt)? as i32,
-            3 => out.is_monotonic = c.uvarint(wt)? != 0,
+            1 => points.push(point(c.len_delimited(wt)?)?),
+            2 => temporality = c.uvarint(wt)? as i32,
+            3 if monotonic => is_monotonic = c.uvarint(wt)? != 0,
             _ => c.skip(wt)?,
         }
     }
-    Ok(out)
+    Ok((points, temporality, is_monotonic))
+}
+
+fn sum(b: &[u8]) -> R<Sum> {
+    let (data_points, aggregation_temporality, is_monotonic) = points(b, number_point, true)?;
+    Ok(Sum { data_points, aggregation_temporality, is_monotonic })
 }
 
 fn histogram(b: &[u8]) -> R<Histogram> {
-    let [n] = count(b, [1])?;
-    let mut out = Histogram { data_points: alloc(n)?, ..Default::default() };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => out.data_points.push(histogram_point(c.len_delimited(wt)?)?),
-            2 => out.aggregation_temporality = c.uvarint(wt)? as i32,
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok(out)
+    let (data_points, aggregation_temporality, _) = points(b, histogram_point, false)?;
+    Ok(Histogram { data_points, aggregation_temporality })
 }
 
 fn exp_histogram(b: &[u8]) -> R<ExponentialHistogram> {
-    let [n] = count(b, [1])?;
-    let mut out = ExponentialHistogram { data_points: alloc(n)?, ..Default::default() };
-    let mut c = Cur::new(b);
-    while let Some((tag, wt)) = c.key()? {
-        match tag {
-            1 => out.data_points.push(exp_histogram_point(c.len_delimited(wt)?)?),
-            2 => out.aggregation_temporality = c.uvarint(wt)? as i32,
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok(out)
+    let (data_points, aggregation_temporality, _) = points(b, exp_histogram_point, false)?;
+    Ok(ExponentialHistogram { data_points, aggregation_temporality })
 }
 
 fn double(c: &mut Cur<'_>, wt: u8) -> R<f64> {

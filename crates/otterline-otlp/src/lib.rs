@@ -222,9 +222,7 @@ impl Receiver for OtlpReceiver {
         let name = ctx.id.to_string();
         let budget = std::sync::Arc::new(budget::DecodeBudget::new(self.cfg.decode_memory_mib));
         if let Some(g) = &self.cfg.protocols.grpc {
-            let sec = &self.grpc_security;
-            let listener = bind_secured(&g.endpoint, "OTLP/gRPC", sec.tls.is_some(), sec.token.is_some()).await?;
-            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.mutual()), auth = sec.token.is_some(), "OTLP/gRPC listening");
+            let listener = listen(&g.endpoint, "OTLP/gRPC", &self.grpc_security, &name).await?;
             tasks.push(grpc::serve(
                 listener,
                 g.clone(),
@@ -236,9 +234,7 @@ impl Receiver for OtlpReceiver {
             )?);
         }
         if let Some(h) = &self.cfg.protocols.http {
-            let sec = &self.http_security;
-            let listener = bind_secured(&h.endpoint, "OTLP/HTTP", sec.tls.is_some(), sec.token.is_some()).await?;
-            tracing::info!(receiver = %name, endpoint = %local(&listener), tls = sec.tls.is_some(), mtls = sec.tls.as_ref().is_some_and(|t| t.mutual()), auth = sec.token.is_some(), "OTLP/HTTP listening");
+            let listener = listen(&h.endpoint, "OTLP/HTTP", &self.http_security, &name).await?;
             tasks.push(http::serve(
                 listener,
                 h.clone(),
@@ -254,6 +250,21 @@ impl Receiver for OtlpReceiver {
             results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
         }))
     }
+}
+
+/// Binds one protocol's listener (warning when it is exposed without TLS or a token) and
+/// logs what it enforces.
+async fn listen(
+    endpoint: &str,
+    what: &'static str,
+    sec: &security::Security,
+    receiver: &str,
+) -> Result<tokio::net::TcpListener, ComponentError> {
+    let (tls, auth) = (sec.tls.is_some(), sec.token.is_some());
+    let listener = bind_secured(endpoint, what, tls, auth).await?;
+    let mtls = sec.tls.as_ref().is_some_and(|t| t.mutual());
+    tracing::info!(receiver, endpoint = %local(&listener), tls, mtls, auth, "{what} listening");
+    Ok(listener)
 }
 
 fn local(l: &tokio::net::TcpListener) -> String {
